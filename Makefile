@@ -1,0 +1,46 @@
+# routelab: GNU make. `make` builds ./routelab; `make test` runs the suite; `make run` the main job.
+CC      = gcc
+# OpenBLAS's OpenMP build: BLAS calls made inside our parallel regions run single-threaded in
+# the same thread team, so OpenMP and OpenBLAS never fight over the two cores.
+BLASDIR = /usr/lib/x86_64-linux-gnu/openblas-openmp
+CFLAGS  = -std=c11 -O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-parameter -g \
+          -D_GNU_SOURCE -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp
+LDLIBS  = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lpcre2-8 -lcjson -linih -lm
+SRC     = $(wildcard src/*.c)
+LIBOBJ  = $(patsubst src/%.c,build/%.o,$(filter-out src/main.c,$(SRC)))
+TESTS   = $(patsubst tests/%.c,build/%,$(wildcard tests/test_*.c))
+DEPS    = deps
+
+.PHONY: all test run clean deps check-long bench
+
+all: routelab
+
+build/%.o: src/%.c $(wildcard src/*.h) | build
+	$(CC) $(CFLAGS) -c $< -o $@
+
+build/libroutelab.a: $(LIBOBJ)
+	ar rcs $@ $^
+
+routelab: build/main.o build/libroutelab.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+build/test_%: tests/test_%.c tests/check.h build/libroutelab.a
+	$(CC) $(CFLAGS) -Itests $< build/libroutelab.a -o $@ $(LDLIBS)
+
+build:
+	mkdir -p build
+
+# Installs the Debian packages routelab needs (as root; a no-op when they are present).
+deps:
+	@sh tools/install_deps.sh
+
+test: deps routelab $(TESTS)
+	@bash tests/run.sh
+
+run: deps routelab
+	./routelab train --data=mqar --out=runs/mqar-demo --n_layer=2 --d_model=64 --n_head=2 \
+	  --d_ff=256 --seq_len=64 --vocab_size=64 --mqar_pairs=4 --batch=32 --steps=400 \
+	  --dropout=0 --lr=3e-3 --warmup=40 --eval_every=100
+
+clean:
+	rm -rf build routelab

@@ -1,0 +1,186 @@
+// common.c: see common.h.
+#define _POSIX_C_SOURCE 200809L
+#include "common.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void fatal(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fflush(stdout);
+    fputs("routelab: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+void warnf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fflush(stdout);
+    fputs("routelab: warning: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void *xcalloc(size_t count, size_t size) {
+    if (count == 0 || size == 0) count = size = 1;
+    if (count > SIZE_MAX / size) fatal("allocation of %zu x %zu bytes overflows", count, size);
+    size_t bytes = count * size;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded);
+    if (!p) fatal("out of memory allocating %.1f MiB (reduce batch or seq_len)", bytes / 1048576.0);
+    memset(p, 0, rounded);
+    return p;
+}
+
+void *xrealloc(void *p, size_t size) {
+    void *q = realloc(p, size ? size : 1);
+    if (!q) fatal("out of memory allocating %.1f MiB", size / 1048576.0);
+    return q;
+}
+
+char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = xrealloc(NULL, n);
+    memcpy(d, s, n);
+    return d;
+}
+
+void xfree(void *p) { free(p); }
+
+FILE *xfopen(const char *path, const char *mode, const char *what) {
+    FILE *f = fopen(path, mode);
+    if (!f)
+        fatal("cannot open %s '%s': %s (check the path)", what, path, strerror(errno));
+    return f;
+}
+
+void *read_file(const char *path, size_t *len, const char *what) {
+    FILE *f = xfopen(path, "rb", what);
+    if (fseek(f, 0, SEEK_END) != 0) fatal("cannot seek in %s '%s'", what, path);
+    long n = ftell(f);
+    if (n < 0) fatal("cannot size %s '%s'", what, path);
+    rewind(f);
+    char *buf = xcalloc((size_t)n + 1, 1);
+    if (n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n)
+        fatal("cannot read %s '%s' (truncated or unreadable)", what, path);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int dir_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+void make_dirs(const char *path) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            fatal("cannot create directory '%s': %s", tmp, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        fatal("cannot create directory '%s': %s", tmp, strerror(errno));
+}
+
+void write_file_atomic(const char *path, const void *data, size_t len) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) fatal("cannot write '%s': %s (check the directory exists and is writable)", tmp,
+                  strerror(errno));
+    if (len && fwrite(data, 1, len, f) != len) fatal("short write to '%s' (disk full?)", tmp);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) fatal("cannot flush '%s' (disk full?)", tmp);
+    fclose(f);
+    if (rename(tmp, path) != 0) fatal("cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+}
+
+void join_path(char *out, size_t cap, const char *dir, const char *name) {
+    size_t n = strlen(dir);
+    if (n && dir[n - 1] == '/') snprintf(out, cap, "%s%s", dir, name);
+    else snprintf(out, cap, "%s/%s", dir, name);
+}
+
+// ----------------------------------------------------------------------------- RNG
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void rng_seed(Rng *r, uint64_t seed) {
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t rng_next(Rng *r) {  // xoshiro256**
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+float rng_uniform(Rng *r) { return (float)(rng_next(r) >> 40) * (1.0f / 16777216.0f); }
+
+float rng_normal(Rng *r) {
+    // Box-Muller in double; u1 in (0, 1] so the log is finite.
+    double u1 = ((rng_next(r) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    double u2 = (rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+uint64_t rng_below(Rng *r, uint64_t n) {
+    ASSERT(n > 0);
+    uint64_t limit = UINT64_MAX - UINT64_MAX % n;  // rejection avoids modulo bias
+    uint64_t x;
+    do x = rng_next(r);
+    while (x >= limit);
+    return x % n;
+}
+
+uint64_t hash64(uint64_t key, uint64_t index) {
+    uint64_t x = key * 0xD1B54A32D192ED03ull + index;
+    return splitmix64(&x);
+}
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+size_t peak_rss_bytes(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (size_t)ru.ru_maxrss * 1024;
+}

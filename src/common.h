@@ -1,0 +1,66 @@
+// common.h: error reporting, aligned allocation, file helpers and the counter-based RNG
+// shared by every layer of routelab. Nothing here knows about models.
+#ifndef ROUTELAB_COMMON_H
+#define ROUTELAB_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+// ----------------------------------------------------------------------------- errors
+// One line on stderr: "routelab: <what>", then exit(1). Every user-facing failure names the
+// file or key, what was expected, and the fix.
+_Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// Internal invariant (a bug, not bad input): always on, also in release builds.
+#define ASSERT(cond)                                                                         \
+    do {                                                                                     \
+        if (!(cond)) fatal("internal error: %s:%d: assertion '%s' failed (please report)", \
+                           __FILE__, __LINE__, #cond);                                       \
+    } while (0)
+
+// ----------------------------------------------------------------------------- memory
+// 64-byte aligned, zero-filled; dies with a clear message when memory runs out.
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t size);
+char *xstrdup(const char *s);
+void xfree(void *p);
+
+// ----------------------------------------------------------------------------- files
+FILE *xfopen(const char *path, const char *mode, const char *what);
+// Reads a whole file; *len gets its size. `what` names the file's role in errors.
+void *read_file(const char *path, size_t *len, const char *what);
+int file_exists(const char *path);
+int dir_exists(const char *path);
+void make_dirs(const char *path);  // mkdir -p
+// Writes `len` bytes to path via path.tmp + fsync + rename, so an existing file is never lost.
+void write_file_atomic(const char *path, const void *data, size_t len);
+void join_path(char *out, size_t cap, const char *dir, const char *name);
+
+// ----------------------------------------------------------------------------- RNG
+// Explicit-state generator (xoshiro256**-style quality from splitmix64 seeding); the state is
+// saved in checkpoints so that a resumed run draws the same numbers.
+typedef struct {
+    uint64_t s[4];
+} Rng;
+
+void rng_seed(Rng *r, uint64_t seed);
+uint64_t rng_next(Rng *r);
+float rng_uniform(Rng *r);                   // [0, 1)
+float rng_normal(Rng *r);                    // N(0, 1), Box-Muller
+uint64_t rng_below(Rng *r, uint64_t n);      // uniform integer in [0, n)
+
+// Stateless counter-based hash: the same (key, index) always gives the same number. Used where
+// the value must be regenerated in backward (dropout) or must not depend on call order
+// (stochastic and fixed random masks).
+uint64_t hash64(uint64_t key, uint64_t index);
+static inline float hash_uniform(uint64_t key, uint64_t index) {
+    return (float)(hash64(key, index) >> 40) * (1.0f / 16777216.0f);  // 24 bits, [0, 1)
+}
+
+// ----------------------------------------------------------------------------- time
+double now_seconds(void);  // monotonic
+size_t peak_rss_bytes(void);
+
+#endif

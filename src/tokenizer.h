@@ -1,0 +1,51 @@
+// tokenizer.h: text <-> token ids. Three kinds, chosen by a spec string:
+//   "bytes"      id = byte value, vocab 256.
+//   "gpt2"       OpenAI's GPT-2 byte-level BPE (50,257 tokens), read from encoder.json + vocab.bpe
+//                in ../shared/data/gpt2-tokenizer (relative to the current directory);
+//   "gpt2:DIR"   the same, with the two files in DIR. Reproduces GPT-2's ids exactly.
+//   PATH         a byte-level BPE trained by bpe_train() (`routelab tokenizer-train`).
+// Every kind encodes ANY byte string (invalid UTF-8 and NUL bytes included) and decodes it back
+// exactly. No special tokens are recognised in text: "<|endoftext|>" encodes as plain text,
+// though GPT-2's id 50256 decodes to it.
+//
+// Trained BPE file format (plain text, LF line ends):
+//   routelab-bpe 1            format name and version
+//   vocab_size V              V = 256 + number of merges
+//   pretokenizer gpt2         text is split with GPT-2's regex; merges never cross the pieces
+//   merges M                  M = V - 256
+//   L R                       M lines: merge i joins tokens L and R (both < 256 + i) into
+//   ...                       token 256 + i; earlier merges take priority when encoding.
+// Tokens 0..255 are the single bytes 0..255.
+#ifndef ROUTELAB_TOKENIZER_H
+#define ROUTELAB_TOKENIZER_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Tokenizer Tokenizer;
+
+// Loads a tokenizer from its spec (see above); a bad spec or a missing, corrupt or foreign file
+// is a fatal error naming the file and the fix.
+Tokenizer *tokenizer_load(const char *spec);
+void tokenizer_free(Tokenizer *tok);
+int tokenizer_vocab_size(const Tokenizer *tok);
+const char *tokenizer_spec(const Tokenizer *tok);  // the spec it was loaded from
+
+// Returns *n_out ids (caller frees). Thread-safe; large texts are encoded on all OpenMP threads
+// with the same result as a single thread.
+int32_t *tokenizer_encode(const Tokenizer *tok, const char *text, size_t len, size_t *n_out);
+// Returns the bytes of the ids, NUL-terminated, length in *len_out (caller frees). The bytes may
+// be invalid UTF-8 when the ids cut a character in two. An id outside [0, vocab) decodes to
+// U+FFFD, so that sampling from a model with a padded vocabulary never crashes.
+char *tokenizer_decode(const Tokenizer *tok, const int32_t *ids, size_t n, size_t *len_out);
+
+// Byte-level BPE training: 256 byte tokens plus merges learnt from text (pre-tokenized like
+// GPT-2) until vocab_size tokens, written to out_path in the format above. Ties between equally
+// frequent pairs go to the smaller (left id, right id), so the result is deterministic. Stops
+// early (with a warning) when no pair occurs twice. vocab_size must be in [256, 65536].
+void bpe_train(const char *text, size_t len, int vocab_size, const char *out_path, int verbose);
+
+// CLI commands (src/cmd_data.c); argv[0] is the command name, options are --key=value.
+int cmd_prepare(int argc, char **argv);          // routelab prepare
+int cmd_tokenizer_train(int argc, char **argv);  // routelab tokenizer-train
+
+#endif
