@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#define IGNORE_INDEX (-1)  // target that is not scored (loss mask)
+
 // ----------------------------------------------------------------------------- errors
 // One line on stderr: "routelab: <what>", then exit(1). Every user-facing failure names the
 // file or key, what was expected, and the fix.

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IGNORE_INDEX (-1)
+#include "common.h"  // IGNORE_INDEX
 
 typedef struct {
     const char *data;      // "mqar" or a directory written by `routelab prepare`

@@ -1,0 +1,343 @@
+// attention.c: the routing table and the one attention kernel that reads it. Read top to
+// bottom: the table, top-k selection, the per-row forward (keep rule, then gate use), the
+// per-row backward, and the (batch, head) loops around them.
+#include "attention.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "common.h"
+
+// ----------------------------------------------------------------------------- the table
+static const RouteRule ROUTES[ATTN_NUM_MODES] = {
+    [ATTN_DENSE] = {"dense", KEEP_ALL_VISIBLE, GATE_UNUSED, "softmax(S)"},
+    [ATTN_ORACLE] = {"oracle", KEEP_TOPK_SCORES, GATE_UNUSED, "softmax(S | top-k of S)"},
+    [ATTN_SOFT] = {"soft", KEEP_ALL_VISIBLE, GATE_ON_LOGITS, "softmax(S * sigmoid(G/tau))"},
+    [ATTN_SOFT_PROB] = {"soft_prob", KEEP_ALL_VISIBLE, GATE_ON_PROBS,
+                        "softmax(S) * sigmoid(G/tau), not renormalised"},
+    [ATTN_HARD] = {"hard", KEEP_TOPK_GATE, GATE_RANKS_ONLY, "softmax(S | top-k of G)"},
+    [ATTN_STOCHASTIC] = {"stochastic", KEEP_TOPK_FRESH, GATE_UNUSED,
+                         "softmax(S | top-k of fresh uniform noise)"},
+    [ATTN_RANDOM_FIXED] = {"random_fixed", KEEP_TOPK_FIXED, GATE_UNUSED,
+                           "softmax(S | top-k of fixed noise per layer, head, query)"},
+    [ATTN_WINDOW] = {"window", KEEP_WINDOW, GATE_UNUSED, "softmax(S | keys i-k+1..i)"},
+};
+
+const RouteRule *route_rule(AttnMode m) {
+    ASSERT(m >= 0 && m < ATTN_NUM_MODES);
+    return &ROUTES[m];
+}
+
+int route_needs_gate(AttnMode m) { return ROUTES[m].gate != GATE_UNUSED; }
+
+int route_gate_in_graph(AttnMode m, GateGrad gg) {
+    GateUse g = ROUTES[m].gate;
+    return g == GATE_ON_LOGITS || g == GATE_ON_PROBS || (g == GATE_RANKS_ONLY && gg == GATE_GRAD_STE);
+}
+
+// ----------------------------------------------------------------------------- top-k
+typedef struct {
+    float value;
+    int index;
+} Ranked;
+
+// Strict total order: larger value first, then lower index (deterministic ties). NaN ranks last.
+static inline int ranks_before(Ranked a, Ranked b) {
+    int an = isnan(a.value), bn = isnan(b.value);
+    if (an != bn) return bn;
+    if (!an && a.value != b.value) return a.value > b.value;
+    return a.index < b.index;
+}
+
+// Quickselect: afterwards r[0..k) holds the k best (in any order).
+static void select_best(Ranked *r, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        // median of three as pivot, moved to hi
+        if (ranks_before(r[mid], r[lo])) { Ranked t = r[mid]; r[mid] = r[lo]; r[lo] = t; }
+        if (ranks_before(r[hi], r[lo])) { Ranked t = r[hi]; r[hi] = r[lo]; r[lo] = t; }
+        if (ranks_before(r[mid], r[hi])) { Ranked t = r[mid]; r[mid] = r[hi]; r[hi] = t; }
+        Ranked pivot = r[hi];
+        int store = lo;
+        for (int i = lo; i < hi; i++)
+            if (ranks_before(r[i], pivot)) { Ranked t = r[i]; r[i] = r[store]; r[store] = t; store++; }
+        Ranked t = r[store]; r[store] = r[hi]; r[hi] = t;
+        if (store == k - 1 || store == k) return;
+        if (store < k) lo = store + 1;
+        else hi = store - 1;
+    }
+}
+
+int topk_select(unsigned char *keep, const float *x, int n, int k, float *pairs) {
+    if (k >= n) {
+        memset(keep, 1, (size_t)n);
+        return n;
+    }
+    Ranked *r = (Ranked *)pairs;
+    for (int j = 0; j < n; j++) r[j] = (Ranked){x[j], j};
+    select_best(r, n, k);
+    memset(keep, 0, (size_t)n);
+    for (int j = 0; j < k; j++) keep[r[j].index] = 1;
+    return k;
+}
+
+void topk_row(unsigned char *keep, const float *row, int i, int T, int k, TopkScope scope,
+              float *pairs) {
+    if (scope == TOPK_CAUSAL) {
+        topk_select(keep, row, i + 1, k, pairs);
+        memset(keep + i + 1, 0, (size_t)(T - i - 1));
+    } else {  // the paper's code: rank all T keys, then drop the future ones
+        topk_select(keep, row, T, k, pairs);
+        memset(keep + i + 1, 0, (size_t)(T - i - 1));
+    }
+}
+
+// ----------------------------------------------------------------------------- scores
+size_t attention_scratch_floats(int T) {
+    // S, G, dW, dropped W (T x T each), top-k pairs (2T), keep row (T bytes), noise row (T)
+    return 4 * (size_t)T * T + 2 * (size_t)T + (size_t)T + (size_t)T + 64;
+}
+
+void attention_scores(float *S, const float *qkv, int b, int h, const AttnArgs *a) {
+    int T = a->T, C = a->C, hd = a->hd;
+    const float *q = qkv + (size_t)b * T * 3 * C + h * hd;
+    const float *k = q + C;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f / sqrtf((float)hd), q,
+                3 * C, k, 3 * C, 0.0f, S, T);
+}
+
+void attention_gate_scores(float *G, const float *gq, const float *gk, int b, int h,
+                           const AttnArgs *a) {
+    int T = a->T, W = a->NH * a->dg;
+    const float *q = gq + (size_t)b * T * W + h * a->dg;
+    const float *k = gk + (size_t)b * T * W + h * a->dg;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, a->dg, 1.0f / sqrtf((float)a->dg),
+                q, W, k, W, 0.0f, G, T);
+}
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// Keys query i keeps (keep[0..T), zero beyond i), by the mode's keep rule.
+void attention_keep_row(unsigned char *keep, int i, int b, int h, const float *S, const float *G,
+                        float *noise, float *pairs, const AttnArgs *a) {
+    int T = a->T;
+    const RouteRule *r = route_rule(a->mode);
+    if (a->mask_feed) {
+        const float *m = a->mask_feed +
+                         ((size_t)(a->mask_feed_per_batch ? b * a->NH + h : h) * T + i) * T;
+        for (int j = 0; j < T; j++) keep[j] = j <= i && m[j] > 0.5f;
+        return;
+    }
+    switch (r->keep) {
+    case KEEP_ALL_VISIBLE:
+        for (int j = 0; j < T; j++) keep[j] = j <= i;
+        break;
+    case KEEP_TOPK_SCORES: topk_row(keep, S + (size_t)i * T, i, T, a->k, a->scope, pairs); break;
+    case KEEP_TOPK_GATE: topk_row(keep, G + (size_t)i * T, i, T, a->k, a->scope, pairs); break;
+    case KEEP_TOPK_FRESH:
+    case KEEP_TOPK_FIXED: {
+        // Fresh noise is keyed by the forward pass (noise_key) and the batch row; fixed noise
+        // only by layer and head, so it is the same for every batch row and step.
+        uint64_t key = r->keep == KEEP_TOPK_FRESH ? hash64(a->noise_key, (uint64_t)b * a->NH + h)
+                                                  : hash64(a->noise_key, (uint64_t)h);
+        for (int j = 0; j < T; j++) noise[j] = hash_uniform(key, (uint64_t)i * T + j);
+        topk_row(keep, noise, i, T, a->k, a->scope, pairs);
+        break;
+    }
+    case KEEP_WINDOW:
+        for (int j = 0; j < T; j++) keep[j] = j <= i && j >= i - a->k + 1;
+        break;
+    }
+}
+
+// ----------------------------------------------------------------------------- forward
+typedef struct {
+    float *S, *G, *dW, *Wd, *pairs, *noise;
+    unsigned char *keep;
+} Scratch;
+
+static Scratch scratch_of(const AttnArgs *a, int thread) {
+    size_t TT = (size_t)a->T * a->T;
+    float *base = a->scratch + (size_t)thread * attention_scratch_floats(a->T);
+    Scratch s = {base, base + TT, base + 2 * TT, base + 3 * TT, base + 4 * TT,
+                 base + 4 * TT + 2 * a->T, NULL};
+    s.keep = (unsigned char *)(s.noise + a->T);
+    return s;
+}
+
+// Attention weights of row i (W[0..T)), given the kept keys; saves what backward needs.
+static void weights_row(float *W, float *saveS, float *saves, float *lse, const float *S,
+                        const float *G, const unsigned char *keep, int i, const AttnArgs *a) {
+    int T = a->T;
+    GateUse use = route_rule(a->mode)->gate;
+    int ste = use == GATE_RANKS_ONLY && a->gate_grad == GATE_GRAD_STE;
+    float mx = -INFINITY;
+    for (int j = 0; j <= i; j++) {
+        if (!keep[j]) continue;
+        float z = S[j];
+        if (use == GATE_ON_LOGITS) {
+            float s = sigmoidf(G[j] / a->tau);
+            saves[j] = s;
+            z *= s;
+        }
+        W[j] = z;
+        mx = z > mx ? z : mx;
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < T; j++) {
+        if (j <= i && keep[j]) {
+            W[j] = expf(W[j] - mx);
+            sum += W[j];
+        } else {
+            W[j] = 0.0f;
+        }
+    }
+    if (sum > 0.0f) {  // a row with no kept key (topk_scope=all) stays all zero
+        float inv = 1.0f / sum;
+        for (int j = 0; j <= i; j++) W[j] *= inv;
+    }
+    if (use == GATE_ON_LOGITS) {
+        memcpy(saveS, S, (size_t)T * sizeof(float));
+    } else if (use == GATE_ON_PROBS) {
+        memcpy(saveS, W, (size_t)T * sizeof(float));  // P, the dense causal softmax
+        for (int j = 0; j <= i; j++) {
+            saves[j] = sigmoidf(G[j] / a->tau);
+            W[j] *= saves[j];
+        }
+    } else if (ste) {
+        memcpy(saveS, S, (size_t)T * sizeof(float));
+        for (int j = 0; j <= i; j++) saves[j] = sigmoidf(G[j] / a->tau);
+        *lse = sum > 0.0f ? mx + logf(sum) : -INFINITY;
+    }
+}
+
+// Writes the dropped-out weights of one (b,h) block into Wd (or returns W when no dropout).
+static const float *dropped_weights(float *Wd, const float *W, size_t block, const AttnArgs *a) {
+    if (a->dropout <= 0.0f) return W;
+    size_t TT = (size_t)a->T * a->T;
+    float scale = 1.0f / (1.0f - a->dropout);
+    for (size_t e = 0; e < TT; e++)
+        Wd[e] = hash_uniform(a->dropout_key, block * TT + e) >= a->dropout ? W[e] * scale : 0.0f;
+    return Wd;
+}
+
+void attention_forward(float *out, float *att, float *aux_S, float *aux_s, float *lse,
+                       const float *qkv, const float *gq, const float *gk, const AttnArgs *a) {
+    int B = a->B, T = a->T, C = a->C, NH = a->NH, hd = a->hd;
+    size_t TT = (size_t)T * T;
+    int needs_gate = route_needs_gate(a->mode);
+    ASSERT(!needs_gate || (gq && gk));
+#pragma omp parallel for schedule(static) num_threads(a->nthreads)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        Scratch s = scratch_of(a, omp_get_thread_num());
+        attention_scores(s.S, qkv, b, h, a);
+        if (needs_gate) attention_gate_scores(s.G, gq, gk, b, h, a);
+        float *W = att + (size_t)bh * TT;
+        for (int i = 0; i < T; i++) {
+            size_t row = (size_t)bh * TT + (size_t)i * T;
+            attention_keep_row(s.keep, i, b, h, s.S, s.G, s.noise, s.pairs, a);
+            weights_row(W + (size_t)i * T, aux_S ? aux_S + row : NULL, aux_s ? aux_s + row : NULL,
+                        lse ? lse + (size_t)bh * T + i : NULL, s.S + (size_t)i * T,
+                        needs_gate ? s.G + (size_t)i * T : NULL, s.keep, i, a);
+        }
+        const float *Wd = dropped_weights(s.Wd, W, (size_t)bh, a);
+        const float *v = qkv + (size_t)b * T * 3 * C + 2 * C + h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, Wd, T, v, 3 * C,
+                    0.0f, out + (size_t)b * T * C + h * hd, C);
+    }
+}
+
+// ----------------------------------------------------------------------------- backward
+// Row i: turns dW (gradient at the weights, in place) into dS, and writes ds (the gradient at
+// the gate's sigmoid, converted to dG) where the gate is in the graph.
+static void backward_row(float *dS, float *dG, const float *W, const float *savedS,
+                         const float *saveds, float lse, int i, const AttnArgs *a) {
+    int T = a->T;
+    GateUse use = route_rule(a->mode)->gate;
+    int ste = use == GATE_RANKS_ONLY && a->gate_grad == GATE_GRAD_STE;
+    if (use == GATE_ON_PROBS) {
+        // W = P * s: dP = dW s, ds = dW P; then softmax backward with P.
+        const float *P = savedS;
+        float dot = 0.0f;
+        for (int j = 0; j <= i; j++) {
+            float dP = dS[j] * saveds[j];
+            dG[j] = dS[j] * P[j];
+            dS[j] = dP;
+            dot += P[j] * dP;
+        }
+        for (int j = 0; j <= i; j++) dS[j] = P[j] * (dS[j] - dot);
+    } else {
+        float dot = 0.0f;
+        for (int j = 0; j <= i; j++) dot += W[j] * dS[j];
+        if (ste) {  // dL/dM = exp(S - lse) (dW - dot) on visible keys of non-empty rows
+            for (int j = 0; j <= i; j++)
+                dG[j] = isinf(lse) ? 0.0f : expf(savedS[j] - lse) * (dS[j] - dot);
+        }
+        for (int j = 0; j <= i; j++) dS[j] = W[j] * (dS[j] - dot);  // dZ
+        if (use == GATE_ON_LOGITS) {  // Z = S * s: dS = dZ s, ds = dZ S
+            for (int j = 0; j <= i; j++) {
+                dG[j] = dS[j] * savedS[j];
+                dS[j] *= saveds[j];
+            }
+        }
+    }
+    for (int j = i + 1; j < T; j++) dS[j] = 0.0f;
+    if (dG) {
+        for (int j = 0; j <= i; j++) dG[j] *= saveds[j] * (1.0f - saveds[j]) / a->tau;  // sigmoid'
+        for (int j = i + 1; j < T; j++) dG[j] = 0.0f;
+    }
+}
+
+void attention_backward(float *dqkv, float *dgq, float *dgk, const float *dout,
+                        const float *qkv, const float *gq, const float *gk, const float *att,
+                        const float *aux_S, const float *aux_s, const float *lse,
+                        const AttnArgs *a) {
+    int B = a->B, T = a->T, C = a->C, NH = a->NH, hd = a->hd, dg = a->dg, GW = NH * dg;
+    size_t TT = (size_t)T * T;
+    int gate_grad = route_gate_in_graph(a->mode, a->gate_grad);
+    ASSERT(!gate_grad || (dgq && dgk && aux_s));
+    float scale = 1.0f / sqrtf((float)hd), gscale = 1.0f / sqrtf((float)dg);
+#pragma omp parallel for schedule(static) num_threads(a->nthreads)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        Scratch s = scratch_of(a, omp_get_thread_num());
+        const float *W = att + (size_t)bh * TT;
+        const float *Wd = dropped_weights(s.Wd, W, (size_t)bh, a);
+        const float *q = qkv + (size_t)b * T * 3 * C + h * hd, *k = q + C, *v = q + 2 * C;
+        float *dq = dqkv + (size_t)b * T * 3 * C + h * hd, *dk = dq + C, *dv = dq + 2 * C;
+        const float *dy = dout + (size_t)b * T * C + h * hd;
+        // dv = Wd^T dy ; dW = dy v^T (then through the dropout mask)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, Wd, T, dy, C, 0.0f,
+                    dv, 3 * C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dy, C, v, 3 * C,
+                    0.0f, s.dW, T);
+        if (a->dropout > 0.0f) {
+            float ds = 1.0f / (1.0f - a->dropout);
+            for (size_t e = 0; e < TT; e++)
+                s.dW[e] = hash_uniform(a->dropout_key, (size_t)bh * TT + e) >= a->dropout
+                              ? s.dW[e] * ds : 0.0f;
+        }
+        for (int i = 0; i < T; i++) {
+            size_t row = (size_t)bh * TT + (size_t)i * T;
+            backward_row(s.dW + (size_t)i * T, gate_grad ? s.G + (size_t)i * T : NULL, W + (size_t)i * T,
+                         aux_S ? aux_S + row : NULL, aux_s ? aux_s + row : NULL,
+                         lse ? lse[(size_t)bh * T + i] : 0.0f, i, a);
+        }
+        // S = q k^T * scale: dq = dS k * scale, dk = dS^T q * scale
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, s.dW, T, k, 3 * C,
+                    0.0f, dq, 3 * C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, s.dW, T, q, 3 * C,
+                    0.0f, dk, 3 * C);
+        if (gate_grad) {  // G = gq gk^T * gscale
+            const float *gqh = gq + (size_t)b * T * GW + h * dg, *gkh = gk + (size_t)b * T * GW + h * dg;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dg, T, gscale, s.G, T, gkh,
+                        GW, 0.0f, dgq + (size_t)b * T * GW + h * dg, GW);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, dg, T, gscale, s.G, T, gqh,
+                        GW, 0.0f, dgk + (size_t)b * T * GW + h * dg, GW);
+        }
+    }
+}

@@ -1,0 +1,103 @@
+// attention.h: causal multi-head attention with per-layer routing. Every routing mode is one
+// row of the table in attention.c (which keys a query keeps, and how the gate enters); the
+// forward and backward below read that row, so there is one attention code path for all modes.
+//
+// Per batch row b and head h (T x T matrices, i = query, j = key, visible iff j <= i):
+//   S = q k^T / sqrt(hd)                       G = gq gk^T / sqrt(d_g)     s = sigmoid(G / tau)
+//   dense        W = softmax(S)                 oracle     W = softmax(S | topk(S))
+//   soft         W = softmax(S * s)             soft_prob  W = softmax(S) * s
+//   hard         W = softmax(S | topk(G))       stochastic W = softmax(S | topk(fresh noise))
+//   random_fixed W = softmax(S | topk(fixed noise per layer, head))
+//   window       W = softmax(S | k most recent keys)
+//   y = dropout(W) v, heads concatenated.
+#ifndef ROUTELAB_ATTENTION_H
+#define ROUTELAB_ATTENTION_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+// How a mode picks the keys a query keeps.
+typedef enum {
+    KEEP_ALL_VISIBLE,   // every causal key
+    KEEP_TOPK_SCORES,   // top-k of S (oracle)
+    KEEP_TOPK_GATE,     // top-k of G (hard gate)
+    KEEP_TOPK_FRESH,    // top-k of fresh uniform noise per forward pass (stochastic)
+    KEEP_TOPK_FIXED,    // top-k of fixed uniform noise per (layer, head, query) (random_fixed)
+    KEEP_WINDOW,        // the k most recent keys
+} KeepRule;
+
+// How the gate's sigmoid enters the attention weights.
+typedef enum {
+    GATE_UNUSED,        // no gate
+    GATE_ON_LOGITS,     // W = softmax(S * s)        (the paper's code)
+    GATE_ON_PROBS,      // W = softmax(S) * s        (the paper's text), not renormalised
+    GATE_RANKS_ONLY,    // G ranks keys: no gradient (or straight-through with gate_grad=ste)
+} GateUse;
+
+typedef struct {
+    const char *name;
+    KeepRule keep;
+    GateUse gate;
+    const char *formula;  // for --help and the README table
+} RouteRule;
+
+const RouteRule *route_rule(AttnMode m);
+// The gate's sigmoid is in the differentiable graph (its weights can get a gradient).
+int route_gate_in_graph(AttnMode m, GateGrad gg);
+// The gate scores G must be computed in the forward pass.
+int route_needs_gate(AttnMode m);
+
+// Everything one layer's attention needs. Buffers marked "saved" are kept for backward.
+typedef struct {
+    int B, T, C, NH, hd, dg;  // C = d_model; hd = C / NH; dg = gate width per head
+    AttnMode mode;
+    int k;
+    TopkScope scope;
+    GateGrad gate_grad;
+    float tau;
+    float dropout;            // on the attention weights (training only)
+    uint64_t dropout_key;     // stateless mask key of this layer and forward pass
+    uint64_t noise_key;       // stochastic / random_fixed noise key
+    const float *mask_feed;   // optional 0/1 keep masks replacing the drawn ones (refcheck):
+    int mask_feed_per_batch;  //   (B,NH,T,T) if per_batch, else (NH,T,T)
+    int nthreads;
+    float *scratch;           // nthreads * attention_scratch_floats(T)
+} AttnArgs;
+
+size_t attention_scratch_floats(int T);
+
+// out (B,T,C) head outputs (before attn.proj); att (B,NH,T,T) saved weights W;
+// aux_S (B,NH,T,T) saved S (soft, ste) or P (soft_prob), else NULL;
+// aux_s (B,NH,T,T) saved sigmoid(G/tau) where the gate is in the graph, else NULL;
+// lse (B,NH,T) saved log-normaliser of kept keys (ste), else NULL;
+// qkv (B,T,3C); gq, gk (B,T,NH*dg) gate projections (NULL when the mode needs no gate).
+void attention_forward(float *out, float *att, float *aux_S, float *aux_s, float *lse,
+                       const float *qkv, const float *gq, const float *gk, const AttnArgs *a);
+
+// dqkv (B,T,3C) overwritten; dgq, dgk (B,T,NH*dg) overwritten where the gate is in the graph;
+// dout (B,T,C) gradient of the head outputs; the rest as saved by the forward.
+void attention_backward(float *dqkv, float *dgq, float *dgk, const float *dout,
+                        const float *qkv, const float *gq, const float *gk, const float *att,
+                        const float *aux_S, const float *aux_s, const float *lse,
+                        const AttnArgs *a);
+
+// Helpers shared with diagnostics and distillation: one (b,h) score matrix.
+// S (T,T) = q k^T / sqrt(hd) over all T x T entries.
+void attention_scores(float *S, const float *qkv, int b, int h, const AttnArgs *a);
+// G (T,T) = gq gk^T / sqrt(dg).
+void attention_gate_scores(float *G, const float *gq, const float *gk, int b, int h,
+                           const AttnArgs *a);
+// keep (n) = 1 for the min(k, n) largest x[0..n); ties go to the lower index. pairs: scratch
+// of 2n floats. Returns the number kept.
+int topk_select(unsigned char *keep, const float *x, int n, int k, float *pairs);
+// keep row i (T entries, 0 beyond i) under top-k of `row` with the given scope.
+void topk_row(unsigned char *keep, const float *row, int i, int T, int k, TopkScope scope,
+              float *pairs);
+
+// Keys query i of (b,h) keeps under the mode's keep rule: keep (T), zero beyond i. S, G: the
+// (b,h) score and gate matrices (T,T); noise (T), pairs (2T) scratch.
+void attention_keep_row(unsigned char *keep, int i, int b, int h, const float *S, const float *G,
+                        float *noise, float *pairs, const AttnArgs *a);
+
+#endif

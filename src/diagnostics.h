@@ -1,0 +1,29 @@
+// diagnostics.h: the per-layer quantities that expose routing absorption, computed from the
+// last forward pass (each layer's S and G of that forward; P = the dense causal softmax of S,
+// whatever the layer's mode):
+//   topk_mass      mean over (b,h,i) of the mass of P_i's min(k, i+1) largest entries
+//   entropy_ratio  mean over (b,h,i >= 1) of H(P_i) / log(i+1)
+//   gate_precision / recall / f1: micro over visible (b,h,i,j) of topk(G) vs topk(S), causal
+//   kept_fraction  kept visible entries / visible entries under the layer's mode
+//   empty_rows     (b,h,i) rows that keep no key
+//   gate_grad_norm sqrt(|dW_gq|^2 + |dW_gk|^2), 0 where the gate has no gradient
+#ifndef ROUTELAB_DIAGNOSTICS_H
+#define ROUTELAB_DIAGNOSTICS_H
+#include <stdio.h>
+
+#include "model.h"
+
+typedef struct {
+    double topk_mass, entropy_ratio, gate_precision, gate_recall, gate_f1, kept_fraction;
+    long empty_rows;
+    double gate_grad_norm;
+} LayerDiag;
+
+// Fills diag[0..n_layer) from the model's last forward (and its gradients, if any).
+void diagnostics_compute(LayerDiag *diag, const Model *m);
+// Gate gradient norms only (cheap; after backward).
+void diagnostics_gate_grad_norms(LayerDiag *diag, const Model *m);
+// Writes "key": [l0, l1, ...] pairs (no braces) for metrics.jsonl and --json.
+void diagnostics_write_json(FILE *f, const LayerDiag *diag, int n_layer);
+
+#endif

@@ -1,0 +1,19 @@
+// freeze.h: which parameters train. Grammar of the `train` key (items joined by '+'):
+//   all            every parameter            none        nothing (evaluation only)
+//   gates          every gate (gate_q, gate_k) of every layer
+//   embed          wte and wpe                head        ln_f (and lm_head when untied)
+//   layers:LIST    everything in those blocks (LN, attention, gates, FFN)
+//   attn:LIST      attention of those blocks (qkv, proj, and their gates)
+//   mlp:LIST       FFN of those blocks        gates:LIST  gates of those blocks
+//   top:N          the last N blocks (the absorption gradient: N unfrozen layers)
+// LIST is comma separated indices or ranges, e.g. layers:0,3-5. Examples: "gates",
+// "gates+top:2", "layers:4,5+head". Gates with gate=random stay frozen whatever the spec.
+#ifndef ROUTELAB_FREEZE_H
+#define ROUTELAB_FREEZE_H
+#include "config.h"
+#include "params.h"
+
+// trainable (table count) gets 1 for every tensor the spec trains; dies on a bad spec.
+void freeze_apply(unsigned char *trainable, const ParamTable *t, const Config *c);
+
+#endif

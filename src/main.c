@@ -1,0 +1,46 @@
+// main.c: the routelab command line: one function per command, each with --help.
+#include <stdio.h>
+#include <string.h>
+
+#include "common.h"
+#include "refcheck.h"
+#include "tokenizer.h"
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} Command;
+
+static const Command COMMANDS[] = {
+    {"train", cmd_train, "train a model (built-in MQAR or prepared shards); --resume=RUNDIR"},
+    {"eval", cmd_eval, "evaluate a checkpoint (perplexity / accuracy, diagnostics, any routing)"},
+    {"sample", cmd_sample, "generate text from a checkpoint"},
+    {"prepare", cmd_prepare, "tokenize text files into train/val token shards (llm.c format)"},
+    {"tokenizer-train", cmd_tokenizer_train, "train a byte-level BPE tokenizer"},
+    {"refcheck", cmd_refcheck, "compare against PyTorch reference cases (../shared/ref)"},
+};
+#define N_COMMANDS (int)(sizeof COMMANDS / sizeof COMMANDS[0])
+
+static void usage(FILE *f) {
+    fprintf(f, "routelab: a C framework for studying routing in transformers\n\n"
+               "usage: routelab COMMAND [--key=value ...]   (routelab COMMAND --help for more)\n\n"
+               "commands:\n");
+    for (int i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-16s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "routelab: error: unknown command '%s' (see routelab --help)\n", argv[1]);
+    return 2;
+}

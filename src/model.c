@@ -1,0 +1,351 @@
+// model.c: see model.h.
+#include "model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common.h"
+#include "freeze.h"
+#include "ops.h"
+
+// Dropout sites, so each dropout in a forward pass has its own stateless mask key.
+enum { SITE_EMBED, SITE_ATTN, SITE_GELU, SITE_FFN_OUT, N_SITES };
+
+static uint64_t site_key(const Model *m, int layer, int site) {
+    return hash64(m->fwd_key, (uint64_t)(layer + 1) * N_SITES + site);
+}
+
+void model_build(Model *m, const Config *c) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *c;
+    param_table_build(&m->table, c);
+    size_t P = m->table.total;
+    m->params = xcalloc(P, sizeof(float));
+    m->grads = xcalloc(P, sizeof(float));
+    m->adam_m = xcalloc(P, sizeof(float));
+    m->adam_v = xcalloc(P, sizeof(float));
+    weights_carve(&m->w, &m->table, c, m->params);
+    weights_carve(&m->g, &m->table, c, m->grads);
+    params_init(m->params, &m->table, c);
+    m->trainable = xcalloc((size_t)m->table.count, 1);
+    m->gets_grad = xcalloc((size_t)m->table.count, 1);
+    m->adam_t = xcalloc((size_t)m->table.count, sizeof(long));
+    m->nthreads = omp_get_max_threads();
+    model_apply_trainable(m);
+}
+
+static void free_acts(Model *m) {
+    xfree(m->acts);
+    xfree(m->bwd);
+    xfree(m->attn_scratch);
+    xfree(m->inputs);
+    xfree(m->targets);
+    m->acts = m->bwd = m->attn_scratch = NULL;
+    m->inputs = m->targets = NULL;
+    m->B = m->T = 0;
+}
+
+void model_free(Model *m) {
+    free_acts(m);
+    xfree(m->params);
+    xfree(m->grads);
+    xfree(m->adam_m);
+    xfree(m->adam_v);
+    xfree(m->trainable);
+    xfree(m->gets_grad);
+    xfree(m->adam_t);
+    param_table_free(&m->table);
+}
+
+void model_apply_trainable(Model *m) {
+    freeze_apply(m->trainable, &m->table, &m->cfg);
+    for (int i = 0; i < m->table.count; i++) {
+        const ParamInfo *p = &m->table.info[i];
+        int on_path = 1;
+        if (p->role == ROLE_GATE) on_path = route_gate_in_graph(m->cfg.mode[p->layer], m->cfg.gate_grad_kind);
+        m->gets_grad[i] = m->trainable[i] && on_path;
+    }
+}
+
+void model_set_routing(Model *m, const AttnMode *modes, const int *k) {
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        if (modes) m->cfg.mode[l] = modes[l];
+        if (k) m->cfg.layer_k[l] = k[l];
+    }
+    model_apply_trainable(m);
+}
+
+// ----------------------------------------------------------------------------- activations
+typedef struct {
+    float **ptr;
+    size_t count;
+} Slot;
+
+static float *carve(Slot *slots, int n, size_t *total_out) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += (slots[i].count + 15) & ~(size_t)15;
+    float *base = xcalloc(total ? total : 1, sizeof(float));
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        *slots[i].ptr = slots[i].count ? base + off : NULL;
+        off += (slots[i].count + 15) & ~(size_t)15;
+    }
+    *total_out = total;
+    return base;
+}
+
+// Lays out activations for (B, T) and the current modes; only what backward needs is kept.
+static void ensure_acts(Model *m, int B, int T) {
+    const Config *c = &m->cfg;
+    int same = m->acts && m->B == B && m->T == T;
+    for (int l = 0; same && l < c->n_layer; l++) same = m->act_modes[l] == c->mode[l];
+    if (same) return;
+    free_acts(m);
+    m->B = B;
+    m->T = T;
+    size_t N = (size_t)B * T, C = c->d_model, F = c->d_ff, V = c->vocab_size;
+    size_t NH = c->n_head, GW = NH * c->d_g, TT = (size_t)T * T;
+    Slot s[32 * MAX_LAYERS];
+    int n = 0;
+#define SLOT(p, cnt) s[n++] = (Slot){&(p), (cnt)}
+    SLOT(m->encoded, N * C);
+    int any_gate = 0;
+    for (int l = 0; l < c->n_layer; l++) {
+        LayerActs *L = &m->layer[l];
+        AttnMode mode = c->mode[l];
+        m->act_modes[l] = mode;
+        GateUse use = route_rule(mode)->gate;
+        int ste = use == GATE_RANKS_ONLY && c->gate_grad_kind == GATE_GRAD_STE;
+        int needs_gate = route_needs_gate(mode);
+        any_gate |= route_gate_in_graph(mode, c->gate_grad_kind);
+        SLOT(L->ln1, N * C);
+        SLOT(L->ln1_mean, N);
+        SLOT(L->ln1_rstd, N);
+        SLOT(L->qkv, N * 3 * C);
+        SLOT(L->gq, needs_gate ? N * GW : 0);
+        SLOT(L->gk, needs_gate ? N * GW : 0);
+        SLOT(L->att, B * NH * TT);
+        SLOT(L->aux_S, (use == GATE_ON_LOGITS || use == GATE_ON_PROBS || ste) ? B * NH * TT : 0);
+        SLOT(L->aux_s, (use == GATE_ON_LOGITS || use == GATE_ON_PROBS || ste) ? B * NH * TT : 0);
+        SLOT(L->lse, ste ? B * NH * T : 0);
+        SLOT(L->atty, N * C);
+        SLOT(L->res_att, N * C);
+        SLOT(L->ln2, N * C);
+        SLOT(L->ln2_mean, N);
+        SLOT(L->ln2_rstd, N);
+        SLOT(L->fch, N * F);
+        SLOT(L->fch_gelu, N * F);
+        SLOT(L->res_ffn, N * C);
+    }
+    SLOT(m->lnf, N * C);
+    SLOT(m->lnf_mean, N);
+    SLOT(m->lnf_rstd, N);
+    SLOT(m->logits, N * V);
+    SLOT(m->losses, N);
+    size_t total;
+    m->acts = carve(s, n, &total);
+    n = 0;
+    SLOT(m->dres, N * C);
+    SLOT(m->dln, N * C);
+    SLOT(m->dtmp, N * C);
+    SLOT(m->dqkv, N * 3 * C);
+    SLOT(m->datty, N * C);
+    SLOT(m->dfch, N * F);
+    SLOT(m->dgq, any_gate ? N * GW : 0);
+    SLOT(m->dgk, any_gate ? N * GW : 0);
+#undef SLOT
+    m->bwd = carve(s, n, &total);
+    m->attn_scratch = xcalloc((size_t)m->nthreads * attention_scratch_floats(T), sizeof(float));
+    m->inputs = xcalloc(N, sizeof(int));
+    m->targets = xcalloc(N, sizeof(int));
+}
+
+AttnArgs model_attn_args(const Model *m, int l) {
+    const Config *c = &m->cfg;
+    AttnArgs a = {0};
+    a.B = m->B;
+    a.T = m->T;
+    a.C = c->d_model;
+    a.NH = c->n_head;
+    a.hd = c->d_model / c->n_head;
+    a.dg = c->d_g;
+    a.mode = c->mode[l];
+    a.k = c->layer_k[l];
+    a.scope = c->scope;
+    a.gate_grad = c->gate_grad_kind;
+    a.tau = c->tau;
+    a.dropout = m->training ? c->dropout : 0.0f;
+    a.dropout_key = site_key(m, l, SITE_ATTN);
+    // Fresh masks change with every forward pass; fixed ones depend on the layer alone.
+    a.noise_key = a.mode == ATTN_STOCHASTIC
+                      ? hash64((uint64_t)c->mask_seed, m->fwd_index * MAX_LAYERS + (uint64_t)l)
+                      : hash64((uint64_t)c->mask_seed ^ 0xF1CEDull, (uint64_t)l);
+    a.mask_feed = m->mask_feed[l];
+    a.mask_feed_per_batch = m->mask_feed_per_batch[l];
+    a.nthreads = m->nthreads;
+    a.scratch = m->attn_scratch;
+    return a;
+}
+
+// ----------------------------------------------------------------------------- forward
+double model_forward(Model *m, const int *inputs, const int *targets, int B, int T) {
+    const Config *c = &m->cfg;
+    if (T > c->seq_len) fatal("sequence of %d tokens is longer than seq_len %d", T, c->seq_len);
+    ensure_acts(m, B, T);
+    size_t N = (size_t)B * T;
+    int C = c->d_model, F = c->d_ff, V = c->vocab_size, GW = c->n_head * c->d_g;
+    float p = m->training ? c->dropout : 0.0f;
+    m->fwd_index = m->forward_count;
+    m->fwd_key = hash64((uint64_t)c->seed ^ 0xD50Full, m->fwd_index);
+    for (size_t n = 0; n < N; n++) {
+        if (inputs[n] < 0 || inputs[n] >= V)
+            fatal("token id %d at position %zu is outside the vocabulary [0, %d): check that the "
+                  "data matches vocab_size", inputs[n], n, V);
+        m->inputs[n] = inputs[n];
+        m->targets[n] = targets ? targets[n] : IGNORE_INDEX;
+        if (targets && (targets[n] < IGNORE_INDEX || targets[n] >= V))
+            fatal("target id %d at position %zu is outside [0, %d) and is not the ignore index -1",
+                  targets[n], n, V);
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        const float *te = m->w.wte + (size_t)m->inputs[n] * C, *pe = m->w.wpe + (n % T) * C;
+        float *x = m->encoded + n * C;
+        for (int i = 0; i < C; i++) x[i] = te[i] + pe[i];
+    }
+    dropout_apply(m->encoded, N * C, p, site_key(m, -1, SITE_EMBED));
+    const float *x = m->encoded;
+    for (int l = 0; l < c->n_layer; l++) {
+        LayerActs *L = &m->layer[l];
+        const LayerWeights *w = &m->w.layer[l];
+        layernorm_forward(L->ln1, L->ln1_mean, L->ln1_rstd, x, w->ln1_w, w->ln1_b, N, C, c->ln_eps);
+        matmul_forward(L->qkv, L->ln1, w->qkv_w, w->qkv_b, N, C, 3 * C);
+        if (L->gq) {
+            matmul_forward(L->gq, L->ln1, w->gate_q, NULL, N, C, GW);
+            matmul_forward(L->gk, L->ln1, w->gate_k, NULL, N, C, GW);
+        }
+        AttnArgs a = model_attn_args(m, l);
+        attention_forward(L->atty, L->att, L->aux_S, L->aux_s, L->lse, L->qkv, L->gq, L->gk, &a);
+        matmul_forward(m->dtmp, L->atty, w->proj_w, w->proj_b, N, C, C);
+        residual_forward(L->res_att, x, m->dtmp, N * C);
+        layernorm_forward(L->ln2, L->ln2_mean, L->ln2_rstd, L->res_att, w->ln2_w, w->ln2_b, N, C,
+                          c->ln_eps);
+        matmul_forward(L->fch, L->ln2, w->fc_w, w->fc_b, N, C, F);
+        gelu_forward(L->fch_gelu, L->fch, N * F, c->gelu_kind);
+        dropout_apply(L->fch_gelu, N * F, p, site_key(m, l, SITE_GELU));
+        matmul_forward(m->dtmp, L->fch_gelu, w->fcproj_w, w->fcproj_b, N, F, C);
+        dropout_apply(m->dtmp, N * C, p, site_key(m, l, SITE_FFN_OUT));
+        residual_forward(L->res_ffn, L->res_att, m->dtmp, N * C);
+        x = L->res_ffn;
+    }
+    layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N, C, c->ln_eps);
+    matmul_forward(m->logits, m->lnf, m->w.lm_head, NULL, N, C, V);
+    m->forward_count++;
+    m->loss = 0.0;
+    m->n_scored = 0;
+    if (!targets) return 0.0;
+    double total = crossentropy_forward(m->losses, &m->n_scored, m->logits, m->targets, N, V);
+    m->loss = m->n_scored ? total / (double)m->n_scored : 0.0;
+    return m->loss;
+}
+
+// ----------------------------------------------------------------------------- backward
+void model_zero_grad(Model *m) { memset(m->grads, 0, m->table.total * sizeof(float)); }
+
+// Gradient pointer of a tensor, or NULL when it gets none (frozen or off the loss's path).
+static float *grad_of(const Model *m, const float *param_ptr) {
+    if (!param_ptr) return NULL;
+    size_t off = (size_t)(param_ptr - m->params);
+    for (int i = 0; i < m->table.count; i++)
+        if (m->table.info[i].offset == off) return m->gets_grad[i] ? m->grads + off : NULL;
+    ASSERT(0);
+    return NULL;
+}
+
+// Undoes an inverted dropout on a gradient in place (same stateless mask as the forward).
+static void dropout_backward(float *d, size_t n, float p, uint64_t key) { dropout_apply(d, n, p, key); }
+
+void model_backward(Model *m, float grad_scale) {
+    const Config *c = &m->cfg;
+    ASSERT(m->acts && m->n_scored > 0);
+    int B = m->B, T = m->T, C = c->d_model, F = c->d_ff, V = c->vocab_size;
+    int GW = c->n_head * c->d_g;
+    size_t N = (size_t)B * T;
+    float p = m->training ? c->dropout : 0.0f;
+    crossentropy_backward(m->logits, m->targets, N, V, grad_scale / (float)m->n_scored);
+    const float *dlogits = m->logits;
+    // logits = lnf lm_head^T
+    matmul_backward(m->dln, grad_of(m, m->w.lm_head), NULL, dlogits, m->lnf, m->w.lm_head, N, C, V, 0);
+    memset(m->dres, 0, N * C * sizeof(float));
+    const float *x_last = c->n_layer ? m->layer[c->n_layer - 1].res_ffn : m->encoded;
+    layernorm_backward(m->dres, grad_of(m, m->w.lnf_w), grad_of(m, m->w.lnf_b), m->dln, x_last,
+                       m->w.lnf_w, m->lnf_mean, m->lnf_rstd, N, C);
+    for (int l = c->n_layer - 1; l >= 0; l--) {
+        LayerActs *L = &m->layer[l];
+        const LayerWeights *w = &m->w.layer[l];
+        const float *x_in = l ? m->layer[l - 1].res_ffn : m->encoded;
+        // FFN: res_ffn = res_att + drop(fcproj(fch_gelu))
+        memcpy(m->dtmp, m->dres, N * C * sizeof(float));
+        dropout_backward(m->dtmp, N * C, p, site_key(m, l, SITE_FFN_OUT));
+        matmul_backward(m->dfch, grad_of(m, w->fcproj_w), grad_of(m, w->fcproj_b), m->dtmp,
+                        L->fch_gelu, w->fcproj_w, N, F, C, 0);
+        dropout_backward(m->dfch, N * F, p, site_key(m, l, SITE_GELU));
+        gelu_backward(m->dfch, L->fch, m->dfch, N * F, c->gelu_kind);
+        matmul_backward(m->dln, grad_of(m, w->fc_w), grad_of(m, w->fc_b), m->dfch, L->ln2, w->fc_w,
+                        N, C, F, 0);
+        layernorm_backward(m->dres, grad_of(m, w->ln2_w), grad_of(m, w->ln2_b), m->dln, L->res_att,
+                           w->ln2_w, L->ln2_mean, L->ln2_rstd, N, C);
+        // attention: res_att = x_in + proj(atty)
+        matmul_backward(m->datty, grad_of(m, w->proj_w), grad_of(m, w->proj_b), m->dres, L->atty,
+                        w->proj_w, N, C, C, 0);
+        AttnArgs a = model_attn_args(m, l);
+        int gate_path = route_gate_in_graph(c->mode[l], c->gate_grad_kind);
+        attention_backward(m->dqkv, gate_path ? m->dgq : NULL, gate_path ? m->dgk : NULL, m->datty,
+                           L->qkv, L->gq, L->gk, L->att, L->aux_S, L->aux_s, L->lse, &a);
+        matmul_backward(m->dln, grad_of(m, w->qkv_w), grad_of(m, w->qkv_b), m->dqkv, L->ln1,
+                        w->qkv_w, N, C, 3 * C, 0);
+        if (gate_path) {  // the gate reads LN1's output too, frozen or not
+            matmul_backward(m->dln, grad_of(m, w->gate_q), NULL, m->dgq, L->ln1, w->gate_q, N, C, GW, 1);
+            matmul_backward(m->dln, grad_of(m, w->gate_k), NULL, m->dgk, L->ln1, w->gate_k, N, C, GW, 1);
+        }
+        layernorm_backward(m->dres, grad_of(m, w->ln1_w), grad_of(m, w->ln1_b), m->dln, x_in,
+                           w->ln1_w, L->ln1_mean, L->ln1_rstd, N, C);
+    }
+    // embeddings: encoded = drop(wte[idx] + wpe[t])
+    dropout_backward(m->dres, N * C, p, site_key(m, -1, SITE_EMBED));
+    float *dwte = grad_of(m, m->w.wte), *dwpe = grad_of(m, m->w.wpe);
+    // Parallel over feature columns: every thread owns its columns, so sums are deterministic.
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < C; i++) {
+        for (size_t n = 0; n < N; n++) {
+            float d = m->dres[n * C + i];
+            if (dwte) dwte[(size_t)m->inputs[n] * C + i] += d;
+            if (dwpe) dwpe[(n % T) * C + i] += d;
+        }
+    }
+}
+
+void model_print_summary(const Model *m, FILE *f) {
+    size_t unique, paper, gates;
+    params_count(&m->table, &m->cfg, &unique, &paper, &gates);
+    size_t trainable = 0;
+    for (int i = 0; i < m->table.count; i++)
+        if (m->trainable[i]) trainable += m->table.info[i].numel;
+    fprintf(f,
+            "model: %d layers, d_model %d, %d heads, d_ff %d, seq_len %d, vocab %d\n"
+            "params: %zu unique (%.2fM); as the paper counts (tied matrix twice, no gates): "
+            "%.2fM; gate parameters: %zu; trainable: %zu\n",
+            m->cfg.n_layer, m->cfg.d_model, m->cfg.n_head, m->cfg.d_ff, m->cfg.seq_len,
+            m->cfg.vocab_size, unique, unique / 1e6, (paper - gates) / 1e6, gates, trainable);
+    fprintf(f, "attention:");
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        AttnMode md = m->cfg.mode[l];
+        fprintf(f, " %s", attn_mode_name(md));
+        if (route_rule(md)->keep != KEEP_ALL_VISIBLE) fprintf(f, "(k=%d)", m->cfg.layer_k[l]);
+        if (route_needs_gate(md)) fprintf(f, "[%s gate]", m->cfg.gate_frozen[l] ? "random" : "learned");
+    }
+    fprintf(f, "\n");
+}

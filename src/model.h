@@ -1,0 +1,83 @@
+// model.h: the pre-norm GPT. Parameters, gradients, AdamW moments and activations live in flat
+// buffers carved by size tables; forward/backward walk the blocks in order.
+//   x = drop(wte[idx] + wpe)
+//   block: x += attn.proj(Attn(LN1(x)));  x += drop(mlp.proj(drop(GELU(mlp.fc(LN2(x))))))
+//   logits = LN_f(x) lm_head^T   (lm_head = wte when tie_embeddings)
+#ifndef ROUTELAB_MODEL_H
+#define ROUTELAB_MODEL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attention.h"
+#include "config.h"
+#include "params.h"
+
+// One block's saved activations (N = B*T rows).
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd;  // (N,C), (N), (N)
+    float *qkv;                        // (N,3C)
+    float *gq, *gk;                    // (N,NH*dg) when the mode uses the gate, else NULL
+    float *att;                        // (B,NH,T,T) attention weights W
+    float *aux_S, *aux_s, *lse;        // see attention_forward; NULL when not needed
+    float *atty;                       // (N,C) head outputs, concatenated
+    float *res_att;                    // (N,C) residual after attention
+    float *ln2, *ln2_mean, *ln2_rstd;  // (N,C), (N), (N)
+    float *fch, *fch_gelu;             // (N,F) pre-activation, GELU output (after dropout)
+    float *res_ffn;                    // (N,C) residual after the FFN: the block's output
+} LayerActs;
+
+typedef struct {
+    Config cfg;
+    ParamTable table;
+    float *params, *grads, *adam_m, *adam_v;  // flat, table.total floats each
+    Weights w, g;                             // named views of params and grads
+    unsigned char *trainable;                 // per tensor: handed to the optimizer
+    unsigned char *gets_grad;                 // per tensor: trainable and on the loss's path
+    long *adam_t;                             // per tensor: AdamW steps taken (bias correction)
+
+    // activations for the current (B, T) and modes
+    int B, T;
+    AttnMode act_modes[MAX_LAYERS];
+    float *acts;
+    float *encoded;                 // (N,C)
+    LayerActs layer[MAX_LAYERS];
+    float *lnf, *lnf_mean, *lnf_rstd;  // (N,C), (N), (N)
+    float *logits;                  // (N,V); dlogits after backward
+    float *losses;                  // (N) per-position NLL
+    int *inputs, *targets;          // (N)
+    // backward scratch
+    float *bwd;
+    float *dres, *dln, *dtmp, *dqkv, *datty, *dfch, *dgq, *dgk;
+    float *attn_scratch;
+    int nthreads;
+
+    // state
+    int training;                   // dropout on
+    uint64_t forward_count;         // forward passes so far: keys dropout and fresh masks
+    uint64_t fwd_index;             // index of the last forward (backward reuses it)
+    uint64_t fwd_key;               // its dropout key
+    double loss;                    // mean loss of the last forward with targets
+    size_t n_scored;
+    // refcheck: keep masks to use instead of drawing (stochastic, random_fixed)
+    const float *mask_feed[MAX_LAYERS];
+    int mask_feed_per_batch[MAX_LAYERS];
+} Model;
+
+// Builds the model for a resolved config and initialises the parameters.
+void model_build(Model *m, const Config *c);
+void model_free(Model *m);
+// Changes routing modes / k (deploy-time swap); activations are re-laid out on the next forward.
+void model_set_routing(Model *m, const AttnMode *modes, const int *k);
+// Recomputes which tensors are trainable from cfg.train and the gate kinds (freeze.c).
+void model_apply_trainable(Model *m);
+// inputs, targets (B,T), T <= seq_len; targets NULL: no loss. Returns the mean loss (or 0).
+double model_forward(Model *m, const int *inputs, const int *targets, int B, int T);
+// Backward of the last forward's loss times grad_scale, accumulated into m->grads.
+void model_backward(Model *m, float grad_scale);
+void model_zero_grad(Model *m);
+// AttnArgs of layer l for the current shape.
+AttnArgs model_attn_args(const Model *m, int l);
+// Parameter counts, printed on start-up.
+void model_print_summary(const Model *m, FILE *f);
+
+#endif

@@ -1,0 +1,213 @@
+// ops.c: see ops.h. Matrix products go through OpenBLAS; the elementwise ops are OpenMP loops
+// written so that gcc vectorises them.
+#include "ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "common.h"
+
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    size_t N, int C, int OC) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, OC, C, 1.0f, inp, C, weight, C,
+                0.0f, out, OC);
+    if (!bias) return;
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        float *o = out + n * OC;
+        for (int j = 0; j < OC; j++) o[j] += bias[j];
+    }
+}
+
+void column_sum_accumulate(float *out, const float *x, size_t N, int C) {
+    int nt = omp_get_max_threads();
+    float *partial = xcalloc((size_t)nt * C, sizeof(float));
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), team = omp_get_num_threads();
+        size_t lo = N * t / team, hi = N * (t + 1) / team;
+        float *p = partial + (size_t)t * C;
+        for (size_t n = lo; n < hi; n++) {
+            const float *row = x + n * C;
+            for (int c = 0; c < C; c++) p[c] += row[c];
+        }
+    }
+    for (int t = 0; t < nt; t++)
+        for (int c = 0; c < C; c++) out[c] += partial[(size_t)t * C + c];
+    xfree(partial);
+}
+
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, size_t N, int C, int OC,
+                     int accumulate_dinp) {
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, C, OC, 1.0f, dout, OC,
+                    weight, C, accumulate_dinp ? 1.0f : 0.0f, dinp, C);
+    if (dweight)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, (int)N, 1.0f, dout, OC, inp,
+                    C, 1.0f, dweight, C);
+    if (dbias) column_sum_accumulate(dbias, dout, N, OC);
+}
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                       const float *b, size_t N, int C, float eps) {
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        const float *x = inp + n * C;
+        float m = 0.0f;
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= C;
+        float v = 0.0f;
+        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+        v /= C;
+        float s = 1.0f / sqrtf(v + eps);
+        float *o = out + n * C;
+        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                        const float *w, const float *mean, const float *rstd, size_t N, int C) {
+    int nt = omp_get_max_threads();
+    float *partial = (dw || db) ? xcalloc((size_t)nt * 2 * C, sizeof(float)) : NULL;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), team = omp_get_num_threads();
+        size_t lo = N * t / team, hi = N * (t + 1) / team;
+        float *pdw = partial ? partial + (size_t)t * 2 * C : NULL, *pdb = pdw ? pdw + C : NULL;
+        for (size_t n = lo; n < hi; n++) {
+            const float *x = inp + n * C, *dy = dout + n * C;
+            float m = mean[n], s = rstd[n];
+            // dxhat = dy * w; dx = s * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+            float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
+            for (int c = 0; c < C; c++) {
+                float xhat = (x[c] - m) * s, dxhat = dy[c] * w[c];
+                sum_dxhat += dxhat;
+                sum_dxhat_xhat += dxhat * xhat;
+            }
+            sum_dxhat /= C;
+            sum_dxhat_xhat /= C;
+            float *dx = dinp + n * C;
+            for (int c = 0; c < C; c++) {
+                float xhat = (x[c] - m) * s;
+                dx[c] += s * (dy[c] * w[c] - sum_dxhat - xhat * sum_dxhat_xhat);
+                if (pdw) {
+                    pdw[c] += dy[c] * xhat;
+                    pdb[c] += dy[c];
+                }
+            }
+        }
+    }
+    if (partial) {
+        for (int t = 0; t < nt; t++)
+            for (int c = 0; c < C; c++) {
+                if (dw) dw[c] += partial[(size_t)t * 2 * C + c];
+                if (db) db[c] += partial[(size_t)t * 2 * C + C + c];
+            }
+        xfree(partial);
+    }
+}
+
+#define SQRT_2_OVER_PI 0.7978845608028654f
+#define INV_SQRT_2 0.7071067811865476f
+#define INV_SQRT_2PI 0.3989422804014327f
+
+void gelu_forward(float *out, const float *inp, size_t n, GeluKind kind) {
+    if (kind == GELU_ERF) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * (1.0f + erff(inp[i] * INV_SQRT_2));
+    } else {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            float x = inp[i];
+            out[i] = 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * (x + 0.044715f * x * x * x)));
+        }
+    }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, GeluKind kind) {
+    if (kind == GELU_ERF) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            float x = inp[i];
+            float cdf = 0.5f * (1.0f + erff(x * INV_SQRT_2));
+            float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
+            dinp[i] = dout[i] * (cdf + x * pdf);
+        }
+    } else {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            float x = inp[i];
+            float u = SQRT_2_OVER_PI * (x + 0.044715f * x * x * x);
+            float th = tanhf(u);
+            float sech2 = 1.0f - th * th;
+            float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * x * x);
+            dinp[i] = dout[i] * (0.5f * (1.0f + th) + 0.5f * x * sech2 * du);
+        }
+    }
+}
+
+void residual_forward(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void dropout_apply(float *x, size_t n, float p, unsigned long long key) {
+    if (p <= 0.0f) return;
+    float scale = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] = hash_uniform(key, i) >= p ? x[i] * scale : 0.0f;
+}
+
+double crossentropy_forward(float *losses, size_t *n_scored, const float *logits,
+                            const int *targets, size_t N, int V) {
+    // Per-row NLL in parallel, then a serial sum: an OpenMP float reduction would add the
+    // threads' partials in arrival order and break bit-identical reruns.
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        int t = targets[n];
+        if (t < 0) {
+            losses[n] = 0.0f;
+            continue;
+        }
+        const float *z = logits + n * V;
+        float mx = z[0];
+        for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) sum += expf(z[v] - mx);
+        double nll = log(sum) + mx - z[t];
+        losses[n] = (float)nll;
+    }
+    double total = 0.0;
+    size_t scored = 0;
+    for (size_t n = 0; n < N; n++)
+        if (targets[n] >= 0) total += losses[n], scored++;
+    *n_scored = scored;
+    return total;
+}
+
+void crossentropy_backward(float *logits, const int *targets, size_t N, int V, float scale) {
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        float *z = logits + n * V;
+        int t = targets[n];
+        if (t < 0) {
+            memset(z, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        float mx = z[0];
+        for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) {
+            z[v] = expf(z[v] - mx);
+            sum += z[v];
+        }
+        float inv = (float)(1.0 / sum);
+        for (int v = 0; v < V; v++) z[v] *= inv * scale;
+        z[t] -= scale;
+    }
+}

@@ -1,0 +1,50 @@
+// ops.h: the dense building blocks of the transformer, each a forward/backward pair.
+// Glossary: N = rows (B*T), C = input features, OC = output features, V = vocabulary.
+// Arguments go outputs first, then inputs, then weights, then sizes. Backward functions
+// ACCUMULATE (+=) into parameter gradients, so micro-batches add up; a NULL parameter gradient
+// means "frozen: skip its product". Input gradients are overwritten unless stated.
+#ifndef ROUTELAB_OPS_H
+#define ROUTELAB_OPS_H
+#include <stddef.h>
+
+#include "config.h"
+
+// out = inp W^T + b.  out (N,OC), inp (N,C), weight (OC,C), bias (OC) or NULL
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    size_t N, int C, int OC);
+// dinp (N,C) = dout W (accumulated when accumulate_dinp, skipped when dinp is NULL);
+// dweight (OC,C) += dout^T inp; dbias (OC) += column sums of dout.
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, size_t N, int C, int OC,
+                     int accumulate_dinp);
+
+// LayerNorm over C with biased variance. out (N,C), mean (N), rstd (N), inp (N,C), w,b (C)
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                       const float *b, size_t N, int C, float eps);
+// dinp (N,C) += ...; dw, db (C) += ... (NULL when frozen)
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                        const float *w, const float *mean, const float *rstd, size_t N, int C);
+
+// out (n) = GELU(inp (n)); dinp (n) = dout * GELU'(inp) (overwritten; may alias dout)
+void gelu_forward(float *out, const float *inp, size_t n, GeluKind kind);
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, GeluKind kind);
+
+// out (n) = a + b
+void residual_forward(float *out, const float *a, const float *b, size_t n);
+
+// Inverted dropout with a stateless mask: element i is kept iff hash_uniform(key, i) >= p,
+// so backward regenerates the same mask from (key, i) without storing it. In place.
+void dropout_apply(float *x, size_t n, float p, unsigned long long key);
+
+// Cross-entropy with ignore index. losses (N): per-position NLL (0 where ignored); returns the
+// sum of NLL over scored positions and *n_scored. logits (N,V), targets (N), -1 = ignore.
+double crossentropy_forward(float *losses, size_t *n_scored, const float *logits,
+                            const int *targets, size_t N, int V);
+// In place: logits (N,V) become dlogits = (softmax - onehot) * scale; ignored rows 0.
+void crossentropy_backward(float *logits, const int *targets, size_t N, int V, float scale);
+
+// Deterministic sum of rows: out (C) += sum over n of x (N,C), same result for a given thread
+// count (per-thread partials added in thread order).
+void column_sum_accumulate(float *out, const float *x, size_t N, int C);
+
+#endif

@@ -1,0 +1,65 @@
+// params.h: the parameter table. Parameters, gradients and both AdamW moments are flat float
+// buffers with one layout, carved into named tensors by this table (in the reference's
+// canonical order, so names and files match ../shared/ref one to one).
+#ifndef ROUTELAB_PARAMS_H
+#define ROUTELAB_PARAMS_H
+#include <stddef.h>
+
+#include "config.h"
+
+typedef enum {
+    ROLE_EMBED,     // wte, wpe
+    ROLE_LN,        // ln1, ln2 (per layer)
+    ROLE_ATTN,      // qkv, proj weights and biases
+    ROLE_GATE,      // gate_q, gate_k
+    ROLE_MLP,       // fc, proj
+    ROLE_HEAD,      // ln_f, lm_head
+} ParamRole;
+
+typedef struct {
+    char name[64];   // e.g. "blocks.0.attn.qkv.weight"
+    size_t offset;   // in floats, into the flat buffer
+    size_t numel;
+    int ndim;        // 1 or 2; AdamW decays ndim >= 2 only
+    int shape[2];
+    int layer;       // -1 for wte, wpe, ln_f, lm_head
+    ParamRole role;
+} ParamInfo;
+
+// Pointers into one flat buffer (parameters, or gradients: same layout).
+typedef struct {
+    float *ln1_w, *ln1_b;      // (d), (d)
+    float *qkv_w, *qkv_b;      // (3d, d), (3d) or NULL without attn_bias
+    float *proj_w, *proj_b;    // (d, d), (d) or NULL
+    float *gate_q, *gate_k;    // (H*g, d) each
+    float *ln2_w, *ln2_b;      // (d), (d)
+    float *fc_w, *fc_b;        // (F, d), (F)
+    float *fcproj_w, *fcproj_b;// (d, F), (d)
+} LayerWeights;
+
+typedef struct {
+    float *wte;      // (V, d)
+    float *wpe;      // (T, d)
+    LayerWeights layer[MAX_LAYERS];
+    float *lnf_w, *lnf_b;  // (d), (d)
+    float *lm_head;  // (V, d): wte itself when tie_embeddings
+} Weights;
+
+typedef struct {
+    ParamInfo *info;
+    int count;
+    size_t total;    // floats
+} ParamTable;
+
+void param_table_build(ParamTable *t, const Config *c);
+void param_table_free(ParamTable *t);
+const ParamInfo *param_find(const ParamTable *t, const char *name);
+// Carves a flat buffer laid out by the table into named pointers.
+void weights_carve(Weights *w, const ParamTable *t, const Config *c, float *base);
+// N(0, init_std) for matrices and embeddings, gates from their own seed, zero biases, LN 1.
+void params_init(float *params, const ParamTable *t, const Config *c);
+// Unique parameters, and the paper's count (a tied matrix counted twice); gate parameters.
+void params_count(const ParamTable *t, const Config *c, size_t *unique, size_t *paper,
+                  size_t *gates);
+
+#endif

@@ -1,0 +1,394 @@
+// refcheck.c: see refcheck.h. Tolerances are the reference's rules (README section 9):
+//   loss, logits, diagnostics  |c - r| <= 1e-5 + 1e-4 |r|
+//   gradients                  |c - r| <= 1e-4 |r| + 1e-5 max|r|
+//   params after AdamW         |c - r| <= 1e-4 |r| + 1e-4, skipping elements whose dumped
+//                              gradient is below 1e-3 max|g|; untouched tensors bit-identical
+#include "refcheck.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adamw.h"
+#include "common.h"
+#include "diagnostics.h"
+#include "distill.h"
+#include "model.h"
+
+typedef struct {
+    const char *dir;
+    int verbose;
+    int failures;  // within the current case
+} Ctx;
+
+static cJSON *need(const cJSON *obj, const char *key, const char *where) {
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) fatal("reference %s: missing field '%s' (is this a routelab reference set?)", where, key);
+    return v;
+}
+
+// Loads a {file, shape, dtype} entry; checks the exact byte size.
+static void *load_array(const Ctx *x, const cJSON *entry, size_t *count, const char *want_dtype) {
+    const char *file = need(entry, "file", x->dir)->valuestring;
+    const char *dtype = need(entry, "dtype", x->dir)->valuestring;
+    if (!file || !dtype || strcmp(dtype, want_dtype) != 0)
+        fatal("reference %s: entry '%s' has dtype %s, expected %s", x->dir, file ? file : "?",
+              dtype ? dtype : "?", want_dtype);
+    size_t n = 1;
+    const cJSON *d;
+    cJSON_ArrayForEach(d, need(entry, "shape", x->dir)) n *= (size_t)d->valuedouble;
+    char path[4096];
+    join_path(path, sizeof path, x->dir, file);
+    size_t len;
+    void *data = read_file(path, &len, "reference array");
+    if (len != 4 * n)
+        fatal("reference array '%s' has %zu bytes, expected %zu (4 x %zu elements): the file is "
+              "truncated or does not belong to this index.json", path, len, 4 * n, n);
+    *count = n;
+    return data;
+}
+
+// ----------------------------------------------------------------------------- comparisons
+static int scalar_ok(double c, double r) { return fabs(c - r) <= 1e-5 + 1e-4 * fabs(r); }
+
+static void report_scalar(Ctx *x, const char *what, double c, double r) {
+    int ok = scalar_ok(c, r) && isfinite(c);
+    if (!ok) x->failures++;
+    if (x->verbose || !ok)
+        printf("    %-40s %s  ours %.9g  ref %.9g  abs err %.2e\n", what, ok ? "ok  " : "FAIL", c, r,
+               fabs(c - r));
+}
+
+// Elementwise rule |c-r| <= rtol |r| + atol; returns usage (worst err / allowed).
+static void report_tensor(Ctx *x, const char *what, const float *c, const float *r, size_t n,
+                          double rtol, double atol_abs, double atol_rel_max, const float *skip_g,
+                          double skip_below) {
+    double rmax = 0.0;
+    for (size_t i = 0; i < n; i++) rmax = fmax(rmax, fabs(r[i]));
+    double atol = atol_abs + atol_rel_max * rmax, worst_abs = 0.0, usage = 0.0;
+    size_t bad = 0, compared = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (skip_g && fabs(skip_g[i]) < skip_below) continue;
+        compared++;
+        double err = fabs((double)c[i] - r[i]), allowed = rtol * fabs(r[i]) + atol;
+        if (!(err <= allowed)) bad++;  // NaN counts as bad
+        worst_abs = fmax(worst_abs, err);
+        if (allowed > 0) usage = fmax(usage, err / allowed);
+        else if (err > 0) usage = INFINITY;
+    }
+    if (bad) x->failures++;
+    if (x->verbose || bad)
+        printf("    %-40s %s  max abs %.2e  rel-to-max %.2e  rule usage %.2f%s\n", what,
+               bad ? "FAIL" : "ok  ", worst_abs, rmax > 0 ? worst_abs / rmax : worst_abs, usage,
+               bad ? "  <-- over tolerance" : "");
+    (void)compared;
+}
+
+// ----------------------------------------------------------------------------- one case
+static void join_list(char *out, size_t cap, const cJSON *arr) {
+    out[0] = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, arr) {
+        if (out[0]) strncat(out, ",", cap - strlen(out) - 1);
+        strncat(out, v->valuestring, cap - strlen(out) - 1);
+    }
+}
+
+static int name_in(const cJSON *arr, const char *name) {
+    const cJSON *v;
+    cJSON_ArrayForEach(v, arr) if (strcmp(v->valuestring, name) == 0) return 1;
+    return 0;
+}
+
+static void set_int(Config *c, const char *key, const cJSON *v) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%d", cJSON_IsBool(v) ? cJSON_IsTrue(v) : (int)v->valuedouble);
+    config_set(c, key, buf, "reference index.json");
+}
+
+// Returns 1 pass, 0 fail, -1 skipped.
+static int run_case(Ctx *x, const cJSON *index, const char *name) {
+    const cJSON *cfgj = need(index, "config", x->dir), *cs = need(index, "cases", x->dir);
+    const cJSON *cj = need(cs, name, x->dir);
+    const char *loss_kind = need(cj, "loss_kind", name)->valuestring;
+    int distill = strcmp(loss_kind, "lm") != 0;
+    Config c;
+    config_defaults(&c);
+    static const char *ints[] = {"n_layer", "n_head", "d_model", "d_ff", "seq_len", "vocab_size",
+                                 "attn_bias", "tie_embeddings", "d_g", NULL};
+    for (const char **k = ints; *k; k++) set_int(&c, *k, need(cfgj, *k, x->dir));
+    config_set(&c, "gelu", need(cfgj, "gelu", x->dir)->valuestring, "reference");
+    config_set(&c, "dropout", "0", "reference");
+    char buf[STR_LEN];
+    join_list(buf, sizeof buf, need(cj, "modes", name));
+    config_set(&c, "attn", buf, "reference");
+    join_list(buf, sizeof buf, need(cj, "gate_kinds", name));
+    config_set(&c, "gate", buf, "reference");
+    set_int(&c, "k", need(cj, "k", name));
+    snprintf(buf, sizeof buf, "%.9g", need(cj, "tau", name)->valuedouble);
+    config_set(&c, "tau", buf, "reference");
+    config_set(&c, "topk_scope", need(cj, "topk_scope", name)->valuestring, "reference");
+    config_set(&c, "gate_grad", need(cj, "gate_grad", name)->valuestring, "reference");
+    const cJSON *aj = need(index, "adamw", x->dir);
+    snprintf(buf, sizeof buf, "%.9g", need(aj, "lr", x->dir)->valuedouble);
+    config_set(&c, "lr", buf, "reference");
+    snprintf(buf, sizeof buf, "%.9g", need(aj, "beta1", x->dir)->valuedouble);
+    config_set(&c, "beta1", buf, "reference");
+    snprintf(buf, sizeof buf, "%.9g", need(aj, "beta2", x->dir)->valuedouble);
+    config_set(&c, "beta2", buf, "reference");
+    snprintf(buf, sizeof buf, "%.9g", need(aj, "eps", x->dir)->valuedouble);
+    config_set(&c, "adam_eps", buf, "reference");
+    snprintf(buf, sizeof buf, "%.9g", need(aj, "weight_decay", x->dir)->valuedouble);
+    config_set(&c, "weight_decay", buf, "reference");
+    config_resolve(&c);
+
+    Model m;
+    model_build(&m, &c);
+    // weights
+    const cJSON *pj;
+    int loaded = 0;
+    cJSON_ArrayForEach(pj, need(index, "params", x->dir)) {
+        const char *pname = need(pj, "name", x->dir)->valuestring;
+        const ParamInfo *p = param_find(&m.table, pname);
+        if (!p) fatal("reference %s: parameter '%s' does not exist in a model with this config",
+                      x->dir, pname);
+        size_t n;
+        float *w = load_array(x, pj, &n, "float32");
+        if (n != p->numel)
+            fatal("reference %s: parameter '%s' has %zu elements, the config implies %zu", x->dir,
+                  pname, n, p->numel);
+        memcpy(m.params + p->offset, w, n * sizeof(float));
+        xfree(w);
+        loaded++;
+    }
+    if (loaded != m.table.count)
+        fatal("reference %s: %d parameters listed, the config implies %d", x->dir, loaded,
+              m.table.count);
+    // trainable set, and which tensors must get a gradient
+    const cJSON *trainable = need(cj, "trainable", name);
+    for (int i = 0; i < m.table.count; i++) m.trainable[i] = name_in(trainable, m.table.info[i].name);
+    for (int i = 0; i < m.table.count; i++) {
+        const ParamInfo *p = &m.table.info[i];
+        int on_path = p->role != ROLE_GATE || route_gate_in_graph(c.mode[p->layer], c.gate_grad_kind) ||
+                      distill;
+        m.gets_grad[i] = m.trainable[i] && on_path;
+    }
+    // inputs, targets, masks
+    size_t n_in, n_tg;
+    int *inputs = load_array(x, need(cj, "inputs", name), &n_in, "int32");
+    int *targets = load_array(x, need(cj, "targets", name), &n_tg, "int32");
+    int B = (int)need(cfgj, "batch", x->dir)->valuedouble, T = c.seq_len;
+    if (n_in != (size_t)B * T || n_tg != n_in)
+        fatal("reference %s: inputs/targets of case %s are not (batch, seq_len)", x->dir, name);
+    float *masks[MAX_LAYERS] = {0};
+    int mask_per_forward[MAX_LAYERS] = {0};
+    const cJSON *mf;
+    cJSON_ArrayForEach(mf, need(cj, "mask_files", name)) {
+        int l = (int)need(mf, "layer", name)->valuedouble;
+        size_t n;
+        masks[l] = load_array(x, mf, &n, "float32");
+        mask_per_forward[l] = strncmp(need(mf, "layout", name)->valuestring, "forward", 7) == 0;
+    }
+    size_t BHTT = (size_t)B * c.n_head * T * T;
+    for (int l = 0; l < c.n_layer; l++) m.mask_feed_per_batch[l] = mask_per_forward[l];
+
+    printf("  case %-18s ", name);
+    fflush(stdout);
+    if (x->verbose) printf("\n");
+    x->failures = 0;
+    // grad presence
+    const cJSON *gj;
+    int gi = 0;
+    cJSON_ArrayForEach(gj, need(cj, "grads", name)) {
+        int none = cJSON_IsTrue(need(gj, "grad_is_none", name));
+        const ParamInfo *p = param_find(&m.table, need(gj, "name", name)->valuestring);
+        ASSERT(p);
+        int i = (int)(p - m.table.info);
+        if (none == m.gets_grad[i]) {
+            x->failures++;
+            printf("\n    %-40s FAIL  reference grad_is_none=%d but routelab %s a gradient", p->name,
+                   none, m.gets_grad[i] ? "produces" : "produces no");
+        }
+        gi++;
+    }
+    double losses[4];
+    float *logits_copy = NULL, *grads0 = xcalloc(m.table.total, sizeof(float));
+    LayerDiag diag[MAX_LAYERS];
+    const cJSON *adamw = need(cj, "adamw", name);
+    int steps = (int)need(adamw, "steps", name)->valuedouble;
+    for (int f = 0; f <= steps; f++) {
+        for (int l = 0; l < c.n_layer; l++)
+            m.mask_feed[l] = masks[l] ? masks[l] + (mask_per_forward[l] ? (size_t)f * BHTT : 0) : NULL;
+        model_zero_grad(&m);
+        double loss;
+        if (distill) {
+            loss = distill_forward_backward(&m, inputs, B, T, loss_kind, c.layer_k[0], f < steps);
+        } else {
+            loss = model_forward(&m, inputs, targets, B, T);
+        }
+        losses[f] = loss;
+        if (f == 0) {
+            size_t NV = (size_t)B * T * c.vocab_size;
+            logits_copy = xcalloc(NV, sizeof(float));
+            memcpy(logits_copy, m.logits, NV * sizeof(float));
+        }
+        if (f == steps) break;
+        if (!distill) model_backward(&m, 1.0f);
+        if (f == 0) {
+            memcpy(grads0, m.grads, m.table.total * sizeof(float));
+            diagnostics_compute(diag, &m);
+        }
+        adamw_step(&m, c.lr);
+    }
+    // forward 0: loss, logits, diagnostics, grads
+    report_scalar(x, "loss", losses[0], need(cj, "loss", name)->valuedouble);
+    size_t nl;
+    float *ref_logits = load_array(x, need(cj, "logits", name), &nl, "float32");
+    report_tensor(x, "logits", logits_copy, ref_logits, nl, 1e-4, 1e-5, 0.0, NULL, 0);
+    const cJSON *dj = need(cj, "diagnostics", name);
+    static const char *dnames[] = {"topk_mass", "entropy_ratio", "gate_precision", "gate_recall",
+                                   "gate_f1", "kept_fraction", "empty_rows", "gate_grad_norm"};
+    for (int di = 0; di < 8; di++) {
+        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(dj, dnames[di]);
+        if (!arr) continue;
+        for (int l = 0; l < c.n_layer; l++) {
+            const LayerDiag *d = &diag[l];
+            double ours[8] = {d->topk_mass, d->entropy_ratio, d->gate_precision, d->gate_recall,
+                              d->gate_f1, d->kept_fraction, (double)d->empty_rows, d->gate_grad_norm};
+            char what[96];
+            snprintf(what, sizeof what, "%s[%d]", dnames[di], l);
+            double r = cJSON_GetArrayItem(arr, l)->valuedouble;
+            if (di == 7)  // a norm of gradients: the gradient rule, relative to its size
+                report_scalar(x, what, ours[di] , r);
+            else
+                report_scalar(x, what, ours[di], r);
+        }
+    }
+    cJSON_ArrayForEach(gj, need(cj, "grads", name)) {
+        if (cJSON_IsTrue(need(gj, "grad_is_none", name))) continue;
+        const ParamInfo *p = param_find(&m.table, need(gj, "name", name)->valuestring);
+        size_t n;
+        float *r = load_array(x, gj, &n, "float32");
+        char what[96];
+        snprintf(what, sizeof what, "grad %s", p->name);
+        report_tensor(x, what, grads0 + p->offset, r, n, 1e-4, 0.0, 1e-5, NULL, 0);
+        xfree(r);
+    }
+    // AdamW trajectory
+    const cJSON *lj = need(adamw, "losses", name);
+    for (int f = 1; f < steps; f++) {
+        char what[64];
+        snprintf(what, sizeof what, "loss after step %d", f);
+        report_scalar(x, what, losses[f], cJSON_GetArrayItem(lj, f)->valuedouble);
+    }
+    report_scalar(x, "loss_after", losses[steps], need(adamw, "loss_after", name)->valuedouble);
+    const cJSON *updated = need(cj, "updated", name);
+    cJSON_ArrayForEach(pj, need(adamw, "params", name)) {
+        const ParamInfo *p = param_find(&m.table, need(pj, "name", name)->valuestring);
+        size_t n;
+        float *r = load_array(x, pj, &n, "float32");
+        char what[96];
+        snprintf(what, sizeof what, "after %s", p->name);
+        const float *cur = m.params + p->offset;
+        if (!name_in(updated, p->name)) {  // untouched: bit-identical
+            if (memcmp(cur, r, n * sizeof(float)) != 0) {
+                x->failures++;
+                printf("\n    %-40s FAIL  not updated in the reference, changed here", what);
+            }
+        } else {
+            const float *g = grads0 + p->offset;
+            double gmax = 0.0;
+            for (size_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(g[i]));
+            report_tensor(x, what, cur, r, n, 1e-4, 1e-4, 0.0, g, 1e-3 * gmax);
+        }
+        xfree(r);
+    }
+    if (!x->verbose) printf("%s\n", x->failures ? "FAIL" : "pass");
+    else printf("  => %s\n", x->failures ? "FAIL" : "pass");
+    int ok = x->failures == 0;
+    xfree(ref_logits);
+    xfree(logits_copy);
+    xfree(grads0);
+    xfree(inputs);
+    xfree(targets);
+    for (int l = 0; l < MAX_LAYERS; l++) xfree(masks[l]);
+    model_free(&m);
+    return ok;
+}
+
+static int run_set(const char *dir, const char *only, int verbose, int *passed, int *failed,
+                   int *skipped) {
+    char path[4096];
+    join_path(path, sizeof path, dir, "index.json");
+    size_t len;
+    char *text = read_file(path, &len, "reference index");
+    cJSON *index = cJSON_Parse(text);
+    if (!index) fatal("reference index '%s' is not valid JSON (re-copy the reference set)", path);
+    const cJSON *fv = need(index, "format_version", dir);
+    if ((int)fv->valuedouble != 1)
+        fatal("reference index '%s' has format_version %d; this routelab reads version 1", path,
+              (int)fv->valuedouble);
+    Ctx x = {dir, verbose, 0};
+    printf("reference set %s\n", dir);
+    const cJSON *nj;
+    int found = 0;
+    cJSON_ArrayForEach(nj, need(index, "case_names", dir)) {
+        const char *name = nj->valuestring;
+        if (only && strcmp(only, name) != 0) continue;
+        found = 1;
+        int r = run_case(&x, index, name);
+        if (r > 0) (*passed)++;
+        else if (r == 0) (*failed)++;
+        else (*skipped)++;
+    }
+    if (only && !found) printf("  (no case named '%s' here)\n", only);
+    cJSON_Delete(index);
+    xfree(text);
+    return 0;
+}
+
+int cmd_refcheck(int argc, char **argv) {
+    const char *dir = NULL, *only = NULL;
+    int verbose = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: routelab refcheck DIR [--case=NAME] [--verbose]\n"
+                   "  Checks logits, loss, diagnostics, every gradient and three AdamW steps\n"
+                   "  against reference cases dumped by the PyTorch twin (../shared/ref format).\n"
+                   "  DIR is one case set (holding index.json) or a directory of sets.\n"
+                   "  Exit status 0 only when every case passes.\n");
+            return 0;
+        } else if (!strncmp(argv[i], "--case=", 7)) only = argv[i] + 7;
+        else if (!strcmp(argv[i], "--verbose")) verbose = 1;
+        else if (argv[i][0] == '-') fatal("refcheck: unknown option '%s' (see --help)", argv[i]);
+        else if (!dir) dir = argv[i];
+        else fatal("refcheck: one DIR only, got '%s' too", argv[i]);
+    }
+    if (!dir) fatal("refcheck: give the reference directory, e.g. routelab refcheck ../shared/ref");
+    if (!dir_exists(dir)) fatal("refcheck: '%s' is not a directory", dir);
+    int passed = 0, failed = 0, skipped = 0;
+    char path[4096];
+    join_path(path, sizeof path, dir, "index.json");
+    if (file_exists(path)) {
+        run_set(dir, only, verbose, &passed, &failed, &skipped);
+    } else {
+        struct dirent **ents;
+        int n = scandir(dir, &ents, NULL, alphasort), sets = 0;
+        for (int i = 0; i < n; i++) {
+            char sub[4096], idx[4200];
+            join_path(sub, sizeof sub, dir, ents[i]->d_name);
+            join_path(idx, sizeof idx, sub, "index.json");
+            if (ents[i]->d_name[0] != '.' && file_exists(idx)) {
+                run_set(sub, only, verbose, &passed, &failed, &skipped);
+                sets++;
+            }
+            free(ents[i]);
+        }
+        free(ents);
+        if (!sets) fatal("refcheck: no index.json in '%s' or its subdirectories", dir);
+    }
+    printf("refcheck: %d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    return failed ? 1 : 0;
+}

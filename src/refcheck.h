@@ -1,0 +1,11 @@
+// refcheck.h: compares routelab against reference cases dumped by the PyTorch twin
+// (format of ../shared/ref/README.md): logits, loss, diagnostics, every gradient, the losses of
+// three AdamW steps and the parameters after them.
+#ifndef ROUTELAB_REFCHECK_H
+#define ROUTELAB_REFCHECK_H
+
+// routelab refcheck DIR [--case=NAME] [--verbose]; DIR is a case set (with index.json) or a
+// directory of case sets. Returns 0 when every case passes (skipped cases are listed).
+int cmd_refcheck(int argc, char **argv);
+
+#endif
