@@ -19,7 +19,7 @@ build/%.o: src/%.c $(wildcard src/*.h) | build
 	$(CC) $(CFLAGS) -c $< -o $@
 
 build/libroutelab.a: $(LIBOBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 routelab: build/main.o build/libroutelab.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)

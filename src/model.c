@@ -198,7 +198,10 @@ double model_forward(Model *m, const int *inputs, const int *targets, int B, int
     size_t N = (size_t)B * T;
     int C = c->d_model, F = c->d_ff, V = c->vocab_size, GW = c->n_head * c->d_g;
     float p = m->training ? c->dropout : 0.0f;
-    m->fwd_index = m->forward_count;
+    // Training forwards and evaluation forwards count separately, so evaluating in the middle
+    // of a run never shifts the dropout and stochastic-mask streams of training (resume needs
+    // that); evaluation streams restart with every evaluation (eval_count reset by the caller).
+    m->fwd_index = m->training ? m->forward_count++ : ((uint64_t)1 << 62) + m->eval_count++;
     m->fwd_key = hash64((uint64_t)c->seed ^ 0xD50Full, m->fwd_index);
     for (size_t n = 0; n < N; n++) {
         if (inputs[n] < 0 || inputs[n] >= V)
@@ -243,7 +246,6 @@ double model_forward(Model *m, const int *inputs, const int *targets, int B, int
     }
     layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N, C, c->ln_eps);
     matmul_forward(m->logits, m->lnf, m->w.lm_head, NULL, N, C, V);
-    m->forward_count++;
     m->loss = 0.0;
     m->n_scored = 0;
     if (!targets) return 0.0;

@@ -53,7 +53,8 @@ typedef struct {
 
     // state
     int training;                   // dropout on
-    uint64_t forward_count;         // forward passes so far: keys dropout and fresh masks
+    uint64_t forward_count;         // training forwards so far: keys dropout and fresh masks
+    uint64_t eval_count;            // evaluation forwards since the last reset
     uint64_t fwd_index;             // index of the last forward (backward reuses it)
     uint64_t fwd_key;               // its dropout key
     double loss;                    // mean loss of the last forward with targets

@@ -1,0 +1,139 @@
+// eval.c: see eval.h.
+#include "eval.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "common.h"
+
+void evaluate(EvalResult *r, Model *m, Dataset *ds, int B, int max_batches, int with_diag) {
+    memset(r, 0, sizeof *r);
+    int T = m->cfg.seq_len, V = m->cfg.vocab_size;
+    size_t windows = dataset_num_windows(ds);
+    if (max_batches > 0 && (size_t)max_batches * B < windows) windows = (size_t)max_batches * B;
+    int *inputs = xcalloc((size_t)B * T, sizeof(int)), *targets = xcalloc((size_t)B * T, sizeof(int));
+    m->training = 0;
+    m->eval_count = 0;  // every evaluation sees the same stochastic masks
+    double nll = 0.0, acc_sum = 0.0;
+    size_t scored = 0, examples = 0;
+    for (size_t w0 = 0; w0 < windows; w0 += (size_t)B) {
+        int rows = (int)(windows - w0 < (size_t)B ? windows - w0 : (size_t)B);
+        for (int b = 0; b < rows; b++)
+            dataset_window(ds, w0 + b, inputs + (size_t)b * T, targets + (size_t)b * T);
+        model_forward(m, inputs, targets, rows, T);
+        for (int b = 0; b < rows; b++) {
+            size_t hit = 0, n = 0;
+            for (int t = 0; t < T; t++) {
+                size_t i = (size_t)b * T + t;
+                if (targets[i] < 0) continue;
+                nll += m->losses[i];
+                n++;
+                const float *z = m->logits + i * V;
+                int best = 0;
+                for (int v = 1; v < V; v++) best = z[v] > z[best] ? v : best;
+                hit += best == targets[i];
+            }
+            if (n) {
+                acc_sum += (double)hit / n;
+                examples++;
+            }
+            scored += n;
+        }
+        if (with_diag && !r->has_diag) {
+            diagnostics_compute(r->diag, m);
+            r->has_diag = 1;
+        }
+    }
+    r->tokens = scored;
+    r->windows = windows;
+    r->loss = scored ? nll / scored : 0.0;
+    r->ppl = exp(r->loss);
+    r->accuracy = examples ? acc_sum / examples : 0.0;
+    xfree(inputs);
+    xfree(targets);
+}
+
+void eval_result_write_json(FILE *f, const EvalResult *r, int n_layer) {
+    fprintf(f, "\"val_loss\": %.6f, \"val_ppl\": %.6g, \"val_accuracy\": %.6f, \"val_tokens\": %zu",
+            r->loss, r->ppl, r->accuracy, r->tokens);
+    if (r->has_diag) {
+        fprintf(f, ", ");
+        diagnostics_write_json(f, r->diag, n_layer);
+    }
+}
+
+// Keys that may differ from the checkpoint at evaluation time (routing, data, batching).
+static int eval_may_override(const char *key) {
+    static const char *ok[] = {"attn", "k", "gate_grad", "topk_scope", "tau", "data", "batch",
+                               "eval_batches", "threads", "mqar_eval_examples", "mask_seed",
+                               "data_seed", "out", NULL};
+    for (const char **k = ok; *k; k++) if (!strcmp(*k, key)) return 1;
+    return 0;
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *ckpt = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: routelab eval --ckpt=RUNDIR|FILE [--attn=MODE] [--k=K] [--data=...] "
+                   "[--eval_batches=N] [--json]\n"
+                   "  Evaluates a checkpoint on the validation split: loss, perplexity, accuracy\n"
+                   "  and per-layer routing diagnostics. Routing keys (attn, k, gate_grad,\n"
+                   "  topk_scope, tau) may differ from training: \"train with X, deploy with Y\".\n"
+                   "  The swap is closed loop: each layer's mask comes from the hidden states of\n"
+                   "  the masked forward. eval_batches=0 evaluates the whole split.\n");
+            return 0;
+        }
+        if (!strncmp(argv[i], "--ckpt=", 7)) ckpt = argv[i] + 7;
+        else if (!strcmp(argv[i], "--json")) json = 1;
+    }
+    if (!ckpt) fatal("eval: give --ckpt=RUNDIR (a run directory) or --ckpt=FILE");
+    char path[4096];
+    checkpoint_resolve_path(path, sizeof path, ckpt);
+    Config c;
+    checkpoint_read_config(path, &c);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strncmp(a, "--ckpt=", 7) || !strcmp(a, "--json")) continue;
+        const char *eq = strchr(a, '=');
+        if (strncmp(a, "--", 2) || !eq) fatal("eval: unexpected argument '%s' (see --help)", a);
+        char key[64];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - a - 2), a + 2);
+        if (config_is_key(key) && !eval_may_override(key))
+            fatal("eval: '%s' is fixed by the checkpoint; only routing, data and batch keys can "
+                  "change at evaluation", key);
+        config_set(&c, key, eq + 1, "command line");
+    }
+    config_resolve(&c);
+    Model m;
+    model_build(&m, &c);
+    checkpoint_load(path, &m, NULL);
+    DataSpec spec = {c.data, c.seq_len, c.vocab_size, c.mqar_pairs, c.mqar_random_filler,
+                     c.mqar_alpha, c.mqar_eval_examples, (uint64_t)c.data_seed};
+    Dataset *val = dataset_open(&spec, SPLIT_VAL);
+    double t0 = now_seconds();
+    EvalResult r;
+    evaluate(&r, &m, val, c.batch, c.eval_batches, 1);
+    double dt = now_seconds() - t0;
+    if (json) {
+        printf("{\"checkpoint\": \"%s\", \"attn\": \"%s\", \"k\": \"%s\", ", path, c.attn, c.k);
+        eval_result_write_json(stdout, &r, c.n_layer);
+        printf(", \"eval_seconds\": %.3f}\n", dt);
+    } else {
+        model_print_summary(&m, stdout);
+        printf("eval %s on %s: loss %.4f  ppl %.3f  accuracy %.4f  (%zu tokens, %zu windows, %.1fs)\n",
+               path, dataset_describe(val), r.loss, r.ppl, r.accuracy, r.tokens, r.windows, dt);
+        printf("%-6s %10s %10s %8s %8s %8s\n", "layer", "topk_mass", "entropy_r", "gate_f1",
+               "kept", "empty");
+        for (int l = 0; l < c.n_layer; l++)
+            printf("%-6d %10.4f %10.4f %8.4f %8.4f %8ld\n", l, r.diag[l].topk_mass,
+                   r.diag[l].entropy_ratio, r.diag[l].gate_f1, r.diag[l].kept_fraction,
+                   r.diag[l].empty_rows);
+    }
+    dataset_free(val);
+    model_free(&m);
+    return 0;
+}

@@ -1,0 +1,253 @@
+// train.c: `routelab train`: the training loop with warmup + cosine lr, gradient accumulation
+// and clipping, periodic evaluation, metrics.jsonl, checkpoints, Ctrl-C / SIGTERM handling and
+// bit-identical resume (same seed and thread count).
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "adamw.h"
+#include "checkpoint.h"
+#include "common.h"
+#include "dataset.h"
+#include "diagnostics.h"
+#include "eval.h"
+#include "model.h"
+
+static volatile sig_atomic_t stop_requested;
+static void on_signal(int sig) { stop_requested = sig; }
+
+static void usage(void) {
+    printf("usage: routelab train [--config=FILE] [--key=value ...] [--resume=RUNDIR] [--json]\n"
+           "  Trains a model; the run directory (--out) receives config.ini, metrics.jsonl (one\n"
+           "  JSON object per step; evaluation lines carry val_* and per-layer diagnostics) and\n"
+           "  model.ckpt. Ctrl-C or SIGTERM writes the checkpoint and exits; --resume=RUNDIR\n"
+           "  continues bit-identically (same thread count). --json prints the final result as\n"
+           "  one JSON object.\n\n");
+    config_print_help(stdout);
+}
+
+// On resume only these keys may change: they do not alter the computation.
+static int resume_may_override(const char *key) {
+    static const char *ok[] = {"steps", "stop_after", "eval_every", "ckpt_every", "log_every",
+                               "eval_batches", NULL};
+    for (const char **k = ok; *k; k++) if (!strcmp(*k, key)) return 1;
+    return 0;
+}
+
+// Keeps the metrics lines of steps <= last_step (those a resumed run does not repeat).
+static void truncate_metrics(const char *path, long last_step) {
+    if (!file_exists(path)) return;
+    size_t len;
+    char *text = read_file(path, &len, "metrics log");
+    char *out = xcalloc(len + 1, 1), *o = out;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
+        const char *s = strstr(line, "\"step\": ");
+        long step = s && s < line + n ? atol(s + 8) : 0;
+        if (nl && step <= last_step) memcpy(o, line, n), o += n;
+        line += n;
+    }
+    write_file_atomic(path, out, (size_t)(o - out));
+    xfree(text);
+    xfree(out);
+}
+
+static void format_eta(char *buf, size_t cap, double seconds) {
+    long s = (long)(seconds + 0.5);
+    snprintf(buf, cap, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int cmd_train(int argc, char **argv) {
+    const char *resume = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage();
+            return 0;
+        }
+        if (!strncmp(argv[i], "--resume=", 9)) resume = argv[i] + 9;
+        if (!strcmp(argv[i], "--json")) json = 1;
+    }
+    Config c;
+    char ckpt_path[4096];
+    if (resume) {
+        checkpoint_resolve_path(ckpt_path, sizeof ckpt_path, resume);
+        checkpoint_read_config(ckpt_path, &c);
+        for (int i = 1; i < argc; i++) {
+            const char *a = argv[i], *eq = strchr(a, '=');
+            if (!strncmp(a, "--resume=", 9) || !strcmp(a, "--json")) continue;
+            if (strncmp(a, "--", 2) || !eq) fatal("train: unexpected argument '%s' (see --help)", a);
+            char key[64];
+            snprintf(key, sizeof key, "%.*s", (int)(eq - a - 2), a + 2);
+            if (!resume_may_override(key))
+                fatal("train --resume: '%s' is fixed by the checkpoint (only steps, stop_after, "
+                      "eval_every, ckpt_every, log_every, eval_batches may change)", key);
+            config_set(&c, key, eq + 1, "command line");
+        }
+    } else {
+        config_defaults(&c);
+        static const char *extra[] = {"resume", NULL};
+        int n = config_parse_args(&c, argc, argv, 1, extra);
+        for (int i = 1; i < n; i++)
+            if (strcmp(argv[i], "--json") != 0)
+                fatal("train: unexpected argument '%s' (options are --key=value; see --help)", argv[i]);
+    }
+    config_resolve(&c);
+    if (c.threads > 0) omp_set_num_threads(c.threads);
+    const char *dir = resume ? resume : c.out;
+    if (resume && !dir_exists(resume)) {  // --resume=FILE: the run directory is its folder
+        static char d[4096];
+        snprintf(d, sizeof d, "%s", resume);
+        char *slash = strrchr(d, '/');
+        if (slash) *slash = 0;
+        else snprintf(d, sizeof d, ".");
+        dir = d;
+    }
+    make_dirs(dir);
+    char cfg_path[4200], metrics_path[4200];
+    join_path(cfg_path, sizeof cfg_path, dir, "config.ini");
+    join_path(metrics_path, sizeof metrics_path, dir, "metrics.jsonl");
+    if (!resume) join_path(ckpt_path, sizeof ckpt_path, dir, "model.ckpt");
+
+    DataSpec spec = {c.data, c.seq_len, c.vocab_size, c.mqar_pairs, c.mqar_random_filler,
+                     c.mqar_alpha, c.mqar_eval_examples, (uint64_t)c.data_seed};
+    Dataset *train = dataset_open(&spec, SPLIT_TRAIN), *val = dataset_open(&spec, SPLIT_VAL);
+    Model m;
+    model_build(&m, &c);
+    TrainState st = {0};
+    if (resume) {
+        checkpoint_load(ckpt_path, &m, &st);
+        dataset_set_position(train, st.data_position);
+        truncate_metrics(metrics_path, (long)st.step);
+    }
+    char *cfg_text = config_to_string(&c);
+    write_file_atomic(cfg_path, cfg_text, strlen(cfg_text));
+    free(cfg_text);
+    FILE *metrics = xfopen(metrics_path, resume ? "a" : "w", "metrics log");
+
+    FILE *log = json ? stderr : stdout;  // with --json, stdout carries only the result
+    model_print_summary(&m, log);
+    fprintf(log, "data: %s; run directory: %s; %d threads%s\n", dataset_describe(train), dir,
+            m.nthreads, resume ? "; resuming" : "");
+    if (resume) fprintf(log, "resumed at step %lld of %d\n", (long long)st.step, c.steps);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+
+    int B = c.batch, T = c.seq_len;
+    size_t N = (size_t)B * T;
+    int *inputs = xcalloc(N, sizeof(int)), *targets = xcalloc(N, sizeof(int));
+    double *step_times = xcalloc((size_t)c.steps + 1, sizeof(double));
+    int timed = 0, done_here = 0, stopped_early = 0;
+    double recent_loss[10] = {0};
+    int n_recent = 0;
+    LayerDiag diag[MAX_LAYERS];
+    EvalResult ev = {0};
+    int have_eval = 0;
+    double loss = 0.0;
+    while (st.step < c.steps) {
+        double t0 = now_seconds();
+        int step = (int)st.step;
+        float lr = lr_at(&c, step);
+        model_zero_grad(&m);
+        m.training = 1;
+        loss = 0.0;
+        for (int micro = 0; micro < c.grad_accum; micro++) {
+            dataset_next_batch(train, B, inputs, targets);
+            double l = model_forward(&m, inputs, targets, B, T);
+            if (!isfinite(l))
+                fatal("loss is %g at step %d: training diverged (lower --lr or raise --warmup); "
+                      "the last good checkpoint is kept at %s", l, step + 1, ckpt_path);
+            if (m.n_scored == 0)
+                fatal("batch at step %d has no scored target (every target is -1): check the data",
+                      step + 1);
+            model_backward(&m, 1.0f / c.grad_accum);
+            loss += l / c.grad_accum;
+        }
+        diagnostics_gate_grad_norms(diag, &m);
+        double norm = grad_clip(&m, c.grad_clip);
+        if (!isfinite(norm))
+            fatal("gradient norm is %g at step %d (lower --lr); the last good checkpoint is kept "
+                  "at %s", norm, step + 1, ckpt_path);
+        adamw_step(&m, lr);
+        double dt = now_seconds() - t0;
+        st.step++;
+        st.tokens_seen += (uint64_t)N * c.grad_accum;
+        st.elapsed_s += dt;
+        st.forward_count = m.forward_count;
+        st.data_position = dataset_position(train);
+        step_times[timed++] = dt;
+        done_here++;
+        recent_loss[n_recent++ % 10] = loss;
+        double tok_s = N * c.grad_accum / dt;
+        fprintf(metrics, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
+                         "\"tokens_per_s\": %.1f, \"elapsed_s\": %.3f, \"gate_grad_norm\": [",
+                (long long)st.step, loss, lr, norm, tok_s, st.elapsed_s);
+        for (int l = 0; l < c.n_layer; l++)
+            fprintf(metrics, "%.6g%s", diag[l].gate_grad_norm, l + 1 < c.n_layer ? ", " : "");
+        fprintf(metrics, "]}\n");
+        int last = st.step == c.steps;
+        if (c.log_every > 0 && (st.step % c.log_every == 0 || last || st.step == 1)) {
+            char eta[32];
+            format_eta(eta, sizeof eta, (c.steps - st.step) * (st.elapsed_s / (double)st.step));
+            fprintf(log, "step %6lld/%d | loss %.4f | lr %.2e | grad %.3f | %7.0f tok/s | ETA %s\n",
+                    (long long)st.step, c.steps, loss, lr, norm, tok_s, eta);
+        }
+        if ((c.eval_every > 0 && st.step % c.eval_every == 0) || last) {
+            evaluate(&ev, &m, val, B, c.eval_batches, 1);
+            have_eval = 1;
+            fprintf(metrics, "{\"step\": %lld, ", (long long)st.step);
+            eval_result_write_json(metrics, &ev, c.n_layer);
+            fprintf(metrics, "}\n");
+            fprintf(log, "eval step %lld | val loss %.4f | ppl %.3f | accuracy %.4f\n",
+                    (long long)st.step, ev.loss, ev.ppl, ev.accuracy);
+        }
+        fflush(metrics);
+        int stop_now = stop_requested || (c.stop_after > 0 && done_here >= c.stop_after);
+        if ((c.ckpt_every > 0 && st.step % c.ckpt_every == 0) || last || stop_now)
+            checkpoint_save(ckpt_path, &m, &st);
+        if (stop_now && !last) {
+            fprintf(log, "%s after step %lld: checkpoint written to %s; continue with: routelab "
+                         "train --resume=%s\n",
+                    stop_requested ? "interrupted" : "stopped (stop_after)", (long long)st.step,
+                    ckpt_path, dir);
+            stopped_early = 1;
+            break;
+        }
+    }
+    fclose(metrics);
+    if (!have_eval && !stopped_early) evaluate(&ev, &m, val, B, c.eval_batches, 1);
+    qsort(step_times, (size_t)timed, sizeof(double), cmp_double);
+    double median = timed ? step_times[timed / 2] : 0.0;
+    double tok_s = median > 0 ? N * c.grad_accum / median : 0.0;
+    double train_loss = 0.0;
+    int nr = n_recent < 10 ? n_recent : 10;
+    for (int i = 0; i < nr; i++) train_loss += recent_loss[i] / nr;
+    if (json) {
+        printf("{\"run_dir\": \"%s\", \"steps\": %lld, \"train_loss\": %.6f, ", dir,
+               (long long)st.step, train_loss);
+        eval_result_write_json(stdout, &ev, c.n_layer);
+        printf(", \"tokens_per_s\": %.1f, \"peak_rss_mib\": %.1f}\n", tok_s,
+               peak_rss_bytes() / 1048576.0);
+    } else {
+        printf("done: %lld steps | train loss %.4f | val loss %.4f | val ppl %.3f | val accuracy "
+               "%.4f | %.0f tok/s (median) | peak RSS %.0f MiB\ncheckpoint: %s\n",
+               (long long)st.step, train_loss, ev.loss, ev.ppl, ev.accuracy, tok_s,
+               peak_rss_bytes() / 1048576.0, ckpt_path);
+    }
+    xfree(inputs);
+    xfree(targets);
+    xfree(step_times);
+    dataset_free(train);
+    dataset_free(val);
+    model_free(&m);
+    return 0;
+}
