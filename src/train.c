@@ -82,6 +82,7 @@ int cmd_train(int argc, char **argv) {
     if (resume) {
         checkpoint_resolve_path(ckpt_path, sizeof ckpt_path, resume);
         checkpoint_read_config(ckpt_path, &c);
+        c.stop_after = 0;  // a limit of the interrupted invocation, not of the run
         for (int i = 1; i < argc; i++) {
             const char *a = argv[i], *eq = strchr(a, '=');
             if (!strncmp(a, "--resume=", 9) || !strcmp(a, "--json")) continue;
@@ -188,7 +189,7 @@ int cmd_train(int argc, char **argv) {
         done_here++;
         recent_loss[n_recent++ % 10] = loss;
         double tok_s = N * c.grad_accum / dt;
-        fprintf(metrics, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
+        fprintf(metrics, "{\"step\": %lld, \"loss\": %.17g, \"lr\": %.6g, \"grad_norm\": %.6g, "
                          "\"tokens_per_s\": %.1f, \"elapsed_s\": %.3f, \"gate_grad_norm\": [",
                 (long long)st.step, loss, lr, norm, tok_s, st.elapsed_s);
         for (int l = 0; l < c.n_layer; l++)
@@ -200,6 +201,7 @@ int cmd_train(int argc, char **argv) {
             format_eta(eta, sizeof eta, (c.steps - st.step) * (st.elapsed_s / (double)st.step));
             fprintf(log, "step %6lld/%d | loss %.4f | lr %.2e | grad %.3f | %7.0f tok/s | ETA %s\n",
                     (long long)st.step, c.steps, loss, lr, norm, tok_s, eta);
+            fflush(log);
         }
         if ((c.eval_every > 0 && st.step % c.eval_every == 0) || last) {
             evaluate(&ev, &m, val, B, c.eval_batches, 1);
@@ -209,6 +211,7 @@ int cmd_train(int argc, char **argv) {
             fprintf(metrics, "}\n");
             fprintf(log, "eval step %lld | val loss %.4f | ppl %.3f | accuracy %.4f\n",
                     (long long)st.step, ev.loss, ev.ppl, ev.accuracy);
+            fflush(log);
         }
         fflush(metrics);
         int stop_now = stop_requested || (c.stop_after > 0 && done_here >= c.stop_after);

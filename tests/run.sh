@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test program (build/test_*) and the command-line tests (tests/test_cli.sh), then
+# prints the sum of their "N passed, N failed" lines. Exit status 1 on any failure.
+set -u
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+total_pass=0
+total_fail=0
+logdir=build/test-logs
+mkdir -p "$logdir"
+run_suite() {
+    local name=$1
+    shift
+    local start=$SECONDS
+    "$@" >"$logdir/$name.log" 2>&1
+    local rc=$?
+    local line
+    line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$logdir/$name.log" | tail -n 1)
+    local p f
+    p=$(echo "$line" | sed -E 's/.*[^0-9]?([0-9]+) passed.*/\1/')
+    f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+    [ -z "$line" ] && p=0 && f=0
+    if [ $rc -ne 0 ] && [ "$f" = 0 ]; then f=1; fi  # a crash counts as a failure
+    grep -E '^(FAIL|SKIP)' "$logdir/$name.log"
+    printf '%-12s %4s passed, %s failed  (%ds)%s\n' "$name" "$p" "$f" $((SECONDS - start)) \
+        "$([ $rc -ne 0 ] && echo "  exit $rc: see $logdir/$name.log")"
+    total_pass=$((total_pass + p))
+    total_fail=$((total_fail + f))
+}
+for t in build/test_*; do
+    [ -x "$t" ] || continue
+    run_suite "$(basename "$t" | sed 's/^test_//')" "$t"
+done
+run_suite cli bash tests/test_cli.sh
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Command-line tests of ./routelab: reference checks, resume bit-identity, interrupt handling,
+# deploy-time routing swap, data preparation, sampling and bad-input errors.
+# Uses ../shared (reference cases, WikiText, GPT-2 tokenizer) where present; says SKIP otherwise.
+set -u
+cd "$(dirname "$0")/.."
+RL=./routelab
+SHARED=../shared
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
+# expect_error WHAT PATTERN CMD...: CMD must exit non-zero with a one-line error matching PATTERN
+expect_error() {
+    local what=$1 pat=$2
+    shift 2
+    "$@" >"$TMP/out" 2>"$TMP/err"
+    local rc=$?
+    if [ $rc -eq 0 ]; then bad "$what: exit 0, expected an error"; return; fi
+    if [ $rc -gt 128 ]; then bad "$what: crashed (signal $((rc - 128)))"; return; fi
+    if ! grep -qE "$pat" "$TMP/err"; then bad "$what: stderr lacks /$pat/: $(cat "$TMP/err")"; return; fi
+    if [ "$(grep -c 'error' "$TMP/err")" -ne 1 ]; then bad "$what: not a one-line error"; return; fi
+    ok
+}
+TINY="--data=mqar --n_layer=2 --d_model=32 --n_head=2 --d_ff=64 --seq_len=32 --vocab_size=32 \
+ --mqar_pairs=4 --batch=4 --mqar_eval_examples=16 --eval_batches=2 --log_every=0 --warmup=2 --d_g=8 --k=8"
+
+# --- reference cases -------------------------------------------------------------------------
+if [ -d "$SHARED/ref" ]; then
+    check "refcheck on ../shared/ref" $RL refcheck "$SHARED/ref" >"$TMP/ref.log"
+    grep -q " 0 failed, 0 skipped" "$TMP/ref.log" || bad "refcheck skipped or failed cases: $(tail -1 "$TMP/ref.log")"
+    # a corrupted copy must fail loudly, naming the file
+    cp -r "$SHARED/ref/paper_small" "$TMP/refcopy"
+    truncate -s 100 "$TMP/refcopy/weights/wpe.weight.f32"
+    expect_error "truncated reference weights" "wpe.weight.f32.*truncated" $RL refcheck "$TMP/refcopy"
+    # a wrong reference value must make refcheck fail (the comparison can fail)
+    cp -r "$SHARED/ref/paper_small" "$TMP/refbad"
+    python3 - "$TMP/refbad/index.json" <<'PY'
+import json, sys
+p = sys.argv[1]; d = json.load(open(p))
+d["cases"]["dense"]["loss"] += 1e-3
+json.dump(d, open(p, "w"))
+PY
+    $RL refcheck "$TMP/refbad" --case=dense >"$TMP/refbad.log" 2>&1 && bad "refcheck passed a wrong loss" || ok
+else
+    echo "SKIP: ../shared/ref not found: reference checks skipped (CI always has it)"
+fi
+
+# --- resume is bit-identical ----------------------------------------------------------------
+for mode in soft stochastic; do
+    $RL train $TINY --attn=$mode --dropout=0.1 --steps=12 --out="$TMP/full_$mode" >/dev/null 2>&1 ||
+        bad "train $mode"
+    $RL train $TINY --attn=$mode --dropout=0.1 --steps=12 --stop_after=5 --out="$TMP/part_$mode" >/dev/null 2>&1 ||
+        bad "train $mode stop_after"
+    n=$(grep -c '"loss"' "$TMP/part_$mode/metrics.jsonl")
+    check "stop_after=5 stops after 5 steps ($mode)" [ "$n" -eq 5 ]
+    $RL train --resume="$TMP/part_$mode" >/dev/null 2>&1 || bad "resume $mode"
+    grep -o '"loss": [^,]*' "$TMP/full_$mode/metrics.jsonl" >"$TMP/a"
+    grep -o '"loss": [^,]*' "$TMP/part_$mode/metrics.jsonl" >"$TMP/b"
+    check "resumed loss sequence is bit-identical ($mode)" cmp -s "$TMP/a" "$TMP/b"
+    check "12 losses after resume ($mode)" [ "$(wc -l <"$TMP/b")" -eq 12 ]
+    $RL eval --ckpt="$TMP/full_$mode" --json >"$TMP/ea" 2>/dev/null
+    $RL eval --ckpt="$TMP/part_$mode" --json >"$TMP/eb" 2>/dev/null
+    check "resumed final model evaluates identically ($mode)" \
+        cmp -s <(sed 's/"checkpoint": "[^"]*"//; s/"eval_seconds": [0-9.]*//' "$TMP/ea") \
+        <(sed 's/"checkpoint": "[^"]*"//; s/"eval_seconds": [0-9.]*//' "$TMP/eb")
+done
+
+# --- SIGTERM writes a checkpoint and exits cleanly; resume completes -------------------------
+$RL train $TINY --steps=100000 --ckpt_every=0 --eval_every=0 --out="$TMP/sig" >"$TMP/sig.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+    [ -f "$TMP/sig/metrics.jsonl" ] && [ "$(grep -c '"loss"' "$TMP/sig/metrics.jsonl")" -ge 3 ] && break
+    sleep 0.1
+done
+kill -TERM $pid
+wait $pid
+rc=$?
+check "SIGTERM exits 0 (got $rc)" [ $rc -eq 0 ]
+check "SIGTERM wrote the checkpoint" [ -f "$TMP/sig/model.ckpt" ]
+check "SIGTERM message says how to resume" grep -q "resume" "$TMP/sig.log"
+
+# --- JSON result, deploy-time swap ------------------------------------------------------------
+$RL train $TINY --steps=20 --attn=soft --out="$TMP/j" --json >"$TMP/j.json" 2>/dev/null
+check "train --json gives one JSON object with the keys" python3 -c "
+import json,sys; d=json.load(open('$TMP/j.json'))
+assert all(k in d for k in ('train_loss','val_loss','val_ppl','tokens_per_s','gate_f1','topk_mass'))"
+check "metrics.jsonl: every line is JSON with step/loss/lr; eval lines carry diagnostics" python3 -c "
+import json; L=[json.loads(l) for l in open('$TMP/j/metrics.jsonl')]
+tr=[l for l in L if 'loss' in l]; ev=[l for l in L if 'val_loss' in l]
+assert len(tr)==20 and all('lr' in l and 'step' in l for l in tr) and ev
+assert len(ev[-1]['gate_f1'])==2 and len(tr[0]['gate_grad_norm'])==2 and tr[0]['gate_grad_norm'][0]>0"
+for mode in dense oracle hard window stochastic random_fixed soft_prob; do
+    $RL eval --ckpt="$TMP/j" --attn=$mode --k=4 --json >"$TMP/e.json" 2>"$TMP/e.err"
+    check "eval --attn=$mode --k=4" python3 -c "
+import json; d=json.load(open('$TMP/e.json')); assert d['attn']=='$mode' and d['val_loss']>0
+kf=d['kept_fraction']; assert (kf[0]==1.0) == ('$mode' in ('dense','soft_prob')), kf"
+done
+check "config.ini written" grep -q "attn = soft" "$TMP/j/config.ini"
+check "sample (MQAR ids)" $RL sample --ckpt="$TMP/j" --tokens=5 --prompt="1,40,2" >/dev/null 2>&1
+
+# --- bad input -------------------------------------------------------------------------------
+expect_error "config typo" "unknown config key 'n_layers'.*did you mean 'n_layer'" $RL train --n_layers=2
+expect_error "bad value" "key 'd_model' expects an integer" $RL train --d_model=abc
+expect_error "bad mode" "unknown mode 'sparse'" $RL train $TINY --attn=sparse
+expect_error "per-layer list length" "one value or one per layer" $RL train $TINY --attn=dense,soft,hard
+expect_error "bad train spec" "key 'train'" $RL train $TINY --train=layers:7
+expect_error "missing data dir" "nope" $RL train $TINY --data="$TMP/nope"
+expect_error "missing checkpoint" "not found" $RL eval --ckpt="$TMP/none.ckpt"
+head -c 5000 "$TMP/j/model.ckpt" >"$TMP/trunc.ckpt"
+expect_error "truncated checkpoint" "truncated" $RL eval --ckpt="$TMP/trunc.ckpt"
+printf 'not a checkpoint at all, just some bytes............' >"$TMP/foreign.ckpt"
+expect_error "foreign checkpoint" "truncated|not a routelab checkpoint" $RL eval --ckpt="$TMP/foreign.ckpt"
+head -c 2000 /dev/urandom >"$TMP/foreign2.ckpt"
+expect_error "random-bytes checkpoint" "not a routelab checkpoint" $RL eval --ckpt="$TMP/foreign2.ckpt"
+cp "$TMP/j/model.ckpt" "$TMP/before.ckpt"
+expect_error "resume cannot change the model" "fixed by the checkpoint" $RL train --resume="$TMP/j" --d_model=64
+check "failed resume keeps the checkpoint" cmp -s "$TMP/before.ckpt" "$TMP/j/model.ckpt"
+expect_error "eval cannot change the shape" "fixed by the checkpoint" $RL eval --ckpt="$TMP/j" --n_layer=3
+expect_error "NaN loss" "diverged|gradient norm" $RL train $TINY --steps=200 --lr=1e12 --warmup=0 --grad_clip=0 --out="$TMP/nan"
+expect_error "unknown command" "unknown command" $RL frobnicate
+expect_error "vocab too small for MQAR" "vocab" $RL train $TINY --vocab_size=6
+
+# --- prepare + train on real text + eval ------------------------------------------------------
+if [ -f "$SHARED/data/wikitext-103-raw/wiki.valid.raw" ]; then
+    head -c 300000 "$SHARED/data/wikitext-103-raw/wiki.valid.raw" >"$TMP/wiki.txt"
+    $RL tokenizer-train --input="$TMP/wiki.txt" --vocab_size=512 --out="$TMP/wiki.bpe" >/dev/null 2>&1 ||
+        bad "tokenizer-train"
+    $RL prepare --input="$TMP/wiki.txt" --tokenizer="$TMP/wiki.bpe" --out="$TMP/wiki" >/dev/null 2>&1 ||
+        bad "prepare"
+    $RL train --data="$TMP/wiki" --vocab_size=512 --n_layer=2 --d_model=64 --n_head=2 --d_ff=256 \
+        --seq_len=64 --batch=8 --steps=60 --lr=3e-3 --warmup=5 --dropout=0 --eval_every=0 \
+        --eval_batches=4 --log_every=0 --out="$TMP/wr" >/dev/null 2>&1 || bad "train on shards"
+    check "loss falls on real text" python3 -c "
+import json; L=[json.loads(l)['loss'] for l in open('$TMP/wr/metrics.jsonl') if '\"loss\"' in l]
+a=sum(L[:5])/5; b=sum(L[-5:])/5; assert b < a - 0.5, (a, b)"
+    $RL eval --ckpt="$TMP/wr" --json >"$TMP/we.json" 2>/dev/null
+    check "eval reports perplexity on shards" python3 -c "
+import json,math; d=json.load(open('$TMP/we.json')); assert 1 < d['val_ppl'] < 512 and abs(math.log(d['val_ppl'])-d['val_loss'])<1e-3"
+    check "sample decodes text" $RL sample --ckpt="$TMP/wr" --tokens=20 --prompt="The" >/dev/null 2>&1
+    expect_error "shard vocab larger than the model" "vocab" $RL train --data="$TMP/wiki" --vocab_size=100
+else
+    echo "SKIP: ../shared/data not found: real-text tests skipped"
+fi
+
+echo "cli: $pass passed, $fail failed"
+[ $fail -eq 0 ]

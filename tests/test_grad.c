@@ -1,0 +1,1152 @@
+// test_grad.c: finite-difference checks of every backward pass. Central differences on float32
+// (perturbation eps, denominator = the float difference actually applied); the loss of an op is
+// a random linear functional of its output (generic gradients); each check compares
+//   |fd - an| <= RTOL * max(|fd|, |an|) + ATOL_REL * max|an over the tensor| + ATOL_ABS.
+// Top-k modes: a coordinate whose +eps or -eps forward changes any kept set is skipped (and
+// counted); most coordinates must be checked. The straight-through gate gradient (hard + ste)
+// is not a true gradient: it is compared with an independent plain-loop implementation of the
+// STE formula of ../shared/ref/README.md instead.
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention.h"
+#include "check.h"
+#include "common.h"
+#include "config.h"
+#include "distill.h"
+#include "model.h"
+#include "ops.h"
+#include "params.h"
+
+#define RTOL 2e-2
+
+static Rng rng;
+static long n_fd_checked, n_fd_skipped, n_fd_cases;
+
+// ----------------------------------------------------------------------------- helpers
+static float *falloc(size_t n) { return xcalloc(n ? n : 1, sizeof(float)); }
+
+static void fill_normal(float *x, size_t n, float std) {
+    for (size_t i = 0; i < n; i++) x[i] = std * rng_normal(&rng);
+}
+
+static double dot_fd(const float *a, const float *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+static double max_abs(const float *x, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)x[i]));
+    return m;
+}
+
+// Loss of the current state; *changed = 1 when a discrete choice (a kept set) differs from the
+// unperturbed state, which makes the central difference meaningless.
+typedef double (*EvalFn)(void *ctx, int *changed);
+
+typedef struct {
+    double eps, atol_rel, atol_abs;
+    int nsample;            // coordinates per tensor (all when the tensor is that small)
+    double min_checked;     // fraction of tried coordinates that must be checked (not skipped)
+} FdOpts;
+
+// Central difference at x[idx]; returns 0 (skip) when a kept set changed.
+static int fd_at(double *fd, float *x, size_t idx, double eps, EvalFn f, void *ctx) {
+    float x0 = x[idx], xp = (float)(x0 + eps), xm = (float)(x0 - eps);
+    int cp = 0, cm = 0;
+    x[idx] = xp;
+    double lp = f(ctx, &cp);
+    x[idx] = xm;
+    double lm = f(ctx, &cm);
+    x[idx] = x0;
+    if (cp || cm) return 0;
+    *fd = (lp - lm) / ((double)xp - (double)xm);
+    return 1;
+}
+
+// Compares an (n) with finite differences of f w.r.t. x (n) at a sample of coordinates.
+static void fd_check(const char *what, float *x, const float *an, size_t n, const FdOpts *o,
+                     EvalFn f, void *ctx) {
+    double scale = max_abs(an, n), atol = o->atol_rel * scale + o->atol_abs;
+    size_t tries = n <= (size_t)o->nsample ? n : (size_t)o->nsample;
+    int checked = 0, skipped = 0, failed = 0;
+    double worst = 0.0, w_fd = 0, w_an = 0;
+    size_t w_idx = 0;
+    for (size_t t = 0; t < tries; t++) {
+        size_t idx = tries == n ? t : (size_t)rng_below(&rng, n);
+        double fd;
+        if (!fd_at(&fd, x, idx, o->eps, f, ctx)) {
+            skipped++;
+            continue;
+        }
+        checked++;
+        double err = fabs(fd - an[idx]), tol = RTOL * fmax(fabs(fd), fabs(an[idx])) + atol;
+        if (err > tol) failed++;
+        if (err / tol > worst) worst = err / tol, w_fd = fd, w_an = an[idx], w_idx = idx;
+    }
+    n_fd_checked += checked;
+    n_fd_skipped += skipped;
+    if (getenv("GRAD_VERBOSE"))
+        printf("  %-60s checked %3d skipped %2d worst err/tol %.3f (fd %.4g an %.4g)\n", what,
+               checked, skipped, worst, w_fd, w_an);
+    CHECK(failed == 0, "%s: %d of %d coordinates off; worst [%zu] fd %.6g vs analytic %.6g "
+          "(err/tol %.2f, max|an| %.3g)", what, failed, checked, w_idx, w_fd, w_an, worst, scale);
+    CHECK(checked >= o->min_checked * (double)tries, "%s: only %d of %zu coordinates checked "
+          "(%d skipped: the kept sets changed)", what, checked, tries, skipped);
+}
+
+// ----------------------------------------------------------------------------- plain ops
+typedef struct {
+    const float *r;           // the random functional
+    float *out;
+    size_t nout;
+    void (*run)(void *ctx);   // recomputes out
+} OpCtx;
+
+static double op_eval(void *vctx, int *changed) {
+    OpCtx *c = vctx;
+    *changed = 0;
+    c->run(c);
+    return dot_fd(c->r, c->out, c->nout);
+}
+
+static const FdOpts OPS_FD = {1e-3, 1e-3, 1e-5, 1 << 30, 1.0};
+
+typedef struct {
+    OpCtx op;
+    float *inp, *w, *b;
+    size_t N;
+    int C, OC;
+} MatmulCtx;
+
+static void matmul_run(void *v) {
+    MatmulCtx *c = v;
+    matmul_forward(c->op.out, c->inp, c->w, c->b, c->N, c->C, c->OC);
+}
+
+static void test_matmul(void) {
+    size_t N = 6;
+    int C = 7, OC = 5;
+    MatmulCtx c = {{0}, falloc(N * C), falloc((size_t)OC * C), falloc(OC), N, C, OC};
+    float *r = falloc(N * OC), *out = falloc(N * OC);
+    fill_normal(c.inp, N * C, 1.0f);
+    fill_normal(c.w, (size_t)OC * C, 1.0f);
+    fill_normal(c.b, OC, 1.0f);
+    fill_normal(r, N * OC, 1.0f);
+    c.op = (OpCtx){r, out, N * OC, matmul_run};
+    // forward against plain loops
+    matmul_run(&c);
+    double err = 0.0;
+    for (size_t n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double s = c.b[o];
+            for (int i = 0; i < C; i++) s += (double)c.inp[n * C + i] * c.w[(size_t)o * C + i];
+            err = fmax(err, fabs(s - out[n * OC + o]));
+        }
+    CHECK(err < 1e-5, "matmul_forward vs loops: max err %g", err);
+    // backward: dweight/dbias accumulate (start from a known offset), dinp overwritten
+    float *dinp = falloc(N * C), *dw = falloc((size_t)OC * C), *db = falloc(OC);
+    for (size_t i = 0; i < N * C; i++) dinp[i] = 123.0f;
+    for (size_t i = 0; i < (size_t)OC * C; i++) dw[i] = 1.0f;
+    for (int i = 0; i < OC; i++) db[i] = 2.0f;
+    matmul_backward(dinp, dw, db, r, c.inp, c.w, N, C, OC, 0);
+    for (size_t i = 0; i < (size_t)OC * C; i++) dw[i] -= 1.0f;
+    for (int i = 0; i < OC; i++) db[i] -= 2.0f;
+    fd_check("matmul dinp", c.inp, dinp, N * C, &OPS_FD, op_eval, &c);
+    fd_check("matmul dweight", c.w, dw, (size_t)OC * C, &OPS_FD, op_eval, &c);
+    fd_check("matmul dbias", c.b, db, OC, &OPS_FD, op_eval, &c);
+    // accumulate_dinp adds; NULL gradients are skipped; no bias
+    float *dinp2 = falloc(N * C);
+    memcpy(dinp2, dinp, N * C * sizeof(float));
+    matmul_backward(dinp2, NULL, NULL, r, c.inp, c.w, N, C, OC, 1);
+    double e2 = 0.0;
+    for (size_t i = 0; i < N * C; i++) e2 = fmax(e2, fabs(dinp2[i] - 2.0 * dinp[i]));
+    CHECK(e2 < 1e-5, "matmul_backward accumulate_dinp: max err %g", e2);
+    matmul_backward(NULL, dw, NULL, r, c.inp, c.w, N, C, OC, 0);  // dinp NULL: no crash
+    float *bias = c.b;
+    c.b = NULL;
+    matmul_run(&c);
+    double e3 = 0.0;
+    for (size_t n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double s = 0.0;
+            for (int i = 0; i < C; i++) s += (double)c.inp[n * C + i] * c.w[(size_t)o * C + i];
+            e3 = fmax(e3, fabs(s - out[n * OC + o]));
+        }
+    CHECK(e3 < 1e-5, "matmul_forward without bias: max err %g", e3);
+    xfree(c.inp), xfree(c.w), xfree(bias), xfree(db), xfree(r), xfree(out), xfree(dinp);
+    xfree(dw), xfree(dinp2);
+}
+
+typedef struct {
+    OpCtx op;
+    float *inp, *w, *b, *mean, *rstd;
+    size_t N;
+    int C;
+} LnCtx;
+
+static void ln_run(void *v) {
+    LnCtx *c = v;
+    layernorm_forward(c->op.out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C, 1e-5f);
+}
+
+static void test_layernorm(void) {
+    size_t N = 5;
+    int C = 9;
+    LnCtx c = {{0}, falloc(N * C), falloc(C), falloc(C), falloc(N), falloc(N), N, C};
+    float *r = falloc(N * C), *out = falloc(N * C);
+    fill_normal(c.inp, N * C, 1.5f);
+    for (size_t i = 0; i < N * C; i++) c.inp[i] += 0.7f;  // a non-zero mean
+    fill_normal(c.w, C, 1.0f);
+    fill_normal(c.b, C, 1.0f);
+    fill_normal(r, N * C, 1.0f);
+    c.op = (OpCtx){r, out, N * C, ln_run};
+    ln_run(&c);
+    double err = 0.0;
+    for (size_t n = 0; n < N; n++) {
+        double m = 0, v = 0;
+        for (int i = 0; i < C; i++) m += c.inp[n * C + i];
+        m /= C;
+        for (int i = 0; i < C; i++) v += (c.inp[n * C + i] - m) * (c.inp[n * C + i] - m);
+        v /= C;
+        for (int i = 0; i < C; i++) {
+            double y = (c.inp[n * C + i] - m) / sqrt(v + 1e-5) * c.w[i] + c.b[i];
+            err = fmax(err, fabs(y - out[n * C + i]));
+        }
+    }
+    CHECK(err < 1e-5, "layernorm_forward vs loops: max err %g", err);
+    float *dinp = falloc(N * C), *dw = falloc(C), *db = falloc(C);
+    for (size_t i = 0; i < N * C; i++) dinp[i] = 0.5f;  // dinp accumulates too
+    for (int i = 0; i < C; i++) dw[i] = -1.0f, db[i] = 3.0f;
+    layernorm_backward(dinp, dw, db, r, c.inp, c.w, c.mean, c.rstd, N, C);
+    for (size_t i = 0; i < N * C; i++) dinp[i] -= 0.5f;
+    for (int i = 0; i < C; i++) dw[i] += 1.0f, db[i] -= 3.0f;
+    fd_check("layernorm dinp", c.inp, dinp, N * C, &OPS_FD, op_eval, &c);
+    fd_check("layernorm dweight", c.w, dw, C, &OPS_FD, op_eval, &c);
+    fd_check("layernorm dbias", c.b, db, C, &OPS_FD, op_eval, &c);
+    // frozen weights: NULL dw/db still gives the same dinp
+    float *dinp2 = falloc(N * C);
+    layernorm_backward(dinp2, NULL, NULL, r, c.inp, c.w, c.mean, c.rstd, N, C);
+    double e2 = 0.0;
+    for (size_t i = 0; i < N * C; i++) e2 = fmax(e2, fabs(dinp2[i] - dinp[i]));
+    CHECK(e2 < 1e-5, "layernorm_backward with frozen weights: dinp differs by %g", e2);
+    xfree(c.inp), xfree(c.w), xfree(c.b), xfree(c.mean), xfree(c.rstd), xfree(r), xfree(out);
+    xfree(dinp), xfree(dw), xfree(db), xfree(dinp2);
+}
+
+typedef struct {
+    OpCtx op;
+    float *inp;
+    size_t n;
+    GeluKind kind;
+} GeluCtx;
+
+static void gelu_run(void *v) {
+    GeluCtx *c = v;
+    gelu_forward(c->op.out, c->inp, c->n, c->kind);
+}
+
+static void test_gelu(GeluKind kind) {
+    size_t n = 64;
+    GeluCtx c = {{0}, falloc(n), n, kind};
+    float *r = falloc(n), *out = falloc(n), *din = falloc(n);
+    fill_normal(c.inp, n, 2.0f);
+    fill_normal(r, n, 1.0f);
+    c.op = (OpCtx){r, out, n, gelu_run};
+    gelu_run(&c);
+    double err = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double x = c.inp[i];
+        double y = kind == GELU_ERF ? 0.5 * x * (1 + erf(x / sqrt(2.0)))
+                                    : 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+        err = fmax(err, fabs(y - out[i]));
+    }
+    CHECK(err < 2e-6, "gelu_forward (%s) vs formula: max err %g", kind == GELU_ERF ? "erf" : "tanh", err);
+    gelu_backward(din, c.inp, r, n, kind);
+    fd_check(kind == GELU_ERF ? "gelu erf" : "gelu tanh", c.inp, din, n, &OPS_FD, op_eval, &c);
+    // dinp may alias dout
+    float *alias = falloc(n);
+    memcpy(alias, r, n * sizeof(float));
+    gelu_backward(alias, c.inp, alias, n, kind);
+    CHECK(memcmp(alias, din, n * sizeof(float)) == 0, "gelu_backward in place differs");
+    xfree(c.inp), xfree(r), xfree(out), xfree(din), xfree(alias);
+}
+
+typedef struct {
+    float *logits, *losses;
+    const int *targets;
+    size_t N;
+    int V;
+} CeCtx;
+
+static double ce_eval(void *v, int *changed) {
+    CeCtx *c = v;
+    *changed = 0;
+    size_t scored;
+    double total = crossentropy_forward(c->losses, &scored, c->logits, c->targets, c->N, c->V);
+    return total / (double)scored;
+}
+
+static void test_crossentropy(void) {
+    size_t N = 8;
+    int V = 7;
+    int targets[8] = {3, -1, 0, 6, -1, 2, 2, 5};
+    CeCtx c = {falloc(N * V), falloc(N), targets, N, V};
+    fill_normal(c.logits, N * V, 2.0f);
+    size_t scored;
+    double total = crossentropy_forward(c.losses, &scored, c.logits, targets, N, V);
+    CHECK(scored == 6, "crossentropy n_scored %zu, expected 6", scored);
+    double ref = 0.0, err = 0.0;
+    for (size_t n = 0; n < N; n++) {
+        if (targets[n] < 0) {
+            CHECK(c.losses[n] == 0.0f, "ignored position %zu has loss %g", n, c.losses[n]);
+            continue;
+        }
+        double mx = -1e30, s = 0;
+        for (int v = 0; v < V; v++) mx = fmax(mx, c.logits[n * V + v]);
+        for (int v = 0; v < V; v++) s += exp(c.logits[n * V + v] - mx);
+        double nll = log(s) + mx - c.logits[n * V + targets[n]];
+        ref += nll;
+        err = fmax(err, fabs(nll - c.losses[n]));
+    }
+    CHECK(err < 1e-5 && fabs(ref - total) < 1e-4, "crossentropy vs loops: per-row err %g, total "
+          "%.8g vs %.8g", err, total, ref);
+    float *d = falloc(N * V);
+    memcpy(d, c.logits, N * V * sizeof(float));
+    crossentropy_backward(d, targets, N, V, 1.0f / (float)scored);
+    for (size_t n = 0; n < N; n++)
+        if (targets[n] < 0)
+            CHECK(max_abs(d + n * V, V) == 0.0, "ignored row %zu has a gradient", n);
+    fd_check("crossentropy (mean, ignore -1)", c.logits, d, N * V, &OPS_FD, ce_eval, &c);
+    xfree(c.logits), xfree(c.losses), xfree(d);
+}
+
+typedef struct {
+    OpCtx op;
+    const float *a, *b;
+} ResCtx;
+
+static void res_run(void *v) {
+    ResCtx *c = v;
+    residual_forward(c->op.out, c->a, c->b, c->op.nout);
+}
+
+static void test_residual_dropout(void) {
+    size_t n = 4096;
+    float *a = falloc(n), *b = falloc(n), *out = falloc(n);
+    fill_normal(a, n, 1.0f);
+    fill_normal(b, n, 1.0f);
+    residual_forward(out, a, b, n);
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) ok &= out[i] == a[i] + b[i];
+    CHECK(ok, "residual_forward is not a + b");
+    // residual backward is the identity for both inputs: finite differences of r . (a + b)
+    float *r = falloc(n);
+    fill_normal(r, n, 1.0f);
+    ResCtx rc = {{r, out, n, res_run}, a, b};
+    const FdOpts few = {1e-3, 1e-3, 1e-5, 24, 1.0};
+    fd_check("residual d a", a, r, n, &few, op_eval, &rc);
+    fd_check("residual d b", b, r, n, &few, op_eval, &rc);
+    // dropout: stateless mask keyed by (key, i); backward = the same call on the gradient
+    float p = 0.25f;
+    unsigned long long key = 0xABCDEF12345ull;
+    float *x = falloc(n), *y = falloc(n), *ones = falloc(n);
+    fill_normal(x, n, 1.0f);
+    memcpy(y, x, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) ones[i] = 1.0f;
+    dropout_apply(y, n, p, key);
+    dropout_apply(ones, n, p, key);
+    size_t kept = 0;
+    int consistent = 1, scaled = 1;
+    for (size_t i = 0; i < n; i++) {
+        int k = ones[i] != 0.0f;
+        kept += k;
+        consistent &= k ? y[i] == x[i] * (1.0f / (1.0f - p)) : y[i] == 0.0f;
+        scaled &= !k || ones[i] == 1.0f / (1.0f - p);
+    }
+    CHECK(consistent && scaled, "dropout: same key gives a different mask or scale");
+    CHECK(fabs((double)kept / n - (1 - p)) < 0.03, "dropout keeps %.3f, expected %.3f",
+          (double)kept / n, 1 - p);
+    float *y2 = falloc(n);
+    memcpy(y2, x, n * sizeof(float));
+    dropout_apply(y2, n, p, key + 1);
+    CHECK(memcmp(y, y2, n * sizeof(float)) != 0, "dropout: another key gives the same mask");
+    memcpy(y2, x, n * sizeof(float));
+    dropout_apply(y2, n, 0.0f, key);
+    CHECK(memcmp(y2, x, n * sizeof(float)) == 0, "dropout with p = 0 changed the input");
+    // finite differences of r . dropout(x) against dropout(r) (the backward)
+    float *rr = falloc(n), *dr = falloc(n);
+    fill_normal(rr, n, 1.0f);
+    memcpy(dr, rr, n * sizeof(float));
+    dropout_apply(dr, n, p, key);
+    int bad = 0;
+    for (int t = 0; t < 200; t++) {
+        size_t i = (size_t)rng_below(&rng, n);
+        float x0 = x[i];
+        double lp, lm;
+        memcpy(y2, x, n * sizeof(float));
+        y2[i] = x0 + 1e-2f;
+        dropout_apply(y2, n, p, key);
+        lp = dot_fd(rr, y2, n);
+        memcpy(y2, x, n * sizeof(float));
+        y2[i] = x0 - 1e-2f;
+        dropout_apply(y2, n, p, key);
+        lm = dot_fd(rr, y2, n);
+        double fd = (lp - lm) / ((double)(x0 + 1e-2f) - (double)(x0 - 1e-2f));
+        if (fabs(fd - dr[i]) > 2e-2 * fabs(dr[i]) + 1e-2) bad++;
+        n_fd_checked++;
+    }
+    CHECK(bad == 0, "dropout backward vs finite differences: %d of 200 off", bad);
+    xfree(a), xfree(b), xfree(out), xfree(r), xfree(x), xfree(y), xfree(ones);
+    xfree(y2), xfree(rr), xfree(dr);
+}
+
+// ----------------------------------------------------------------------------- attention
+typedef struct {
+    AttnArgs a;
+    float *qkv, *gq, *gk, *out, *att, *auxS, *auxs, *lse, *r;
+    unsigned char *base;   // kept pattern (att != 0) of the unperturbed forward
+    int check_pattern;
+} AttnCtx;
+
+static size_t attn_tt(const AttnCtx *x) { return (size_t)x->a.B * x->a.NH * x->a.T * x->a.T; }
+
+static double attn_eval(void *v, int *changed) {
+    AttnCtx *x = v;
+    attention_forward(x->out, x->att, x->auxS, x->auxs, x->lse, x->qkv, x->gq, x->gk, &x->a);
+    *changed = 0;
+    if (x->check_pattern) {
+        size_t n = attn_tt(x);
+        for (size_t e = 0; e < n && !*changed; e++) *changed = (x->att[e] != 0.0f) != x->base[e];
+    }
+    return dot_fd(x->r, x->out, (size_t)x->a.B * x->a.T * x->a.C);
+}
+
+typedef struct {
+    AttnMode mode;
+    int k;
+    TopkScope scope;
+    GateGrad gg;
+    float tau, dropout;
+    int B, T, NH, hd, dg;
+    int feed;                 // 1: mask_feed (NH,T,T), 2: mask_feed per batch (B,NH,T,T)
+    const char *label;
+} AttnCase;
+
+// Brute-force top-k of x (n): keep the min(k, n) best by (value desc, index asc).
+static void brute_topk(unsigned char *keep, const double *x, int n, int k) {
+    int idx[256];
+    for (int j = 0; j < n; j++) idx[j] = j;
+    for (int a = 1; a < n; a++)  // insertion sort: larger value first, lower index on ties
+        for (int b = a; b > 0; b--) {
+            int p = idx[b - 1], q = idx[b];
+            if (x[q] > x[p] || (x[q] == x[p] && q < p)) idx[b - 1] = q, idx[b] = p;
+            else break;
+        }
+    memset(keep, 0, (size_t)n);
+    for (int j = 0; j < (k < n ? k : n); j++) keep[idx[j]] = 1;
+}
+
+// Smallest gap between the k-th and (k+1)-th ranked values of x (n); inf when none.
+static double topk_gap(const double *x, int n, int k) {
+    if (k >= n) return INFINITY;
+    double v[256];
+    memcpy(v, x, (size_t)n * sizeof(double));
+    for (int a = 1; a < n; a++)
+        for (int b = a; b > 0 && v[b] > v[b - 1]; b--) {
+            double t = v[b];
+            v[b] = v[b - 1];
+            v[b - 1] = t;
+        }
+    return v[k - 1] - v[k];
+}
+
+static double sigm(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+// Independent double-precision forward (and the STE gate gradient) in plain loops. keep_in:
+// the kept pattern to use for stochastic / random_fixed (NULL: computed from the mode).
+// Writes W (B,NH,T,T), y (B,T,C); with ste, dgq/dgk (B,T,NH*dg) for dout r. Returns the number
+// of rows whose top-k boundary is too close to call (skipped from the comparison: *near_tie).
+static void attn_reference(double *W, double *y, double *dgq, double *dgk, const AttnCtx *x,
+                           const AttnCase *cs, const unsigned char *keep_in, int *near_tie) {
+    const AttnArgs *a = &x->a;
+    int B = a->B, T = a->T, C = a->C, NH = a->NH, hd = a->hd, dg = a->dg, GW = NH * dg;
+    const RouteRule *rule = route_rule(a->mode);
+    double S[64 * 64], G[64 * 64], Z[64], dW[64];
+    unsigned char keep[64 * 64];
+    *near_tie = 0;
+    if (dgq) memset(dgq, 0, (size_t)B * T * GW * sizeof(double));
+    if (dgk) memset(dgk, 0, (size_t)B * T * GW * sizeof(double));
+    memset(y, 0, (size_t)B * T * C * sizeof(double));
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            size_t bh = (size_t)b * NH + h;
+            for (int i = 0; i < T; i++)
+                for (int j = 0; j < T; j++) {
+                    double s = 0, g = 0;
+                    for (int d = 0; d < hd; d++)
+                        s += (double)x->qkv[((size_t)b * T + i) * 3 * C + h * hd + d] *
+                             x->qkv[((size_t)b * T + j) * 3 * C + C + h * hd + d];
+                    S[i * T + j] = s / sqrt((double)hd);
+                    if (x->gq) {
+                        for (int d = 0; d < dg; d++)
+                            g += (double)x->gq[((size_t)b * T + i) * GW + h * dg + d] *
+                                 x->gk[((size_t)b * T + j) * GW + h * dg + d];
+                        G[i * T + j] = g / sqrt((double)dg);
+                    }
+                }
+            // kept sets
+            for (int i = 0; i < T; i++) {
+                unsigned char *kr = keep + i * T;
+                const double *src = NULL;
+                if (cs->feed) {
+                    for (int j = 0; j < T; j++) kr[j] = keep_in[bh * T * T + (size_t)i * T + j];
+                    continue;
+                }
+                switch (rule->keep) {
+                case KEEP_ALL_VISIBLE:
+                    for (int j = 0; j < T; j++) kr[j] = j <= i;
+                    break;
+                case KEEP_WINDOW:
+                    for (int j = 0; j < T; j++) kr[j] = j <= i && j >= i - a->k + 1;
+                    break;
+                case KEEP_TOPK_FRESH:
+                case KEEP_TOPK_FIXED:
+                    for (int j = 0; j < T; j++) kr[j] = keep_in[bh * T * T + (size_t)i * T + j];
+                    break;
+                case KEEP_TOPK_SCORES: src = S + i * T; break;
+                case KEEP_TOPK_GATE: src = G + i * T; break;
+                }
+                if (src) {
+                    int n = a->scope == TOPK_CAUSAL ? i + 1 : T;
+                    brute_topk(kr, src, n, a->k);
+                    for (int j = n; j < T; j++) kr[j] = 0;
+                    for (int j = i + 1; j < T; j++) kr[j] = 0;
+                    if (topk_gap(src, n, a->k) < 1e-4) (*near_tie)++;
+                }
+            }
+            // weights
+            for (int i = 0; i < T; i++) {
+                double *w = W + bh * T * T + (size_t)i * T, z[64], mx = -INFINITY, sum = 0;
+                for (int j = 0; j < T; j++) {
+                    double s = sigm(x->gq ? G[i * T + j] / a->tau : 0);
+                    z[j] = rule->gate == GATE_ON_LOGITS ? S[i * T + j] * s : S[i * T + j];
+                    if (keep[i * T + j]) mx = fmax(mx, z[j]);
+                }
+                for (int j = 0; j < T; j++) {
+                    w[j] = keep[i * T + j] ? exp(z[j] - mx) : 0.0;
+                    sum += w[j];
+                }
+                for (int j = 0; j < T; j++) {
+                    w[j] = sum > 0 ? w[j] / sum : 0.0;
+                    if (rule->gate == GATE_ON_PROBS) w[j] *= sigm(G[i * T + j] / a->tau);
+                }
+                Z[i] = sum > 0 ? mx + log(sum) : -INFINITY;  // log-normaliser of the kept keys
+                for (int d = 0; d < hd; d++) {
+                    double acc = 0;
+                    for (int j = 0; j < T; j++)
+                        acc += w[j] * x->qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * hd + d];
+                    y[((size_t)b * T + i) * C + h * hd + d] = acc;
+                }
+            }
+            if (!dgq) continue;
+            // STE: dM_ij = C_ij exp(S_ij - logZ_i)(dW_ij - sum_j' W_ij' dW_ij'), ds = dM,
+            // dG = ds s (1 - s) / tau, dgq = dG gk / sqrt(dg), dgk = dG^T gq / sqrt(dg)
+            for (int i = 0; i < T; i++) {
+                const double *w = W + bh * T * T + (size_t)i * T;
+                double dot = 0;
+                for (int j = 0; j < T; j++) {
+                    dW[j] = 0;
+                    for (int d = 0; d < hd; d++)
+                        dW[j] += (double)x->r[((size_t)b * T + i) * C + h * hd + d] *
+                                 x->qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * hd + d];
+                    dot += w[j] * dW[j];
+                }
+                for (int j = 0; j <= i; j++) {
+                    if (isinf(Z[i])) continue;  // empty row: no gradient
+                    double dM = exp(S[i * T + j] - Z[i]) * (dW[j] - dot);
+                    double s = sigm(G[i * T + j] / a->tau);
+                    double dG = dM * s * (1 - s) / a->tau / sqrt((double)dg);
+                    for (int d = 0; d < dg; d++) {
+                        dgq[((size_t)b * T + i) * GW + h * dg + d] +=
+                            dG * x->gk[((size_t)b * T + j) * GW + h * dg + d];
+                        dgk[((size_t)b * T + j) * GW + h * dg + d] +=
+                            dG * x->gq[((size_t)b * T + i) * GW + h * dg + d];
+                    }
+                }
+            }
+        }
+}
+
+static const FdOpts ATTN_FD = {1e-3, 2e-3, 2e-4, 1 << 30, 0.75};
+
+static void attn_case(const AttnCase *cs) {
+    AttnCtx x;
+    memset(&x, 0, sizeof x);
+    AttnArgs *a = &x.a;
+    a->B = cs->B;
+    a->T = cs->T;
+    a->NH = cs->NH;
+    a->hd = cs->hd;
+    a->C = cs->NH * cs->hd;
+    a->dg = cs->dg;
+    a->mode = cs->mode;
+    a->k = cs->k;
+    a->scope = cs->scope;
+    a->gate_grad = cs->gg;
+    a->tau = cs->tau;
+    a->dropout = cs->dropout;
+    a->dropout_key = rng_next(&rng);
+    a->noise_key = rng_next(&rng);
+    a->nthreads = 2;
+    a->scratch = falloc(2 * attention_scratch_floats(cs->T));
+    int B = a->B, T = a->T, C = a->C, NH = a->NH, GW = NH * a->dg;
+    size_t TT = (size_t)B * NH * T * T, N = (size_t)B * T;
+    const RouteRule *rule = route_rule(cs->mode);
+    int needs_gate = route_needs_gate(cs->mode);
+    int in_graph = route_gate_in_graph(cs->mode, cs->gg);
+    int ste = rule->gate == GATE_RANKS_ONLY && cs->gg == GATE_GRAD_STE;
+    int aux = rule->gate == GATE_ON_LOGITS || rule->gate == GATE_ON_PROBS || ste;
+    x.qkv = falloc(N * 3 * C);
+    fill_normal(x.qkv, N * 3 * C, 1.0f);
+    if (needs_gate) {
+        x.gq = falloc(N * GW);
+        x.gk = falloc(N * GW);
+        fill_normal(x.gq, N * GW, 1.0f);
+        fill_normal(x.gk, N * GW, 1.0f);
+    }
+    x.out = falloc(N * C);
+    x.att = falloc(TT);
+    x.auxS = aux ? falloc(TT) : NULL;
+    x.auxs = aux ? falloc(TT) : NULL;
+    x.lse = ste ? falloc((size_t)B * NH * T) : NULL;
+    x.r = falloc(N * C);
+    fill_normal(x.r, N * C, 1.0f);
+    float *feed = NULL;
+    if (cs->feed) {  // random 0/1 masks, causal applied, sometimes an empty row
+        size_t nf = cs->feed == 2 ? TT : (size_t)NH * T * T;
+        feed = falloc(nf);
+        for (size_t e = 0; e < nf; e++) {
+            int i = (int)((e / T) % T), j = (int)(e % T);
+            feed[e] = j <= i && rng_uniform(&rng) < 0.6f ? 1.0f : 0.0f;
+        }
+        a->mask_feed = feed;
+        a->mask_feed_per_batch = cs->feed == 2;
+    }
+    char what[160];
+
+    // --- forward vs the independent reference
+    double L0 = attn_eval(&x, &(int){0});
+    x.base = xcalloc(TT, 1);
+    for (size_t e = 0; e < TT; e++) x.base[e] = x.att[e] != 0.0f;
+    unsigned char *keep_in = xcalloc(TT, 1);
+    if (cs->feed) {
+        for (size_t e = 0; e < TT; e++) {
+            size_t bh = e / ((size_t)T * T), w = e % ((size_t)T * T);
+            keep_in[e] = feed[(cs->feed == 2 ? bh : bh % NH) * T * T + w] > 0.5f;
+        }
+    } else {
+        memcpy(keep_in, x.base, TT);
+    }
+    double *Wr = xcalloc(TT, sizeof(double)), *yr = xcalloc(N * C, sizeof(double));
+    double *dgq_r = ste ? xcalloc(N * GW, sizeof(double)) : NULL;
+    double *dgk_r = ste ? xcalloc(N * GW, sizeof(double)) : NULL;
+    int near_tie;
+    attn_reference(Wr, yr, dgq_r, dgk_r, &x, cs, keep_in, &near_tie);
+    if (cs->dropout == 0.0f) {
+        double ew = 0, ey = 0;
+        for (size_t e = 0; e < TT; e++) ew = fmax(ew, fabs(Wr[e] - x.att[e]));
+        for (size_t e = 0; e < N * C; e++) ey = fmax(ey, fabs(yr[e] - x.out[e]));
+        snprintf(what, sizeof what, "%s: forward vs plain loops (W err %.3g, y err %.3g, %d near "
+                 "ties)", cs->label, ew, ey, near_tie);
+        CHECK(near_tie == 0 && ew < 2e-5 && ey < 5e-5, "%s", what);
+    }
+    // structure of the kept sets
+    long empty = 0, wrong_count = 0;
+    for (int bh = 0; bh < B * NH; bh++)
+        for (int i = 0; i < T; i++) {
+            const unsigned char *kr = x.base + ((size_t)bh * T + i) * T;
+            int n = 0, future = 0;
+            for (int j = 0; j < T; j++) n += kr[j], future += j > i && kr[j];
+            empty += n == 0;
+            CHECK(future == 0, "%s: row %d keeps a future key", cs->label, i);
+            int expect = rule->keep == KEEP_ALL_VISIBLE ? i + 1
+                         : rule->keep == KEEP_WINDOW || cs->scope == TOPK_CAUSAL
+                             ? (i + 1 < cs->k ? i + 1 : cs->k) : -1;
+            if (!cs->feed && expect >= 0 && n != expect) wrong_count++;
+            if (n == 0) {  // an empty row outputs 0
+                int b = bh / NH, h = bh % NH;
+                CHECK(max_abs(x.out + ((size_t)b * T + i) * C + h * a->hd, a->hd) == 0.0,
+                      "%s: empty row (bh %d, i %d) has a non-zero output", cs->label, bh, i);
+            }
+        }
+    CHECK(wrong_count == 0, "%s: %ld rows keep the wrong number of keys", cs->label, wrong_count);
+    if (cs->scope == TOPK_ALL && rule->keep != KEEP_ALL_VISIBLE && rule->keep != KEEP_WINDOW &&
+        !cs->feed)
+        CHECK(empty > 0, "%s: expected some empty rows with topk_scope=all", cs->label);
+    if (rule->keep == KEEP_TOPK_FIXED && !cs->feed)  // the same mask for every batch row
+        CHECK(memcmp(x.base, x.base + (size_t)NH * T * T, (size_t)(B - 1) * NH * T * T) == 0,
+              "%s: random_fixed masks differ between batch rows", cs->label);
+    if (rule->keep == KEEP_TOPK_FRESH && !cs->feed) {
+        CHECK(memcmp(x.base, x.base + (size_t)NH * T * T, (size_t)NH * T * T) != 0,
+              "%s: stochastic masks identical for two batch rows", cs->label);
+        AttnArgs save = *a;  // another forward pass (noise key) draws another mask
+        a->noise_key ^= 0x5555;
+        attention_forward(x.out, x.att, x.auxS, x.auxs, x.lse, x.qkv, x.gq, x.gk, a);
+        int same = 1;
+        for (size_t e = 0; e < TT; e++) same &= (x.att[e] != 0.0f) == x.base[e];
+        CHECK(!same, "%s: another noise key gives the same stochastic masks", cs->label);
+        *a = save;
+    }
+
+    // --- analytic gradients
+    double L1 = attn_eval(&x, &(int){0});
+    CHECK(L0 == L1, "%s: forward is not deterministic", cs->label);
+    float *dqkv = falloc(N * 3 * C);
+    float *dgq = needs_gate ? falloc(N * GW) : NULL, *dgk = needs_gate ? falloc(N * GW) : NULL;
+    if (dgq)
+        for (size_t e = 0; e < N * GW; e++) dgq[e] = dgk[e] = 7.0f;  // sentinel
+    for (size_t e = 0; e < N * 3 * C; e++) dqkv[e] = 9.0f;  // overwritten, not accumulated
+    attention_backward(dqkv, dgq, dgk, x.r, x.qkv, x.gq, x.gk, x.att, x.auxS, x.auxs, x.lse, a);
+    if (needs_gate && !in_graph) {  // hard, gate_grad none: no gate gradient is produced
+        int untouched = 1;
+        for (size_t e = 0; e < N * GW; e++) untouched &= dgq[e] == 7.0f && dgk[e] == 7.0f;
+        CHECK(untouched, "%s: attention_backward wrote dgq/dgk with the gate out of the graph",
+              cs->label);
+    }
+    x.check_pattern = rule->keep == KEEP_TOPK_SCORES || rule->keep == KEEP_TOPK_GATE;
+    snprintf(what, sizeof what, "%s: d qkv", cs->label);
+    fd_check(what, x.qkv, dqkv, N * 3 * C, &ATTN_FD, attn_eval, &x);
+    if (in_graph && !ste) {
+        snprintf(what, sizeof what, "%s: d gq", cs->label);
+        fd_check(what, x.gq, dgq, N * GW, &ATTN_FD, attn_eval, &x);
+        snprintf(what, sizeof what, "%s: d gk", cs->label);
+        fd_check(what, x.gk, dgk, N * GW, &ATTN_FD, attn_eval, &x);
+    }
+    if (needs_gate && !in_graph) {
+        // the loss depends on G through its ranking only: unchanged kept sets, unchanged loss
+        int moved = 0, tried = 0;
+        for (int t = 0; t < 40; t++) {
+            float *g = t & 1 ? x.gk : x.gq;
+            size_t idx = (size_t)rng_below(&rng, N * GW);
+            float g0 = g[idx];
+            int cp, cm;
+            g[idx] = g0 + 1e-3f;
+            double lp = attn_eval(&x, &cp);
+            g[idx] = g0 - 1e-3f;
+            double lm = attn_eval(&x, &cm);
+            g[idx] = g0;
+            if (cp || cm) continue;
+            tried++;
+            moved += lp != lm;
+        }
+        CHECK(tried >= 30 && moved == 0, "%s: gate values (not only their ranking) move the loss "
+              "(%d of %d)", cs->label, moved, tried);
+    }
+    if (ste) {  // straight-through gate gradient vs the plain-loop formula
+        attn_eval(&x, &(int){0});  // restore the saved forward state
+        attention_backward(dqkv, dgq, dgk, x.r, x.qkv, x.gq, x.gk, x.att, x.auxS, x.auxs, x.lse, a);
+        double mq = 0, mk = 0, eq = 0, ek = 0;
+        for (size_t e = 0; e < N * GW; e++) {
+            mq = fmax(mq, fabs(dgq_r[e]));
+            mk = fmax(mk, fabs(dgk_r[e]));
+        }
+        int bad = 0;
+        for (size_t e = 0; e < N * GW; e++) {
+            double d1 = fabs(dgq[e] - dgq_r[e]), d2 = fabs(dgk[e] - dgk_r[e]);
+            eq = fmax(eq, d1);
+            ek = fmax(ek, d2);
+            bad += d1 > 1e-4 * fabs(dgq_r[e]) + 1e-5 * mq + 1e-7;
+            bad += d2 > 1e-4 * fabs(dgk_r[e]) + 1e-5 * mk + 1e-7;
+        }
+        CHECK(bad == 0 && mq > 0 && mk > 0, "%s: STE gate gradient vs formula: %d off (max err "
+              "%.3g / %.3g of max %.3g / %.3g)", cs->label, bad, eq, ek, mq, mk);
+        n_fd_checked += 2 * (long)(N * GW);
+    }
+    n_fd_cases++;
+    xfree(a->scratch), xfree(x.qkv), xfree(x.gq), xfree(x.gk), xfree(x.out), xfree(x.att);
+    xfree(x.auxS), xfree(x.auxs), xfree(x.lse), xfree(x.r), xfree(feed), xfree(x.base);
+    xfree(keep_in), xfree(Wr), xfree(yr), xfree(dgq_r), xfree(dgk_r), xfree(dqkv), xfree(dgq);
+    xfree(dgk);
+}
+
+static void test_attention(void) {
+    const AttnCase cases[] = {
+        // mode            k  scope        gate_grad       tau   drop  B  T NH hd dg feed label
+        {ATTN_DENSE,        3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "dense"},
+        {ATTN_ORACLE,       3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "oracle causal"},
+        {ATTN_ORACLE,       2, TOPK_ALL,    GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "oracle all"},
+        {ATTN_SOFT,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "soft"},
+        {ATTN_SOFT,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 0.5f, 0.0f, 2, 6, 2, 4, 3, 0, "soft tau 0.5"},
+        {ATTN_SOFT_PROB,    3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "soft_prob"},
+        {ATTN_SOFT_PROB,    3, TOPK_CAUSAL, GATE_GRAD_NONE, 2.5f, 0.0f, 1, 8, 3, 2, 2, 0, "soft_prob tau 2.5"},
+        {ATTN_HARD,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "hard causal"},
+        {ATTN_HARD,         2, TOPK_ALL,    GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "hard all"},
+        {ATTN_HARD,         3, TOPK_CAUSAL, GATE_GRAD_STE,  1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "hard ste causal"},
+        {ATTN_HARD,         2, TOPK_ALL,    GATE_GRAD_STE,  1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "hard ste all"},
+        {ATTN_HARD,         4, TOPK_CAUSAL, GATE_GRAD_STE,  0.4f, 0.0f, 2, 9, 2, 3, 5, 0, "hard ste tau 0.4"},
+        {ATTN_STOCHASTIC,   3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "stochastic causal"},
+        {ATTN_STOCHASTIC,   2, TOPK_ALL,    GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "stochastic all"},
+        {ATTN_RANDOM_FIXED, 3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "random_fixed causal"},
+        {ATTN_RANDOM_FIXED, 2, TOPK_ALL,    GATE_GRAD_NONE, 1.0f, 0.0f, 3, 7, 2, 4, 3, 0, "random_fixed all"},
+        {ATTN_WINDOW,       3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "window"},
+        {ATTN_WINDOW,       1, TOPK_ALL,    GATE_GRAD_NONE, 1.0f, 0.0f, 2, 5, 1, 4, 3, 0, "window k 1"},
+        {ATTN_STOCHASTIC,   3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 6, 2, 4, 3, 2, "stochastic fed masks"},
+        {ATTN_RANDOM_FIXED, 3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 6, 2, 4, 3, 1, "random_fixed fed masks"},
+        // dropout on the attention weights: stateless masks, so the same key re-runs the same
+        {ATTN_DENSE,        3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.3f, 2, 7, 2, 4, 3, 0, "dense dropout"},
+        {ATTN_SOFT,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 0.8f, 0.3f, 2, 7, 2, 4, 3, 0, "soft dropout"},
+        {ATTN_SOFT_PROB,    3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.3f, 2, 7, 2, 4, 3, 0, "soft_prob dropout"},
+        {ATTN_ORACLE,       3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.3f, 2, 7, 2, 4, 3, 0, "oracle dropout"},
+        {ATTN_HARD,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.3f, 2, 7, 2, 4, 3, 0, "hard dropout"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) attn_case(&cases[i]);
+}
+
+// ----------------------------------------------------------------------------- whole model
+static void small_config(Config *c, const char *const *kv) {
+    config_defaults(c);
+    static const char *const base[] = {
+        "n_layer", "2", "d_model", "16", "n_head", "2", "d_ff", "32", "seq_len", "8",
+        "vocab_size", "11", "d_g", "4", "k", "3", "dropout", "0", "init_std", "0.3",
+        "gate_init_std", "0.5", "batch", "2", "threads", "2", NULL};
+    for (const char *const *p = base; *p; p += 2) config_set(c, p[0], p[1], "test");
+    for (const char *const *p = kv; p && *p; p += 2) config_set(c, p[0], p[1], "test");
+    config_resolve(c);
+}
+
+typedef struct {
+    Model *m;
+    const int *in, *tg;
+    int B, T;
+    uint64_t fc;            // forward index reused by every forward (dropout, stochastic masks)
+    unsigned char *base;    // kept pattern of every layer's W in the unperturbed forward
+    size_t per_layer;
+} ModelCtx;
+
+static double model_eval(void *v, int *changed) {
+    ModelCtx *x = v;
+    x->m->forward_count = x->fc;
+    double L = model_forward(x->m, x->in, x->tg, x->B, x->T);
+    *changed = 0;
+    if (x->base)
+        for (int l = 0; l < x->m->cfg.n_layer && !*changed; l++) {
+            const float *att = x->m->layer[l].att;
+            const unsigned char *b = x->base + (size_t)l * x->per_layer;
+            for (size_t e = 0; e < x->per_layer && !*changed; e++) *changed = (att[e] != 0.0f) != b[e];
+        }
+    return L;
+}
+
+static const FdOpts MODEL_FD = {1e-3, 3e-3, 3e-4, 16, 0.6};
+
+// FD on every tensor that gets a gradient; tensors that get none must hold exactly 0.
+// skip_fd: name fragments whose FD is not meaningful (straight-through contaminated).
+static void model_case(const char *label, const char *const *kv, const char *const *skip_fd) {
+    Config c;
+    small_config(&c, kv);
+    Model m;
+    model_build(&m, &c);
+    m.training = 1;  // dropout (when configured) on; the forward index is pinned below
+    int B = 2, T = c.seq_len, V = c.vocab_size;
+    int in[64], tg[64];
+    for (int n = 0; n < B * T; n++) {
+        in[n] = (int)rng_below(&rng, (uint64_t)V);
+        tg[n] = (int)rng_below(&rng, (uint64_t)V);
+        if (n % 5 == 2) tg[n] = -1;  // a few ignored positions
+    }
+    ModelCtx x = {&m, in, tg, B, T, 17, NULL, (size_t)B * c.n_head * T * T};
+    model_zero_grad(&m);
+    double L0 = model_eval(&x, &(int){0});
+    CHECK(isfinite(L0) && L0 > 0, "%s: loss %g", label, L0);
+    x.base = xcalloc((size_t)c.n_layer * x.per_layer, 1);
+    for (int l = 0; l < c.n_layer; l++)
+        for (size_t e = 0; e < x.per_layer; e++)
+            x.base[(size_t)l * x.per_layer + e] = m.layer[l].att[e] != 0.0f;
+    model_backward(&m, 1.0f);
+    float *an = falloc(m.table.total);
+    memcpy(an, m.grads, m.table.total * sizeof(float));
+    int n_grad = 0;
+    for (int i = 0; i < m.table.count; i++) {
+        const ParamInfo *p = &m.table.info[i];
+        char what[200];
+        if (!m.gets_grad[i]) {
+            int zero = 1;
+            for (size_t j = 0; j < p->numel; j++) zero &= an[p->offset + j] == 0.0f;
+            CHECK(zero, "%s: %s gets no gradient but m.grads is not exactly 0", label, p->name);
+            continue;
+        }
+        n_grad++;
+        int skip = 0;
+        for (const char *const *s = skip_fd; s && *s; s++) skip |= strstr(p->name, *s) != NULL;
+        if (skip) continue;
+        snprintf(what, sizeof what, "%s: %s", label, p->name);
+        fd_check(what, m.params + p->offset, an + p->offset, p->numel, &MODEL_FD, model_eval, &x);
+    }
+    CHECK(n_grad > 0, "%s: no tensor gets a gradient", label);
+    // the hard gate (gate_grad none) enters through its ranking only
+    for (int l = 0; l < c.n_layer; l++) {
+        if (c.mode[l] != ATTN_HARD || c.gate_grad_kind != GATE_GRAD_NONE) continue;
+        int moved = 0, tried = 0;
+        for (int t = 0; t < 20; t++) {
+            float *g = t & 1 ? m.w.layer[l].gate_k : m.w.layer[l].gate_q;
+            size_t idx = (size_t)rng_below(&rng, (uint64_t)c.n_head * c.d_g * c.d_model);
+            float g0 = g[idx];
+            int cp, cm;
+            g[idx] = g0 + 1e-3f;
+            double lp = model_eval(&x, &cp);
+            g[idx] = g0 - 1e-3f;
+            double lm = model_eval(&x, &cm);
+            g[idx] = g0;
+            if (cp || cm) continue;
+            tried++;
+            moved += lp != lm;
+        }
+        CHECK(tried >= 10 && moved == 0, "%s: layer %d hard gate values move the loss (%d of %d)",
+              label, l, moved, tried);
+    }
+    n_fd_cases++;
+    xfree(an);
+    xfree(x.base);
+    model_free(&m);
+}
+
+// Backward accumulates into m.grads and scales with grad_scale.
+static void test_model_accumulation(void) {
+    Config c;
+    const char *const kv[] = {"attn", "soft,hard", "gate_grad", "ste", "attn_bias", "1", NULL};
+    small_config(&c, kv);
+    Model m;
+    model_build(&m, &c);
+    int in[16], tg[16];
+    for (int n = 0; n < 16; n++) in[n] = n % 11, tg[n] = (3 * n + 1) % 11;
+    model_zero_grad(&m);
+    model_forward(&m, in, tg, 2, 8);
+    model_backward(&m, 1.0f);
+    float *g1 = falloc(m.table.total);
+    memcpy(g1, m.grads, m.table.total * sizeof(float));
+    model_forward(&m, in, tg, 2, 8);
+    model_backward(&m, 0.5f);
+    double err = 0, mx = max_abs(g1, m.table.total);
+    for (size_t j = 0; j < m.table.total; j++) err = fmax(err, fabs(m.grads[j] - 1.5 * g1[j]));
+    CHECK(mx > 0 && err <= 1e-5 * mx, "backward(1) + backward(0.5) != 1.5 x backward(1): err %g "
+          "of max %g", err, mx);
+    xfree(g1);
+    model_free(&m);
+}
+
+// The STE gate gradient of a whole model: layer 0's gate gradient equals dgq^T ln1 with dgq
+// from the plain-loop STE formula applied to layer 0's saved activations and the gradient that
+// reached its head outputs (m.datty after backward: layer 0 is the last one processed).
+static void test_model_ste_gate(void) {
+    Config c;
+    const char *const kv[] = {"attn", "hard,dense", "gate_grad", "ste", "tau", "0.7", NULL};
+    small_config(&c, kv);
+    Model m;
+    model_build(&m, &c);
+    int in[16], tg[16];
+    for (int n = 0; n < 16; n++) in[n] = (int)rng_below(&rng, 11), tg[n] = (int)rng_below(&rng, 11);
+    model_zero_grad(&m);
+    model_forward(&m, in, tg, 2, 8);
+    model_backward(&m, 1.0f);
+    AttnArgs a = model_attn_args(&m, 0);
+    AttnCtx x;
+    memset(&x, 0, sizeof x);
+    x.a = a;
+    x.qkv = m.layer[0].qkv;
+    x.gq = m.layer[0].gq;
+    x.gk = m.layer[0].gk;
+    x.r = m.datty;
+    AttnCase cs = {ATTN_HARD, c.layer_k[0], c.scope, GATE_GRAD_STE, c.tau, 0, 2, 8, 2, 8, 4, 0, ""};
+    size_t TT = (size_t)2 * 2 * 8 * 8, N = 16, GW = 8;
+    unsigned char *keep = xcalloc(TT, 1);
+    for (size_t e = 0; e < TT; e++) keep[e] = m.layer[0].att[e] != 0.0f;
+    double *W = xcalloc(TT, sizeof(double)), *y = xcalloc(N * 16, sizeof(double));
+    double *dgq = xcalloc(N * GW, sizeof(double)), *dgk = xcalloc(N * GW, sizeof(double));
+    int near;
+    attn_reference(W, y, dgq, dgk, &x, &cs, keep, &near);
+    double ew = 0;
+    for (size_t e = 0; e < TT; e++) ew = fmax(ew, fabs(W[e] - m.layer[0].att[e]));
+    CHECK(near == 0 && ew < 2e-5, "model hard layer: W vs plain loops err %g (%d near ties)", ew, near);
+    // dW_gq = dgq^T ln1, dW_gk = dgk^T ln1
+    const float *ln1 = m.layer[0].ln1;
+    double mq = 0, eq = 0, mk = 0, ek = 0;
+    for (size_t o = 0; o < GW; o++)
+        for (int i = 0; i < 16; i++) {
+            double sq = 0, sk = 0;
+            for (size_t n = 0; n < N; n++) {
+                sq += dgq[n * GW + o] * ln1[n * 16 + i];
+                sk += dgk[n * GW + o] * ln1[n * 16 + i];
+            }
+            mq = fmax(mq, fabs(sq));
+            mk = fmax(mk, fabs(sk));
+            eq = fmax(eq, fabs(sq - m.g.layer[0].gate_q[o * 16 + i]));
+            ek = fmax(ek, fabs(sk - m.g.layer[0].gate_k[o * 16 + i]));
+        }
+    CHECK(mq > 0 && mk > 0 && eq <= 1e-4 * mq && ek <= 1e-4 * mk, "model STE gate gradient vs "
+          "formula: err %.3g / %.3g of max %.3g / %.3g", eq, ek, mq, mk);
+    xfree(keep), xfree(W), xfree(y), xfree(dgq), xfree(dgk);
+    model_free(&m);
+}
+
+static void test_model(void) {
+    // every mode, cycling attn_bias / tie_embeddings / gelu
+    static const char *const combos[8][6] = {
+        {"attn_bias", "0", "tie_embeddings", "1", "gelu", "erf"},
+        {"attn_bias", "1", "tie_embeddings", "0", "gelu", "tanh"},
+        {"attn_bias", "1", "tie_embeddings", "1", "gelu", "erf"},
+        {"attn_bias", "0", "tie_embeddings", "0", "gelu", "tanh"},
+        {"attn_bias", "1", "tie_embeddings", "1", "gelu", "tanh"},
+        {"attn_bias", "0", "tie_embeddings", "0", "gelu", "erf"},
+        {"attn_bias", "0", "tie_embeddings", "1", "gelu", "tanh"},
+        {"attn_bias", "1", "tie_embeddings", "0", "gelu", "erf"},
+    };
+    for (int i = 0; i < 8; i++) {  // dense in all 8 combinations
+        const char *kv[16] = {0};
+        memcpy(kv, combos[i], sizeof combos[i]);
+        kv[6] = "attn", kv[7] = "dense";
+        char label[64];
+        snprintf(label, sizeof label, "model dense bias%s tie%s %s", combos[i][1], combos[i][3],
+                 combos[i][5]);
+        model_case(label, kv, NULL);
+    }
+    static const struct {
+        const char *label;
+        const char *kv[12];
+        const char *skip[6];
+    } cases[] = {
+        {"model oracle", {"attn", "oracle"}, {NULL}},
+        {"model oracle all", {"attn", "oracle", "topk_scope", "all", "k", "2"}, {NULL}},
+        {"model soft", {"attn", "soft"}, {NULL}},
+        {"model soft tau 0.5", {"attn", "soft", "tau", "0.5"}, {NULL}},
+        {"model soft random gate", {"attn", "soft", "gate", "random"}, {NULL}},
+        {"model soft_prob", {"attn", "soft_prob"}, {NULL}},
+        {"model soft_prob tau 2", {"attn", "soft_prob", "tau", "2"}, {NULL}},
+        {"model hard", {"attn", "hard"}, {NULL}},
+        {"model hard all", {"attn", "hard", "topk_scope", "all", "k", "2"}, {NULL}},
+        // ste: the straight-through term reaches ln1 of its layer and everything below it
+        {"model hard ste (layer 0)", {"attn", "hard,dense", "gate_grad", "ste"},
+         {"blocks.0.ln1", "blocks.0.attn.gate", "wte", "wpe", NULL}},
+        {"model stochastic", {"attn", "stochastic"}, {NULL}},
+        {"model stochastic all", {"attn", "stochastic", "topk_scope", "all", "k", "2"}, {NULL}},
+        {"model random_fixed", {"attn", "random_fixed"}, {NULL}},
+        {"model window", {"attn", "window"}, {NULL}},
+        {"model mixed hard,soft", {"attn", "hard,soft", "gate", "random,learned"}, {NULL}},
+        {"model mixed soft,hard", {"attn", "soft,hard", "gate", "learned,random", "k", "2,4"}, {NULL}},
+        {"model mixed oracle,soft_prob", {"attn", "oracle,soft_prob", "k", "4,2"}, {NULL}},
+        {"model mixed window,stochastic", {"attn", "window,stochastic"}, {NULL}},
+        {"model mixed random_fixed,dense", {"attn", "random_fixed,dense"}, {NULL}},
+        {"model train=gates soft", {"attn", "soft", "train", "gates"}, {NULL}},
+        {"model train=top:1+embed", {"attn", "soft_prob", "train", "top:1+embed"}, {NULL}},
+        {"model dropout dense", {"attn", "dense", "dropout", "0.2"}, {NULL}},
+        {"model dropout soft", {"attn", "soft", "dropout", "0.2", "attn_bias", "1"}, {NULL}},
+        {"model dropout stochastic,hard", {"attn", "stochastic,hard", "dropout", "0.15"}, {NULL}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *kv[20] = {0};
+        int n = 0;
+        for (int j = 0; cases[i].kv[j]; j++) kv[n++] = cases[i].kv[j];
+        for (int j = 0; j < 6; j++) kv[n++] = combos[i % 8][j];
+        model_case(cases[i].label, kv, cases[i].skip);
+    }
+    test_model_accumulation();
+    test_model_ste_gate();
+}
+
+// Dropout masks are keyed by the forward index: another index, another loss.
+static void test_model_dropout_keys(void) {
+    Config c;
+    const char *const kv[] = {"dropout", "0.2", NULL};
+    small_config(&c, kv);
+    Model m;
+    model_build(&m, &c);
+    m.training = 1;
+    int in[16], tg[16];
+    for (int n = 0; n < 16; n++) in[n] = n % 11, tg[n] = (5 * n + 2) % 11;
+    m.forward_count = 3;
+    double a = model_forward(&m, in, tg, 2, 8);
+    m.forward_count = 3;
+    double b = model_forward(&m, in, tg, 2, 8);
+    double d = model_forward(&m, in, tg, 2, 8);  // forward index 4
+    CHECK(a == b && a != d, "dropout keys: same index %.9g vs %.9g, next index %.9g", a, b, d);
+    model_free(&m);
+}
+
+// ----------------------------------------------------------------------------- distillation
+typedef struct {
+    Model *m;
+    const int *in;
+    int B, T, k;
+    DistillKind kind;
+} DistillCtx;
+
+static double distill_eval(void *v, int *changed) {
+    DistillCtx *x = v;
+    *changed = 0;  // the BCE target is top-k of S, which the gates do not move
+    return distill_loss(x->m, x->in, x->B, x->T, x->kind, x->k, 0, NULL);
+}
+
+static void test_distill(DistillKind kind, const char *gelu) {
+    Config c;
+    const char *const kv[] = {"attn", "dense", "train", "gates", "gelu", gelu, NULL};
+    small_config(&c, kv);
+    Model m;
+    model_build(&m, &c);
+    // a frozen dense model whose gates train: the gates get a gradient from the distillation
+    for (int i = 0; i < m.table.count; i++) m.gets_grad[i] = m.table.info[i].role == ROLE_GATE;
+    int in[16];
+    for (int n = 0; n < 16; n++) in[n] = (int)rng_below(&rng, 11);
+    DistillCtx x = {&m, in, 2, 8, 3, kind};
+    model_zero_grad(&m);
+    double per[MAX_LAYERS];
+    double L = distill_loss(&m, in, 2, 8, kind, 3, 1, per);
+    const char *name = kind == DISTILL_KL ? "distill kl" : "distill bce";
+    CHECK(isfinite(L) && L > 0 && fabs(L - (per[0] + per[1]) / 2) < 1e-12 * fabs(L) + 1e-15,
+          "%s: loss %.9g, per layer %.9g %.9g", name, L, per[0], per[1]);
+    double L2 = distill_loss(&m, in, 2, 8, kind, 3, 0, NULL);
+    CHECK(L == L2, "%s: loss with and without backward differ", name);
+    float *an = falloc(m.table.total);
+    memcpy(an, m.grads, m.table.total * sizeof(float));
+    const FdOpts o = {1e-3, 3e-3, 1e-6, 48, 1.0};
+    for (int i = 0; i < m.table.count; i++) {
+        const ParamInfo *p = &m.table.info[i];
+        char what[160];
+        if (p->role != ROLE_GATE) {
+            CHECK(max_abs(an + p->offset, p->numel) == 0.0, "%s: %s got a gradient", name, p->name);
+            continue;
+        }
+        snprintf(what, sizeof what, "%s (%s): %s", name, gelu, p->name);
+        CHECK(max_abs(an + p->offset, p->numel) > 0, "%s: zero gate gradient", what);
+        fd_check(what, m.params + p->offset, an + p->offset, p->numel, &o, distill_eval, &x);
+    }
+    n_fd_cases++;
+    xfree(an);
+    model_free(&m);
+}
+
+int main(void) {
+    rng_seed(&rng, 20240611);
+    double t0 = now_seconds();
+    double tt = now_seconds();
+#define TIMED(call) do { call; if (getenv("GRAD_VERBOSE")) printf("TIME %-40s %.2f s\n", #call, now_seconds() - tt); tt = now_seconds(); } while (0)
+    test_matmul();
+    test_layernorm();
+    test_gelu(GELU_ERF);
+    test_gelu(GELU_TANH);
+    test_crossentropy();
+    test_residual_dropout();
+    TIMED(test_attention());
+    TIMED(test_model());
+    TIMED(test_model_dropout_keys());
+    TIMED(test_distill(DISTILL_KL, "erf"));
+    TIMED(test_distill(DISTILL_BCE, "tanh"));
+    printf("grad: %ld finite-difference coordinates checked, %ld skipped (kept set changed), "
+           "%ld attention/model/distill cases, %.1f s\n", n_fd_checked, n_fd_skipped, n_fd_cases,
+           now_seconds() - t0);
+    return check_summary("grad");
+}
