@@ -9,6 +9,7 @@
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_distill(int argc, char **argv);
 
 typedef struct {
     const char *name;
@@ -20,6 +21,7 @@ static const Command COMMANDS[] = {
     {"train", cmd_train, "train a model (built-in MQAR or prepared shards); --resume=RUNDIR"},
     {"eval", cmd_eval, "evaluate a checkpoint (perplexity / accuracy, diagnostics, any routing)"},
     {"sample", cmd_sample, "generate text from a checkpoint"},
+    {"distill", cmd_distill, "post-hoc gate distillation (KL or BCE) on a frozen checkpoint"},
     {"prepare", cmd_prepare, "tokenize text files into train/val token shards (llm.c format)"},
     {"tokenizer-train", cmd_tokenizer_train, "train a byte-level BPE tokenizer"},
     {"refcheck", cmd_refcheck, "compare against PyTorch reference cases (../shared/ref)"},

@@ -244,9 +244,11 @@ double model_forward(Model *m, const int *inputs, const int *targets, int B, int
         residual_forward(L->res_ffn, L->res_att, m->dtmp, N * C);
         x = L->res_ffn;
     }
+    m->loss = 0.0;
+    m->n_scored = 0;
+    if (m->blocks_only) return 0.0;  // distillation reads the blocks' activations only
     layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N, C, c->ln_eps);
     matmul_forward(m->logits, m->lnf, m->w.lm_head, NULL, N, C, V);
-    m->loss = 0.0;
     m->n_scored = 0;
     if (!targets) return 0.0;
     double total = crossentropy_forward(m->losses, &m->n_scored, m->logits, m->targets, N, V);

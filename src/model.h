@@ -53,6 +53,7 @@ typedef struct {
 
     // state
     int training;                   // dropout on
+    int blocks_only;                // forward stops after the last block (no logits, no loss)
     uint64_t forward_count;         // training forwards so far: keys dropout and fresh masks
     uint64_t eval_count;            // evaluation forwards since the last reset
     uint64_t fwd_index;             // index of the last forward (backward reuses it)

@@ -51,14 +51,18 @@ static void *load_array(const Ctx *x, const cJSON *entry, size_t *count, const c
 }
 
 // ----------------------------------------------------------------------------- comparisons
-static int scalar_ok(double c, double r) { return fabs(c - r) <= 1e-5 + 1e-4 * fabs(r); }
 
-static void report_scalar(Ctx *x, const char *what, double c, double r) {
-    int ok = scalar_ok(c, r) && isfinite(c);
+static void report_scalar_rule(Ctx *x, const char *what, double c, double r, double atol,
+                               double rtol) {
+    int ok = fabs(c - r) <= atol + rtol * fabs(r) && isfinite(c);
     if (!ok) x->failures++;
     if (x->verbose || !ok)
         printf("    %-40s %s  ours %.9g  ref %.9g  abs err %.2e\n", what, ok ? "ok  " : "FAIL", c, r,
                fabs(c - r));
+}
+
+static void report_scalar(Ctx *x, const char *what, double c, double r) {
+    report_scalar_rule(x, what, c, r, 1e-5, 1e-4);
 }
 
 // Elementwise rule |c-r| <= rtol |r| + atol; returns usage (worst err / allowed).
@@ -208,8 +212,8 @@ static int run_case(Ctx *x, const cJSON *index, const char *name) {
         int i = (int)(p - m.table.info);
         if (none == m.gets_grad[i]) {
             x->failures++;
-            printf("\n    %-40s FAIL  reference grad_is_none=%d but routelab %s a gradient", p->name,
-                   none, m.gets_grad[i] ? "produces" : "produces no");
+            printf("\n    %-40s FAIL  reference grad_is_none=%d but routelab %s\n", p->name,
+                   none, m.gets_grad[i] ? "produces a gradient" : "produces none");
         }
         gi++;
     }
@@ -260,8 +264,8 @@ static int run_case(Ctx *x, const cJSON *index, const char *name) {
             char what[96];
             snprintf(what, sizeof what, "%s[%d]", dnames[di], l);
             double r = cJSON_GetArrayItem(arr, l)->valuedouble;
-            if (di == 7)  // a norm of gradients: the gradient rule, relative to its size
-                report_scalar(x, what, ours[di] , r);
+            if (di == 7)  // soft-gate norms are ~1e-5: an absolute 1e-5 would accept anything
+                report_scalar_rule(x, what, ours[di], r, 1e-9, 1e-3);
             else
                 report_scalar(x, what, ours[di], r);
         }
@@ -295,7 +299,7 @@ static int run_case(Ctx *x, const cJSON *index, const char *name) {
         if (!name_in(updated, p->name)) {  // untouched: bit-identical
             if (memcmp(cur, r, n * sizeof(float)) != 0) {
                 x->failures++;
-                printf("\n    %-40s FAIL  not updated in the reference, changed here", what);
+                printf("\n    %-40s FAIL  not updated in the reference, changed here\n", what);
             }
         } else {
             const float *g = grads0 + p->offset;

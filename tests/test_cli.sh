@@ -45,6 +45,21 @@ d["cases"]["dense"]["loss"] += 1e-3
 json.dump(d, open(p, "w"))
 PY
     $RL refcheck "$TMP/refbad" --case=dense >"$TMP/refbad.log" 2>&1 && bad "refcheck passed a wrong loss" || ok
+    # unseen shapes: fresh case sets from the PyTorch twin (tests/gen_ref.py), other sizes
+    if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+        /usr/bin/python3 tests/gen_ref.py --out "$TMP/unseen1" --style paper --n_layer 3 --d_model 48 \
+            --n_head 3 --d_ff 96 --seq_len 24 --vocab_size 53 --batch 3 --k 5 --d_g 8 --seed 7 \
+            >/dev/null 2>&1 || bad "gen_ref.py paper set"
+        /usr/bin/python3 tests/gen_ref.py --out "$TMP/unseen2" --style gpt2style --n_layer 4 \
+            --d_model 32 --n_head 4 --d_ff 80 --seq_len 20 --vocab_size 41 --batch 2 --k 6 --d_g 4 \
+            --seed 3 >/dev/null 2>&1 || bad "gen_ref.py gpt2style set"
+        for s in unseen1 unseen2; do
+            $RL refcheck "$TMP/$s" >"$TMP/$s.log" 2>&1
+            check "refcheck on an unseen-shape set ($s)" grep -q "16 passed, 0 failed, 0 skipped" "$TMP/$s.log"
+        done
+    else
+        echo "SKIP: python3-torch not installed: unseen-shape reference sets not generated"
+    fi
 else
     echo "SKIP: ../shared/ref not found: reference checks skipped (CI always has it)"
 fi

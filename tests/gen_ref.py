@@ -1,0 +1,532 @@
+#!/usr/bin/python3
+"""gen_ref.py: write a routelab reference case set (format_version 1) with the PyTorch twin.
+
+Produces the same 16 cases as ../shared/ref/{paper_small,gpt2style_small} (README.md there,
+section 10), for a model of any shape, so that `routelab refcheck DIR` can be run on unseen
+shapes.  The twin (pytorch/model.py) is imported, never copied: its semantics are the spec.
+
+Usage (Debian's PyTorch, run from anywhere):
+
+    /usr/bin/python3 tests/gen_ref.py --out /tmp/unseen/paper_l3 --style paper \\
+        --n_layer 3 --d_model 48 --n_head 3 --d_ff 96 --seq_len 24 --vocab_size 53 \\
+        --batch 3 --k 5 --d_g 8 --seed 7
+    ./routelab refcheck /tmp/unseen/paper_l3 --verbose
+
+Options (defaults reproduce the shapes and draws of ../shared/ref/paper_small):
+    --style paper|gpt2style   paper: no attention biases, tied head, erf GELU;
+                              gpt2style: attention biases, untied lm_head, tanh GELU
+    --n_layer --d_model --n_head --d_ff --seq_len --vocab_size --batch --k --d_g
+    --tau (1.0)               gate temperature
+    --seed (0)                parameter init (GPT.reset_parameters, float32)
+    --data_seed (seed+1)      token ids: torch.randint(0, V, (B, T+1)) from a generator seeded
+                              with data_seed; inputs = [:, :-1], targets = [:, 1:].  The masked
+                              targets use a generator seeded data_seed+1: -1 where
+                              rand(B, T) < --mask_threshold (0.3), plus position 0 of row 0 and
+                              the last position of the last row (with 0.3 this reproduces the
+                              shared sets' targets_masked.i32 exactly: 15 of 64 there).
+    --stochastic_seed (1000), --fixed_mask_seed (2000)   the twin's mask generators
+    --twin DIR                directory holding model.py (default: ../shared/ref/pytorch
+                              relative to the repository root, i.e. the parent of tests/)
+    --out DIR                 output directory (created; existing files are overwritten)
+    --name NAME               set name in index.json (default: basename of --out)
+    --min_margin (1e-6)       if a hard/oracle top-k boundary (or a top-k used by the
+                              diagnostics / distill_bce targets) has a relative gap below this,
+                              the data are re-drawn with data_seed+1 (up to --max_redraws, 20)
+    --no_fp32                 skip the float32 forward-0 comparison (fp32_loss, fp32_vs_fp64)
+
+What is computed (README sections 4-10): the model is built in float32 with --seed, its
+float32 weights are dumped to weights/, then every case runs on a copy cast to float64:
+forward 0 with record=True (logits, loss, diagnostics via layer_diagnostics, gradients via
+backward, gate_grad_norms), then 3 torch.optim.AdamW steps (model.make_adamw: lr 1e-3,
+betas 0.9/0.95, eps 1e-8, wd 0.1 on ndim >= 2) on the same batch, i.e. forwards 0, 1, 2
+give adamw.losses and forward 3 loss_after.  All values are stored as float32 (raw
+little-endian, C order); identical arrays are stored once (a `file` may point at another
+case's file or at weights/).  adamw.params lists every parameter (params_not_dumped is []);
+parameters not updated point at weights/.  Stochastic and random_fixed masks are those the
+twin actually used (mask_log) in the 4 forwards.  topk_boundary_margin_rel is the smallest
+gap between the k-th and (k+1)-th ranked scores (G for hard, S for oracle) over all
+hard/oracle rows of the 4 forwards, relative to the largest |score| of that (layer, forward)
+score tensor over the ranked entries (null if the case ranks nothing).
+fp32_vs_fp64 only compares the loss of forward 0 of a float32 twin (or is null).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CASE_NAMES = ["dense", "oracle", "soft_learned", "soft_random", "soft_prob_learned",
+              "hard_learned", "hard_ste", "stochastic", "random_fixed", "window",
+              "topk_all_hard", "mixed", "gates_only", "distill_kl", "distill_bce",
+              "masked_loss"]
+
+DESCRIPTIONS = {
+    "dense": "causal softmax",
+    "oracle": "top-k of the scores QK^T/sqrt(hd)",
+    "soft_learned": "paper soft gate (logits * sigmoid(G)), learned gates",
+    "soft_random": "soft gate, frozen random gates",
+    "soft_prob_learned": "softmax * sigmoid(G), learned gates",
+    "hard_learned": "top-k of G, gate gets no gradient",
+    "hard_ste": "top-k of G, straight-through gate gradient",
+    "stochastic": "fresh random top-k mask each forward (fed back from mask_files)",
+    "random_fixed": "fixed random top-k mask (fed back from mask_files)",
+    "window": "the k most recent visible keys",
+    "topk_all_hard": "paper-code top-k over all T positions then causal mask; some rows keep no key",
+    "mixed": "a different mode per layer",
+    "gates_only": "soft mode, everything frozen but the gates",
+    "distill_kl": "frozen dense model, KL distillation of the gates",
+    "distill_bce": "frozen dense model, BCE distillation of the gates to the oracle top-k mask",
+    "masked_loss": "targets with -1 (ignored) entries",
+}
+
+MIXED_CYCLE = ["hard", "soft", "oracle", "window", "soft_prob"]
+
+LR, BETA1, BETA2, EPS, WD, STEPS = 1e-3, 0.9, 0.95, 1e-8, 0.1, 3
+
+
+def parse_args(argv=None):
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.dirname(here)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--style", choices=["paper", "gpt2style"], default="paper")
+    p.add_argument("--n_layer", type=int, default=2)
+    p.add_argument("--d_model", type=int, default=64)
+    p.add_argument("--n_head", type=int, default=2)
+    p.add_argument("--d_ff", type=int, default=256)
+    p.add_argument("--seq_len", type=int, default=32)
+    p.add_argument("--vocab_size", type=int, default=97)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--k", type=int, default=8)
+    p.add_argument("--d_g", type=int, default=32)
+    p.add_argument("--tau", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data_seed", type=int, default=None)
+    p.add_argument("--stochastic_seed", type=int, default=1000)
+    p.add_argument("--fixed_mask_seed", type=int, default=2000)
+    p.add_argument("--twin", default=os.path.join(repo, "..", "shared", "ref", "pytorch"))
+    p.add_argument("--out", required=True)
+    p.add_argument("--name", default=None)
+    p.add_argument("--mask_threshold", type=float, default=0.3)
+    p.add_argument("--min_margin", type=float, default=1e-6)
+    p.add_argument("--max_redraws", type=int, default=20)
+    p.add_argument("--no_fp32", action="store_true")
+    a = p.parse_args(argv)
+    if a.data_seed is None:
+        a.data_seed = a.seed + 1
+    if a.d_model % a.n_head:
+        p.error("d_model must be a multiple of n_head")
+    if a.k < 1 or a.n_layer < 1 or a.batch < 1 or a.seq_len < 1:
+        p.error("k, n_layer, batch and seq_len must be >= 1")
+    return a
+
+
+def import_twin(path):
+    path = os.path.abspath(path)
+    if not os.path.isfile(os.path.join(path, "model.py")):
+        sys.exit("gen_ref: no model.py in --twin %s" % path)
+    sys.path.insert(0, path)
+    sys.dont_write_bytecode = True    # leave the twin's directory untouched
+    import model as twin  # noqa: E402
+    return twin
+
+
+# ----------------------------------------------------------------------------- writer
+
+class Writer:
+    """Writes raw little-endian arrays; identical (dtype, bytes) arrays are stored once."""
+
+    def __init__(self, root):
+        self.root = root
+        self.seen = {}
+
+    def put(self, rel, arr, dtype):
+        a = np.ascontiguousarray(np.asarray(arr), dtype=np.dtype(dtype).newbyteorder("<"))
+        raw = a.tobytes()
+        key = (dtype, hashlib.sha256(raw).hexdigest())
+        if key in self.seen:
+            rel = self.seen[key]
+        else:
+            full = os.path.join(self.root, rel)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "wb") as f:
+                f.write(raw)
+            self.seen[key] = rel
+        return {"file": rel, "shape": list(a.shape), "dtype": dtype}
+
+    def f32(self, rel, t):
+        if isinstance(t, torch.Tensor):
+            t = t.detach().cpu().double().numpy()
+        return self.put(rel, np.asarray(t, dtype=np.float64).astype(np.float32), "float32")
+
+    def i32(self, rel, t):
+        if isinstance(t, torch.Tensor):
+            t = t.detach().cpu().numpy()
+        return self.put(rel, np.asarray(t).astype(np.int32), "int32")
+
+
+# ----------------------------------------------------------------------------- cases
+
+def case_specs(a):
+    L = a.n_layer
+    kh = max(2, a.k // 2)
+    spec = {}
+
+    def mk(modes, kinds="learned", gate_grad="none", k=a.k, scope="causal", loss="lm",
+           trainable="all", targets="plain"):
+        modes = [modes] * L if isinstance(modes, str) else list(modes)
+        kinds = [kinds] * L if isinstance(kinds, str) else list(kinds)
+        return dict(modes=modes, gate_kinds=kinds, gate_grad=gate_grad, k=k, topk_scope=scope,
+                    loss_kind=loss, trainable=trainable, targets=targets)
+
+    spec["dense"] = mk("dense")
+    spec["oracle"] = mk("oracle")
+    spec["soft_learned"] = mk("soft")
+    spec["soft_random"] = mk("soft", "random")
+    spec["soft_prob_learned"] = mk("soft_prob")
+    spec["hard_learned"] = mk("hard")
+    spec["hard_ste"] = mk("hard", gate_grad="ste")
+    spec["stochastic"] = mk("stochastic")
+    spec["random_fixed"] = mk("random_fixed")
+    spec["window"] = mk("window")
+    spec["topk_all_hard"] = mk("hard", k=kh, scope="all")
+    spec["mixed"] = mk([MIXED_CYCLE[l % len(MIXED_CYCLE)] for l in range(L)],
+                       ["random" if l == 0 else "learned" for l in range(L)])
+    spec["gates_only"] = mk("soft", trainable="gates")
+    spec["distill_kl"] = mk("dense", loss="distill_kl", trainable="gates")
+    spec["distill_bce"] = mk("dense", loss="distill_bce", trainable="gates")
+    spec["masked_loss"] = mk("dense", targets="masked")
+    assert list(spec) == CASE_NAMES
+    return spec
+
+
+def make_cfg(twin, a, sp):
+    ctor = twin.GPTConfig.paper if a.style == "paper" else twin.GPTConfig.gpt2style
+    return ctor(vocab_size=a.vocab_size, seq_len=a.seq_len, n_layer=a.n_layer, n_head=a.n_head,
+                d_model=a.d_model, d_ff=a.d_ff, d_g=a.d_g, k=sp["k"], tau=a.tau,
+                topk_scope=sp["topk_scope"], modes=sp["modes"], gate_kinds=sp["gate_kinds"],
+                gate_grad=sp["gate_grad"], dropout=0.0, seed=a.seed,
+                stochastic_seed=a.stochastic_seed, fixed_mask_seed=a.fixed_mask_seed)
+
+
+def build(twin, a, sp, weights32, dtype):
+    """A fresh twin for the case (fresh mask generators), loaded with the float32 initial
+    weights, cast to dtype, with the case's trainable set."""
+    model = twin.GPT(make_cfg(twin, a, sp))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.copy_(weights32[n])
+    model.to(dtype)
+    if sp["trainable"] == "gates":
+        model.set_trainable("gates")
+    else:
+        model.set_trainable("all")    # random gates stay frozen (_apply_gate_kinds)
+    model.train()                     # dropout is 0 anyway
+    return model
+
+
+def row_gaps(X, k, scope):
+    """Relative gap between the k-th and (k+1)-th largest entries of every ranked row of X
+    (..., T, T); None if no row has k+1 candidates."""
+    T = X.size(-1)
+    X = X.detach().double()
+    vis = torch.ones(T, T, dtype=torch.bool).tril()
+    if scope == "causal":
+        rows = torch.arange(T) + 1 > k           # row i has i+1 candidates
+        if not rows.any():
+            return None
+        Xm = X.masked_fill(~vis, float("-inf"))
+        scale = X.masked_select(vis.expand(X.shape)).abs().max().item()
+        top = Xm.topk(k + 1, dim=-1).values      # (..., T, k+1)
+        gap = (top[..., k - 1] - top[..., k])[..., rows]
+    else:
+        if k >= T:
+            return None
+        scale = X.abs().max().item()
+        top = X.topk(k + 1, dim=-1).values
+        gap = top[..., k - 1] - top[..., k]
+    if scale == 0.0:
+        return 0.0
+    return gap.min().item() / scale
+
+
+def minopt(*xs):
+    xs = [x for x in xs if x is not None]
+    return min(xs) if xs else None
+
+
+def run_case(twin, a, name, sp, weights32, idx, targets, dtype, feed=None, forwards=STEPS + 1):
+    """Runs one case in dtype.  Returns a dict of results (tensors in float64)."""
+    model = build(twin, a, sp, weights32, dtype)
+    blocks = list(model.blocks)
+    for b in blocks:
+        b.attn.mask_log = []
+        if feed is not None and feed[b.attn.layer] is not None:
+            b.attn.mask_feed = list(feed[b.attn.layer])
+    opt = twin.make_adamw(model, lr=LR, betas=(BETA1, BETA2), eps=EPS, weight_decay=WD)
+    k = sp["k"]
+    res = dict(losses=[], margin=None, guard=None)
+    for f in range(forwards):
+        opt.zero_grad(set_to_none=True)
+        if sp["loss_kind"] == "lm":
+            logits, loss = model(idx, targets, record=True)
+        else:
+            loss, per_layer, logits = twin.distill_loss(model, idx, sp["loss_kind"], k)
+        recs = model.records()
+        res["losses"].append(loss.item())
+        # top-k boundaries of hard / oracle layers
+        for l, b in enumerate(blocks):
+            mode = b.attn.mode
+            if mode in ("hard", "oracle"):
+                X = recs[l]["G"] if mode == "hard" else recs[l]["S"]
+                res["margin"] = minopt(res["margin"], row_gaps(X, k, sp["topk_scope"]))
+            # guard: top-ks behind the diagnostics (forward 0) and the BCE targets
+            if f == 0 or sp["loss_kind"] == "distill_bce":
+                res["guard"] = minopt(res["guard"], row_gaps(recs[l]["S"], k, "causal"))
+            if f == 0:
+                res["guard"] = minopt(res["guard"], row_gaps(recs[l]["G"], k, "causal"))
+        if f == 0:
+            res["loss"] = loss.item()
+            res["logits"] = logits.detach().double().clone()
+            res["diagnostics"] = [twin.layer_diagnostics(r, k, b.attn.mode)
+                                  for r, b in zip(recs, blocks)]
+            if sp["loss_kind"] != "lm":
+                res["loss_per_layer"] = [x.item() for x in per_layer]
+                res["lm_loss"] = F.cross_entropy(
+                    logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                    ignore_index=twin.IGNORE_INDEX).item()
+        if f == STEPS:                # forward 3: the loss after the last update
+            res["loss_after"] = loss.item()
+            break
+        if f == forwards - 1:         # float32 check: forward 0 only
+            break
+        loss.backward()
+        if f == 0:
+            res["grads"] = {n: (None if p.grad is None else p.grad.detach().double().clone())
+                            for n, p in model.named_parameters()}
+            gn = twin.gate_grad_norms(model)
+            for d, v in zip(res["diagnostics"], gn):
+                d["gate_grad_norm"] = v
+            res["trainable"] = model.trainable_names()
+            res["updated"] = [n for n, p in model.named_parameters()
+                              if p.requires_grad and p.grad is not None]
+        opt.step()
+    res["params_after"] = {n: p.detach().double().clone() for n, p in model.named_parameters()}
+    res["mask_log"] = [b.attn.mask_log for b in blocks]
+    res["modes"] = [b.attn.mode for b in blocks]
+    return res
+
+
+def draw_data(a, data_seed):
+    g = torch.Generator().manual_seed(data_seed)
+    seq = torch.randint(0, a.vocab_size, (a.batch, a.seq_len + 1), generator=g)
+    idx, tgt = seq[:, :-1].contiguous(), seq[:, 1:].contiguous()
+    g2 = torch.Generator().manual_seed(data_seed + 1)
+    drop = torch.rand(a.batch, a.seq_len, generator=g2) < a.mask_threshold
+    drop[0, 0] = True
+    drop[-1, -1] = True
+    tgt_m = tgt.masked_fill(drop, -1)
+    return idx, tgt, tgt_m
+
+
+def diag_lists(diags, L):
+    keys = ["topk_mass", "entropy_ratio", "gate_precision", "gate_recall", "gate_f1",
+            "kept_fraction", "empty_rows", "gate_grad_norm"]
+    out = {}
+    for key in keys:
+        vals = [diags[l][key] for l in range(L)]
+        out[key] = [int(v) for v in vals] if key == "empty_rows" else [float(v) for v in vals]
+    return out
+
+
+def generate(twin, a, data_seed, verbose=True):
+    """Runs every case; returns (results, data, weights32, param names) or raises Redraw."""
+    torch.set_grad_enabled(True)
+    specs = case_specs(a)
+    base = twin.GPT(make_cfg(twin, a, specs["dense"]))       # float32 init with --seed
+    weights32 = {n: p.detach().clone() for n, p in base.named_parameters()}
+    names = [n for n, _ in base.named_parameters()]
+    idx, tgt, tgt_m = draw_data(a, data_seed)
+    results = {}
+    # the cases whose top-k choices can hit a near-tie first, so that a re-draw is cheap
+    risky = ["oracle", "hard_learned", "hard_ste", "topk_all_hard", "mixed", "distill_bce"]
+    for name in risky + [n for n in CASE_NAMES if n not in risky]:
+        sp = specs[name]
+        t0 = time.time()
+        targets = tgt_m if sp["targets"] == "masked" else tgt
+        r = run_case(twin, a, name, sp, weights32, idx, targets, torch.float64)
+        worst = minopt(r["margin"], r["guard"])
+        if worst is not None and worst < a.min_margin:
+            return None, "case %s: top-k boundary margin %.3g < %.3g" % (name, worst, a.min_margin)
+        if not a.no_fp32:
+            feed = None
+            if name in ("stochastic", "random_fixed"):
+                feed = [[m.float() for m in log] if log else None for log in r["mask_log"]]
+            r32 = run_case(twin, a, name, sp, weights32, idx, targets, torch.float32,
+                           feed=feed, forwards=1)
+            r["fp32_loss"] = r32["loss"]
+            r["fp32_logits_abs"] = (r32["logits"] - r["logits"]).abs().max().item()
+        r["spec"] = sp
+        r["targets_kind"] = sp["targets"]
+        results[name] = r
+        if verbose:
+            print("  %-18s loss %.9f  after %.9f  margin %s  (%.1fs)" % (
+                name, r["loss"], r["loss_after"],
+                "-" if r["margin"] is None else "%.2e" % r["margin"], time.time() - t0))
+    return (results, (idx, tgt, tgt_m), weights32, names, specs), None
+
+
+def write_set(twin, a, out, data_seed, payload):
+    results, (idx, tgt, tgt_m), weights32, names, specs = payload
+    os.makedirs(out, exist_ok=True)
+    W = Writer(out)
+    L = a.n_layer
+    params = []
+    for n in names:
+        e = W.f32("weights/%s.f32" % n, weights32[n])
+        params.append(dict(name=n, **e))
+    e_in = W.i32("inputs.i32", idx)
+    e_tg = W.i32("targets.i32", tgt)
+    e_tm = W.i32("targets_masked.i32", tgt_m)
+    cases = {}
+    fp32_worst = dict(loss_abs=0.0, logits_abs=0.0)
+    for name in CASE_NAMES:
+        r, sp = results[name], specs[name]
+        base = "cases/%s/" % name
+        c = dict(description=DESCRIPTIONS[name], modes=sp["modes"], gate_kinds=sp["gate_kinds"],
+                 gate_grad=sp["gate_grad"], k=sp["k"], tau=a.tau, topk_scope=sp["topk_scope"],
+                 loss_kind=sp["loss_kind"], trainable=r["trainable"], updated=r["updated"],
+                 inputs=e_in, targets=e_tm if sp["targets"] == "masked" else e_tg)
+        mask_files = []
+        for l in range(L):
+            log = r["mask_log"][l]
+            mode = r["modes"][l]
+            if mode == "stochastic":
+                assert len(log) == STEPS + 1, (name, l, len(log))
+                m = torch.stack([x.expand(a.batch, a.n_head, a.seq_len, a.seq_len)
+                                 for x in log]).float()
+                e = W.f32(base + "mask_layer%d.f32" % l, m)
+                mask_files.append(dict(layer=l, layout="forward,batch,head,query,key", **e))
+            elif mode == "random_fixed":
+                assert len(log) == STEPS + 1
+                m0 = log[0]
+                assert all(torch.equal(m0, x) for x in log), "random_fixed mask changed"
+                m0 = m0.reshape(a.n_head, a.seq_len, a.seq_len).float()
+                e = W.f32(base + "mask_layer%d.f32" % l, m0)
+                mask_files.append(dict(layer=l, layout="head,query,key", **e))
+        c["mask_files"] = mask_files
+        c["loss"] = r["loss"]
+        if sp["loss_kind"] != "lm":
+            c["loss_per_layer"] = r["loss_per_layer"]
+            c["lm_loss"] = r["lm_loss"]
+        c["logits"] = W.f32(base + "logits.f32", r["logits"])
+        grads = []
+        for n in names:
+            g = r["grads"][n]
+            if g is None:
+                grads.append(dict(name=n, grad_is_none=True, file=None,
+                                  shape=list(weights32[n].shape), dtype="float32"))
+            else:
+                grads.append(dict(name=n, grad_is_none=False,
+                                  **W.f32(base + "grads/%s.f32" % n, g)))
+        c["grads"] = grads
+        c["diagnostics"] = diag_lists(r["diagnostics"], L)
+        aparams = []
+        for n in names:
+            if n in r["updated"]:
+                e = W.f32(base + "params_after/%s.f32" % n, r["params_after"][n])
+            else:
+                after32 = r["params_after"][n].float()
+                assert torch.equal(after32, weights32[n]), "%s/%s changed" % (name, n)
+                e = W.f32("weights/%s.f32" % n, weights32[n])
+            aparams.append(dict(name=n, **e))
+        c["adamw"] = dict(steps=STEPS, losses=r["losses"][:STEPS], loss_after=r["loss_after"],
+                          params=aparams, params_not_dumped=[])
+        c["topk_boundary_margin_rel"] = r["margin"]
+        if "fp32_loss" in r:
+            la = abs(r["fp32_loss"] - r["loss"])
+            c["fp32_vs_fp64"] = dict(loss_abs=la, logits_abs=r["fp32_logits_abs"],
+                                     note="float32 twin, forward 0 only (gen_ref.py)")
+            c["fp32_loss"] = r["fp32_loss"]
+            fp32_worst["loss_abs"] = max(fp32_worst["loss_abs"], la)
+            fp32_worst["logits_abs"] = max(fp32_worst["logits_abs"], r["fp32_logits_abs"])
+        else:
+            c["fp32_vs_fp64"] = None
+        cases[name] = c
+
+    cfg = twin.GPTConfig.paper() if a.style == "paper" else twin.GPTConfig.gpt2style()
+    config = dict(n_layer=a.n_layer, n_head=a.n_head, d_model=a.d_model, d_ff=a.d_ff,
+                  seq_len=a.seq_len, vocab_size=a.vocab_size, attn_bias=bool(cfg.attn_bias),
+                  tie_embeddings=bool(cfg.tie_embeddings), gelu=cfg.gelu, d_g=a.d_g, k=a.k,
+                  tau=a.tau, topk_scope="causal", batch=a.batch, ln_eps=cfg.ln_eps,
+                  dropout=0.0, init_std=cfg.init_std, gate_init_std=cfg.gate_init_std,
+                  seed=a.seed, data_seed=data_seed, stochastic_seed=a.stochastic_seed,
+                  fixed_mask_seed=a.fixed_mask_seed, lm_head_bias=False, mlp_bias=True,
+                  ignore_index=twin.IGNORE_INDEX)
+    index = dict(
+        format_version=1,
+        name=a.name or os.path.basename(os.path.normpath(out)),
+        description=("routelab reference cases produced by the PyTorch twin (pytorch/model.py) "
+                     "with routelab/tests/gen_ref.py (style %s). Every case starts from the "
+                     "initial weights in weights/. Values computed in float64 from those "
+                     "float32 weights, stored as float32. See README.md." % a.style),
+        torch_version=torch.__version__,
+        config=config,
+        adamw=dict(lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS, weight_decay=WD, steps=STEPS,
+                   betas=[BETA1, BETA2], grad_clip=None, same_batch_every_step=True,
+                   decay="weight_decay on parameters with ndim >= 2 only",
+                   update_rule=("a parameter is updated iff it is in the case's 'updated' list "
+                                "(trainable and grad_is_none false); others are untouched (no "
+                                "decay, no moments)"),
+                   formula=("t=step (1-based); p *= 1 - lr*wd; m = b1*m + (1-b1)*g; v = b2*v + "
+                            "(1-b2)*g*g; p -= (lr/(1-b1^t)) * m / (sqrt(v)/sqrt(1-b2^t) + eps)")),
+        tolerance=dict(
+            rtol=1e-4, atol=1e-5,
+            scalars="loss, adamw.losses, adamw.loss_after, diagnostics: |c-r| <= atol + rtol*|r|",
+            logits="every element |c-r| <= atol + rtol*|r|",
+            grads="every element |c-r| <= rtol*|r| + atol*max|r| (max over that tensor)",
+            params_after=("per tensor: exclude elements whose dumped grad |g| < 0.001 * max|g|; "
+                          "every other element |c-r| <= 0.0001*|r| + 0.0001"),
+            see="README.md, section Tolerances"),
+        params=params,
+        inputs=e_in,
+        targets=e_tg,
+        case_names=CASE_NAMES,
+        cases=cases,
+        max_fp32_vs_fp64=None if a.no_fp32 else dict(
+            fp32_worst, note="float32 twin, forward 0 only (gen_ref.py)"),
+    )
+    with open(os.path.join(out, "index.json"), "w") as f:
+        json.dump(index, f, indent=1)
+        f.write("\n")
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    twin = import_twin(a.twin)
+    torch.set_num_threads(1)          # tiny tensors: threads only add overhead
+    t0 = time.time()
+    data_seed = a.data_seed
+    for attempt in range(a.max_redraws + 1):
+        print("gen_ref: style %s, L %d d %d H %d F %d T %d V %d B %d k %d g %d, seed %d, "
+              "data_seed %d" % (a.style, a.n_layer, a.d_model, a.n_head, a.d_ff, a.seq_len,
+                                a.vocab_size, a.batch, a.k, a.d_g, a.seed, data_seed))
+        payload, why = generate(twin, a, data_seed)
+        if payload is not None:
+            break
+        print("gen_ref: %s; re-drawing the data with data_seed %d" % (why, data_seed + 1))
+        data_seed += 1
+    else:
+        sys.exit("gen_ref: no data draw without a near-tie top-k after %d tries" % a.max_redraws)
+    write_set(twin, a, a.out, data_seed, payload)
+    print("gen_ref: wrote %s (%.1fs)" % (os.path.join(a.out, "index.json"), time.time() - t0))
+
+
+if __name__ == "__main__":
+    main()
