@@ -44,5 +44,9 @@ run: deps routelab
 	  --d_ff=256 --seq_len=64 --vocab_size=64 --mqar_pairs=4 --batch=64 --steps=1000 \
 	  --dropout=0 --lr=1e-3 --warmup=100 --eval_every=250 --eval_batches=0 --log_every=50
 
+# Heavier acceptance checks: MQAR accuracy, WikiText training, distillation (~10 min).
+check-long: deps routelab
+	@bash tests/long.sh
+
 clean:
 	rm -rf build routelab

@@ -143,7 +143,8 @@ void attention_keep_row(unsigned char *keep, int i, int b, int h, const float *S
         // only by layer and head, so it is the same for every batch row and step.
         uint64_t key = r->keep == KEEP_TOPK_FRESH ? hash64(a->noise_key, (uint64_t)b * a->NH + h)
                                                   : hash64(a->noise_key, (uint64_t)h);
-        for (int j = 0; j < T; j++) noise[j] = hash_uniform(key, (uint64_t)i * T + j);
+        // Indexed by (i, j), not i*T + j, so a shorter sequence sees the same noise.
+        for (int j = 0; j < T; j++) noise[j] = hash_uniform(key, ((uint64_t)i << 32) | (uint64_t)j);
         topk_row(keep, noise, i, T, a->k, a->scope, pairs);
         break;
     }

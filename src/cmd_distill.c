@@ -111,8 +111,6 @@ int cmd_distill(int argc, char **argv) {
         }
         xfree(fresh);
     }
-    for (int i = 0; i < m.table.count; i++)  // distillation gives every gate a gradient
-        m.gets_grad[i] = m.trainable[i];
     DataSpec spec = {c.data, c.seq_len, c.vocab_size, c.mqar_pairs, c.mqar_random_filler,
                      c.mqar_alpha, c.mqar_eval_examples, (uint64_t)c.data_seed};
     Dataset *train = dataset_open(&spec, SPLIT_TRAIN), *val = dataset_open(&spec, SPLIT_VAL);

@@ -23,6 +23,9 @@ double distill_forward_backward(Model *m, const int *inputs, int B, int T, const
 double distill_loss(Model *m, const int *inputs, int B, int T, DistillKind kind, int k,
                     int do_backward, double *per_layer) {
     const Config *c = &m->cfg;
+    if (do_backward)  // the distillation loss reaches every trainable gate, whatever the mode
+        for (int i = 0; i < m->table.count; i++)
+            if (m->table.info[i].role == ROLE_GATE) m->gets_grad[i] = m->trainable[i];
     model_forward(m, inputs, NULL, B, T);
     int NH = c->n_head, dg = c->d_g, GW = NH * dg, C = c->d_model, L = c->n_layer;
     size_t N = (size_t)B * T, TT = (size_t)T * T;

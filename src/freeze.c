@@ -22,7 +22,7 @@ static void parse_layers(unsigned char *sel, const char *list, int L, const char
         if (a < 0 || b >= L || a > b)
             fatal("key 'train': layer range %ld-%ld in '%s' is outside 0..%d", a, b, item, L - 1);
         for (long l = a; l <= b; l++) sel[l] = 1;
-        if (*end == ',') end++;
+        if (*end == ',' && end[1]) end++;
         else if (*end) fatal("key 'train': unexpected '%c' in '%s'", *end, item);
         p = end;
     }
@@ -43,8 +43,10 @@ void freeze_apply(unsigned char *trainable, const ParamTable *t, const Config *c
         char kind[32];
         snprintf(kind, sizeof kind, "%.*s", (int)(head < 31 ? head : 31), item);
         if (colon && strcmp(kind, "top") == 0) {
-            int n = atoi(colon + 1);
-            if (n < 0 || n > L) fatal("key 'train': top:%d must be in 0..%d", n, L);
+            char *end;
+            long n = strtol(colon + 1, &end, 10);
+            if (end == colon + 1 || *end || n < 0 || n > L)
+                fatal("key 'train': '%s' needs a layer count in 0..%d, e.g. top:2", item, L);
             for (int l = L - n; l < L; l++) sel[l] = 1;
         } else if (colon) {
             parse_layers(sel, colon + 1, L, item);

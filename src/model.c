@@ -181,7 +181,7 @@ AttnArgs model_attn_args(const Model *m, int l) {
     a.dropout_key = site_key(m, l, SITE_ATTN);
     // Fresh masks change with every forward pass; fixed ones depend on the layer alone.
     a.noise_key = a.mode == ATTN_STOCHASTIC
-                      ? hash64((uint64_t)c->mask_seed, m->fwd_index * MAX_LAYERS + (uint64_t)l)
+                      ? hash64(hash64((uint64_t)c->mask_seed, m->fwd_index), (uint64_t)l)
                       : hash64((uint64_t)c->mask_seed ^ 0xF1CEDull, (uint64_t)l);
     a.mask_feed = m->mask_feed[l];
     a.mask_feed_per_batch = m->mask_feed_per_batch[l];

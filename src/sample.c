@@ -82,6 +82,9 @@ int cmd_sample(int argc, char **argv) {
             while (*e == ',' || *e == ' ') e++;
         }
     }
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            fatal("sample: prompt token %d is outside the model's vocabulary [0, %d)", ids[i], V);
     if (n == 0) ids[n++] = tok && V > 50256 ? 50256 : 0;  // GPT-2's <|endoftext|>, else token 0
     size_t prompt_len = n;
     Rng rng;

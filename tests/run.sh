@@ -17,8 +17,8 @@ run_suite() {
     local line
     line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$logdir/$name.log" | tail -n 1)
     local p f
-    p=$(echo "$line" | sed -E 's/.*[^0-9]?([0-9]+) passed.*/\1/')
-    f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+    p=$(echo "$line" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+')
+    f=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+')
     [ -z "$line" ] && p=0 && f=0
     if [ $rc -ne 0 ] && [ "$f" = 0 ]; then f=1; fi  # a crash counts as a failure
     grep -E '^(FAIL|SKIP)' "$logdir/$name.log"

@@ -11,7 +11,8 @@ trap 'rm -rf "$TMP"' EXIT
 pass=0
 fail=0
 ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+exec 3>&1  # failure messages bypass the redirections of checked commands
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&3; }
 check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
 # expect_error WHAT PATTERN CMD...: CMD must exit non-zero with a one-line error matching PATTERN
 expect_error() {
@@ -115,7 +116,8 @@ import json; d=json.load(open('$TMP/e.json')); assert d['attn']=='$mode' and d['
 kf=d['kept_fraction']; assert (kf[0]==1.0) == ('$mode' in ('dense','soft_prob')), kf"
 done
 check "config.ini written" grep -q "attn = soft" "$TMP/j/config.ini"
-check "sample (MQAR ids)" $RL sample --ckpt="$TMP/j" --tokens=5 --prompt="1,40,2" >/dev/null 2>&1
+check "sample (MQAR ids)" $RL sample --ckpt="$TMP/j" --tokens=5 --prompt="1,20,2" >/dev/null 2>&1
+expect_error "sample: prompt outside the vocabulary" "prompt token 40" $RL sample --ckpt="$TMP/j" --prompt="1,40"
 
 # --- bad input -------------------------------------------------------------------------------
 expect_error "config typo" "unknown config key 'n_layers'.*did you mean 'n_layer'" $RL train --n_layers=2
