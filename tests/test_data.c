@@ -27,30 +27,8 @@ static int cmp_u64(const void *a, const void *b) {
 // Runs fn(arg) in a child; passes when the child exits non-zero and its stderr holds `needle`.
 static void expect_fatal(void (*fn)(const void *), const void *arg, const char *needle,
                          const char *what) {
-    int pipefd[2];
-    if (pipe(pipefd) != 0) fatal("test: pipe failed");
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(pipefd[0]);
-        dup2(pipefd[1], 2);
-        fn(arg);
-        _exit(0);  // returned: the error was not raised
-    }
-    close(pipefd[1]);
-    char msg[2048] = {0};
-    size_t got = 0;
-    ssize_t r;
-    while (got < sizeof msg - 1 && (r = read(pipefd[0], msg + got, sizeof msg - 1 - got)) > 0)
-        got += (size_t)r;
-    close(pipefd[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    int failed = WIFEXITED(status) && WEXITSTATUS(status) != 0;
-    CHECK(failed, "%s: expected a fatal error, child status %d", what, status);
-    CHECK(strstr(msg, needle) != NULL, "%s: message lacks '%s': %s", what, needle, msg);
-    CHECK(strchr(msg, '\n') == msg + strlen(msg) - 1, "%s: message is not one line: %s", what,
-          msg);
+    CHECK(check_child_fails(fn, arg, needle), "%s: expected a one-line fatal error naming '%s'",
+          what, needle);
 }
 
 // ----------------------------------------------------------------------------- MQAR layout

@@ -60,32 +60,11 @@ static void train_steps(Model *m, const int *in, const int *tg, int steps, float
     }
 }
 
-// Runs fn(arg) in a child; passes when the child exits non-zero and its stderr holds `needle`.
+// fn(arg) must die with a one-line error mentioning `needle`.
 static void expect_fatal(void (*fn)(const void *), const void *arg, const char *needle,
                          const char *what) {
-    int pipefd[2];
-    if (pipe(pipefd) != 0) fatal("test: pipe failed");
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(pipefd[0]);
-        dup2(pipefd[1], 2);
-        fn(arg);
-        _exit(0);  // returned: the error was not raised
-    }
-    close(pipefd[1]);
-    char buf[2048];
-    size_t len = 0;
-    ssize_t r;
-    while ((r = read(pipefd[0], buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)r;
-    buf[len] = 0;
-    close(pipefd[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    int failed = WIFEXITED(status) && WEXITSTATUS(status) != 0;
-    CHECK(failed, "%s: expected a non-zero exit (status %d)", what, status);
-    CHECK(strstr(buf, needle) != NULL, "%s: message '%s' does not mention '%s'", what, buf, needle);
+    CHECK(check_child_fails(fn, arg, needle), "%s: expected a one-line fatal error naming '%s'",
+          what, needle);
 }
 
 // ----------------------------------------------------------------------------- gate gradients

@@ -58,28 +58,8 @@ static void check_random_round_trips(const Tokenizer *tok, const char *name) {
     CHECK(round_trips(tok, "", 0), "%s: empty string does not round-trip", name);
 }
 
-// Runs fn(arg) in a child process with stderr captured; returns 1 when the child exits
-// non-zero with a one-line message that mentions `must_mention`.
 static int fails_naming(void (*fn)(const void *), const void *arg, const char *must_mention) {
-    char err_path[128];
-    tmp_path(err_path, sizeof err_path, "stderr.txt");
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (!freopen(err_path, "w", stderr)) _exit(0);
-        fn(arg);
-        _exit(0);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    size_t len;
-    char *msg = read_file(err_path, &len, "captured stderr");
-    int one_line = len > 0 && memchr(msg, '\n', len) == msg + len - 1;
-    int named = strstr(msg, must_mention) != NULL;
-    if (!(one_line && named)) printf("  child's stderr: %s", msg);
-    xfree(msg);
-    return WIFEXITED(status) && WEXITSTATUS(status) != 0 && one_line && named;
+    return check_child_fails(fn, arg, must_mention);
 }
 
 static void load_tokenizer_child(const void *spec) { tokenizer_load(spec); }
