@@ -11,7 +11,7 @@ LIBOBJ  = $(patsubst src/%.c,build/%.o,$(filter-out src/main.c,$(SRC)))
 TESTS   = $(patsubst tests/%.c,build/%,$(wildcard tests/test_*.c))
 DEPS    = deps
 
-.PHONY: all test run clean deps check-long bench
+.PHONY: all test run clean deps check-long bench data-kjv
 
 all: routelab
 
@@ -43,6 +43,19 @@ run: deps routelab
 	./routelab train --data=mqar --out=runs/mqar-demo --n_layer=2 --d_model=128 --n_head=2 \
 	  --d_ff=256 --seq_len=64 --vocab_size=64 --mqar_pairs=4 --batch=64 --steps=1000 \
 	  --dropout=0 --lr=1e-3 --warmup=100 --eval_every=250 --eval_batches=0 --log_every=50
+
+# Real English for CPU-scale runs: Debian's King James Bible (4.3 MB, about 1M GPT-2 tokens),
+# prepared with GPT-2's tokenizer (needs ../shared/data/gpt2-tokenizer, or GPT2_DIR=...) into
+# data/kjv-gpt2, and with a BPE of 8192 tokens trained on it into data/kjv-8k.
+GPT2_DIR ?= ../shared/data/gpt2-tokenizer
+data-kjv: deps routelab
+	@command -v bible >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq bible-kjv >/dev/null; } \
+	  || { echo "routelab: run: sudo apt-get install -y bible-kjv" >&2; exit 1; }
+	mkdir -p data
+	bible -l0 'gen1:1-rev22:21' > data/kjv.txt
+	./routelab prepare --input=data/kjv.txt --tokenizer=gpt2:$(GPT2_DIR) --out=data/kjv-gpt2
+	./routelab tokenizer-train --input=data/kjv.txt --vocab_size=8192 --out=data/kjv-8k.bpe
+	./routelab prepare --input=data/kjv.txt --tokenizer=data/kjv-8k.bpe --out=data/kjv-8k
 
 # Heavier acceptance checks: MQAR accuracy, WikiText training, distillation (~10 min).
 check-long: deps routelab
