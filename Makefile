@@ -57,6 +57,13 @@ data-kjv: deps routelab
 	./routelab tokenizer-train --input=data/kjv.txt --vocab_size=8192 --out=data/kjv-8k.bpe
 	./routelab prepare --input=data/kjv.txt --tokenizer=data/kjv-8k.bpe --out=data/kjv-8k
 
+# routelab vs the PyTorch twin on the same cores (QUICK=1: one row). Needs Debian's python3-torch.
+bench: deps routelab
+	@/usr/bin/python3 -c "import torch" 2>/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  apt-get install -y -qq python3-torch python3-numpy >/dev/null; } || \
+	  { echo "routelab: run: sudo apt-get install -y python3-torch python3-numpy" >&2; exit 1; }
+	/usr/bin/python3 bench/bench.py $(if $(QUICK),--quick)
+
 # Heavier acceptance checks: MQAR accuracy, WikiText training, distillation (~10 min).
 check-long: deps routelab
 	@bash tests/long.sh

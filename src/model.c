@@ -10,6 +10,7 @@
 #include "common.h"
 #include "freeze.h"
 #include "ops.h"
+#include "profile.h"
 
 // Dropout sites, so each dropout in a forward pass has its own stateless mask key.
 enum { SITE_EMBED, SITE_ATTN, SITE_GELU, SITE_FFN_OUT, N_SITES };
@@ -219,39 +220,40 @@ double model_forward(Model *m, const int *inputs, const int *targets, int B, int
         float *x = m->encoded + n * C;
         for (int i = 0; i < C; i++) x[i] = te[i] + pe[i];
     }
-    dropout_apply(m->encoded, N * C, p, site_key(m, -1, SITE_EMBED));
+    PROFILED(OP_ELEMENTWISE, dropout_apply(m->encoded, N * C, p, site_key(m, -1, SITE_EMBED)));
     const float *x = m->encoded;
     for (int l = 0; l < c->n_layer; l++) {
         LayerActs *L = &m->layer[l];
         const LayerWeights *w = &m->w.layer[l];
-        layernorm_forward(L->ln1, L->ln1_mean, L->ln1_rstd, x, w->ln1_w, w->ln1_b, N, C, c->ln_eps);
-        matmul_forward(L->qkv, L->ln1, w->qkv_w, w->qkv_b, N, C, 3 * C);
+        PROFILED(OP_LAYERNORM, layernorm_forward(L->ln1, L->ln1_mean, L->ln1_rstd, x, w->ln1_w, w->ln1_b, N, C, c->ln_eps));
+        PROFILED(OP_MATMUL, matmul_forward(L->qkv, L->ln1, w->qkv_w, w->qkv_b, N, C, 3 * C));
         if (L->gq) {
-            matmul_forward(L->gq, L->ln1, w->gate_q, NULL, N, C, GW);
-            matmul_forward(L->gk, L->ln1, w->gate_k, NULL, N, C, GW);
+            PROFILED(OP_MATMUL, matmul_forward(L->gq, L->ln1, w->gate_q, NULL, N, C, GW));
+            PROFILED(OP_MATMUL, matmul_forward(L->gk, L->ln1, w->gate_k, NULL, N, C, GW));
         }
         AttnArgs a = model_attn_args(m, l);
-        attention_forward(L->atty, L->att, L->aux_S, L->aux_s, L->lse, L->qkv, L->gq, L->gk, &a);
-        matmul_forward(m->dtmp, L->atty, w->proj_w, w->proj_b, N, C, C);
-        residual_forward(L->res_att, x, m->dtmp, N * C);
-        layernorm_forward(L->ln2, L->ln2_mean, L->ln2_rstd, L->res_att, w->ln2_w, w->ln2_b, N, C,
-                          c->ln_eps);
-        matmul_forward(L->fch, L->ln2, w->fc_w, w->fc_b, N, C, F);
-        gelu_forward(L->fch_gelu, L->fch, N * F, c->gelu_kind);
-        dropout_apply(L->fch_gelu, N * F, p, site_key(m, l, SITE_GELU));
-        matmul_forward(m->dtmp, L->fch_gelu, w->fcproj_w, w->fcproj_b, N, F, C);
-        dropout_apply(m->dtmp, N * C, p, site_key(m, l, SITE_FFN_OUT));
-        residual_forward(L->res_ffn, L->res_att, m->dtmp, N * C);
+        PROFILED(OP_ATTENTION, attention_forward(L->atty, L->att, L->aux_S, L->aux_s, L->lse, L->qkv, L->gq, L->gk, &a));
+        PROFILED(OP_MATMUL, matmul_forward(m->dtmp, L->atty, w->proj_w, w->proj_b, N, C, C));
+        PROFILED(OP_ELEMENTWISE, residual_forward(L->res_att, x, m->dtmp, N * C));
+        PROFILED(OP_LAYERNORM, layernorm_forward(L->ln2, L->ln2_mean, L->ln2_rstd, L->res_att, w->ln2_w, w->ln2_b, N, C,
+                          c->ln_eps));
+        PROFILED(OP_MATMUL, matmul_forward(L->fch, L->ln2, w->fc_w, w->fc_b, N, C, F));
+        PROFILED(OP_GELU, gelu_forward(L->fch_gelu, L->fch, N * F, c->gelu_kind));
+        PROFILED(OP_ELEMENTWISE, dropout_apply(L->fch_gelu, N * F, p, site_key(m, l, SITE_GELU)));
+        PROFILED(OP_MATMUL, matmul_forward(m->dtmp, L->fch_gelu, w->fcproj_w, w->fcproj_b, N, F, C));
+        PROFILED(OP_ELEMENTWISE, dropout_apply(m->dtmp, N * C, p, site_key(m, l, SITE_FFN_OUT)));
+        PROFILED(OP_ELEMENTWISE, residual_forward(L->res_ffn, L->res_att, m->dtmp, N * C));
         x = L->res_ffn;
     }
     m->loss = 0.0;
     m->n_scored = 0;
     if (m->blocks_only) return 0.0;  // distillation reads the blocks' activations only
-    layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N, C, c->ln_eps);
-    matmul_forward(m->logits, m->lnf, m->w.lm_head, NULL, N, C, V);
+    PROFILED(OP_LAYERNORM, layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N, C, c->ln_eps));
+    PROFILED(OP_MATMUL, matmul_forward(m->logits, m->lnf, m->w.lm_head, NULL, N, C, V));
     m->n_scored = 0;
     if (!targets) return 0.0;
-    double total = crossentropy_forward(m->losses, &m->n_scored, m->logits, m->targets, N, V);
+    double total;
+    PROFILED(OP_LOSS, total = crossentropy_forward(m->losses, &m->n_scored, m->logits, m->targets, N, V));
     m->loss = m->n_scored ? total / (double)m->n_scored : 0.0;
     return m->loss;
 }
@@ -279,47 +281,47 @@ void model_backward(Model *m, float grad_scale) {
     int GW = c->n_head * c->d_g;
     size_t N = (size_t)B * T;
     float p = m->training ? c->dropout : 0.0f;
-    crossentropy_backward(m->logits, m->targets, N, V, grad_scale / (float)m->n_scored);
+    PROFILED(OP_LOSS, crossentropy_backward(m->logits, m->targets, N, V, grad_scale / (float)m->n_scored));
     const float *dlogits = m->logits;
     // logits = lnf lm_head^T
-    matmul_backward(m->dln, grad_of(m, m->w.lm_head), NULL, dlogits, m->lnf, m->w.lm_head, N, C, V, 0);
+    PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, m->w.lm_head), NULL, dlogits, m->lnf, m->w.lm_head, N, C, V, 0));
     memset(m->dres, 0, N * C * sizeof(float));
     const float *x_last = c->n_layer ? m->layer[c->n_layer - 1].res_ffn : m->encoded;
-    layernorm_backward(m->dres, grad_of(m, m->w.lnf_w), grad_of(m, m->w.lnf_b), m->dln, x_last,
-                       m->w.lnf_w, m->lnf_mean, m->lnf_rstd, N, C);
+    PROFILED(OP_LAYERNORM, layernorm_backward(m->dres, grad_of(m, m->w.lnf_w), grad_of(m, m->w.lnf_b), m->dln, x_last,
+                       m->w.lnf_w, m->lnf_mean, m->lnf_rstd, N, C));
     for (int l = c->n_layer - 1; l >= 0; l--) {
         LayerActs *L = &m->layer[l];
         const LayerWeights *w = &m->w.layer[l];
         const float *x_in = l ? m->layer[l - 1].res_ffn : m->encoded;
         // FFN: res_ffn = res_att + drop(fcproj(fch_gelu))
         memcpy(m->dtmp, m->dres, N * C * sizeof(float));
-        dropout_backward(m->dtmp, N * C, p, site_key(m, l, SITE_FFN_OUT));
-        matmul_backward(m->dfch, grad_of(m, w->fcproj_w), grad_of(m, w->fcproj_b), m->dtmp,
-                        L->fch_gelu, w->fcproj_w, N, F, C, 0);
-        dropout_backward(m->dfch, N * F, p, site_key(m, l, SITE_GELU));
-        gelu_backward(m->dfch, L->fch, m->dfch, N * F, c->gelu_kind);
-        matmul_backward(m->dln, grad_of(m, w->fc_w), grad_of(m, w->fc_b), m->dfch, L->ln2, w->fc_w,
-                        N, C, F, 0);
-        layernorm_backward(m->dres, grad_of(m, w->ln2_w), grad_of(m, w->ln2_b), m->dln, L->res_att,
-                           w->ln2_w, L->ln2_mean, L->ln2_rstd, N, C);
+        PROFILED(OP_ELEMENTWISE, dropout_backward(m->dtmp, N * C, p, site_key(m, l, SITE_FFN_OUT)));
+        PROFILED(OP_MATMUL, matmul_backward(m->dfch, grad_of(m, w->fcproj_w), grad_of(m, w->fcproj_b), m->dtmp,
+                        L->fch_gelu, w->fcproj_w, N, F, C, 0));
+        PROFILED(OP_ELEMENTWISE, dropout_backward(m->dfch, N * F, p, site_key(m, l, SITE_GELU)));
+        PROFILED(OP_GELU, gelu_backward(m->dfch, L->fch, m->dfch, N * F, c->gelu_kind));
+        PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->fc_w), grad_of(m, w->fc_b), m->dfch, L->ln2, w->fc_w,
+                        N, C, F, 0));
+        PROFILED(OP_LAYERNORM, layernorm_backward(m->dres, grad_of(m, w->ln2_w), grad_of(m, w->ln2_b), m->dln, L->res_att,
+                           w->ln2_w, L->ln2_mean, L->ln2_rstd, N, C));
         // attention: res_att = x_in + proj(atty)
-        matmul_backward(m->datty, grad_of(m, w->proj_w), grad_of(m, w->proj_b), m->dres, L->atty,
-                        w->proj_w, N, C, C, 0);
+        PROFILED(OP_MATMUL, matmul_backward(m->datty, grad_of(m, w->proj_w), grad_of(m, w->proj_b), m->dres, L->atty,
+                        w->proj_w, N, C, C, 0));
         AttnArgs a = model_attn_args(m, l);
         int gate_path = route_gate_in_graph(c->mode[l], c->gate_grad_kind);
-        attention_backward(m->dqkv, gate_path ? m->dgq : NULL, gate_path ? m->dgk : NULL, m->datty,
-                           L->qkv, L->gq, L->gk, L->att, L->aux_S, L->aux_s, L->lse, &a);
-        matmul_backward(m->dln, grad_of(m, w->qkv_w), grad_of(m, w->qkv_b), m->dqkv, L->ln1,
-                        w->qkv_w, N, C, 3 * C, 0);
+        PROFILED(OP_ATTENTION, attention_backward(m->dqkv, gate_path ? m->dgq : NULL, gate_path ? m->dgk : NULL, m->datty,
+                           L->qkv, L->gq, L->gk, L->att, L->aux_S, L->aux_s, L->lse, &a));
+        PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->qkv_w), grad_of(m, w->qkv_b), m->dqkv, L->ln1,
+                        w->qkv_w, N, C, 3 * C, 0));
         if (gate_path) {  // the gate reads LN1's output too, frozen or not
-            matmul_backward(m->dln, grad_of(m, w->gate_q), NULL, m->dgq, L->ln1, w->gate_q, N, C, GW, 1);
-            matmul_backward(m->dln, grad_of(m, w->gate_k), NULL, m->dgk, L->ln1, w->gate_k, N, C, GW, 1);
+            PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->gate_q), NULL, m->dgq, L->ln1, w->gate_q, N, C, GW, 1));
+            PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->gate_k), NULL, m->dgk, L->ln1, w->gate_k, N, C, GW, 1));
         }
-        layernorm_backward(m->dres, grad_of(m, w->ln1_w), grad_of(m, w->ln1_b), m->dln, x_in,
-                           w->ln1_w, L->ln1_mean, L->ln1_rstd, N, C);
+        PROFILED(OP_LAYERNORM, layernorm_backward(m->dres, grad_of(m, w->ln1_w), grad_of(m, w->ln1_b), m->dln, x_in,
+                           w->ln1_w, L->ln1_mean, L->ln1_rstd, N, C));
     }
     // embeddings: encoded = drop(wte[idx] + wpe[t])
-    dropout_backward(m->dres, N * C, p, site_key(m, -1, SITE_EMBED));
+    PROFILED(OP_ELEMENTWISE, dropout_backward(m->dres, N * C, p, site_key(m, -1, SITE_EMBED)));
     float *dwte = grad_of(m, m->w.wte), *dwpe = grad_of(m, m->w.wpe);
     // Parallel over feature columns: every thread owns its columns, so sums are deterministic.
 #pragma omp parallel for schedule(static)

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""make bench: routelab against its PyTorch twin (../shared/bench/pytorch_peer.py), same config,
+same thread count, in turns A B A B after warm-up, the peer in its best setting
+(OMP_WAIT_POLICY=PASSIVE, set by the peer itself). Prints tokens/s of each, the ratio, the
+model FLOP rate as a share of the sgemm ceiling measured in the same run, peak memory, and
+routelab's per-operation breakdown; writes bench/results.json.
+
+    /usr/bin/python3 bench/bench.py [--quick] [--repeats 2] [--steps 5] [--warmup 2]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEER = os.path.join(ROOT, "..", "shared", "bench", "pytorch_peer.py")
+
+ROWS_FULL = ([("paper", m, 4) for m in ("dense", "soft", "hard", "oracle")] +
+             [("paper", m, 16) for m in ("dense", "soft", "hard", "oracle")] +
+             [("small", m, 8) for m in ("dense", "oracle", "soft", "soft_prob", "hard",
+                                        "stochastic", "random_fixed", "window")])
+ROWS_QUICK = [("paper", "dense", 4)]
+
+
+def run_json(cmd):
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd)} failed:\n{out.stderr.strip()}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="one row: paper config, dense, B=4")
+    ap.add_argument("--repeats", type=int, default=2, help="A B turns per row (medians are quoted)")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    if not os.path.exists(PEER):
+        sys.exit(f"bench: the PyTorch peer {PEER} is missing (it lives in ../shared/bench)")
+    rl = os.path.join(ROOT, "routelab")
+    common = ["--steps=%d" % args.steps, "--warmup=%d" % args.warmup, "--threads=%d" % args.threads]
+    sgemm = [run_json([rl, "bench", "--sgemm", "--threads=%d" % args.threads])["sgemm_gflops"]]
+    rows, breakdowns = [], []
+    for config, mode, batch in (ROWS_QUICK if args.quick else ROWS_FULL):
+        ours, peer = [], []
+        for _ in range(args.repeats):
+            ours.append(run_json([rl, "bench", "--config=" + config, "--mode=" + mode,
+                                  "--batch=%d" % batch] + common))
+            peer.append(run_json(["/usr/bin/python3", PEER, "--config", config, "--mode", mode,
+                                  "--batch", str(batch), "--steps", str(args.steps),
+                                  "--warmup", str(args.warmup), "--threads", str(args.threads)]))
+        r_tok = statistics.median(o["tok_s"] for o in ours)
+        p_tok = statistics.median(p["tok_s"] for p in peer)
+        gflops = statistics.median(o["gflops_model"] for o in ours)
+        row = dict(config=config, mode=mode, batch=batch, precision="fp32",
+                   routelab_tok_s=round(r_tok, 1), pytorch_tok_s=round(p_tok, 1),
+                   ratio=round(r_tok / p_tok, 3),
+                   routelab_peak_mib=round(max(o["peak_rss_mib"] for o in ours), 1),
+                   pytorch_peak_mib=round(max(p["peak_rss_mib"] for p in peer), 1),
+                   routelab_gflops=round(gflops, 1), pytorch_version=peer[0].get("torch_version"),
+                   threads=args.threads)
+        rows.append(row)
+        breakdowns.append((config, mode, batch, ours[-1]["ops_s_per_step"], ours[-1]["step_s_median"]))
+        print(f"{config:6s} {mode:13s} B={batch:<3d} routelab {r_tok:8.0f} tok/s  pytorch "
+              f"{p_tok:8.0f} tok/s  ratio {r_tok / p_tok:5.2f}  {gflops:6.1f} GFLOP/s  "
+              f"peak MiB {row['routelab_peak_mib']:.0f} vs {row['pytorch_peak_mib']:.0f}", flush=True)
+    sgemm.append(run_json([rl, "bench", "--sgemm", "--threads=%d" % args.threads])["sgemm_gflops"])
+    ceiling = statistics.median(sgemm)
+    print(f"\nsgemm ceiling (2048^3, {args.threads} threads, measured in this run): {ceiling:.1f} GFLOP/s")
+    print(f"{'config':6s} {'mode':13s} {'B':>3s} {'routelab':>9s} {'pytorch':>9s} {'ratio':>6s} "
+          f"{'% sgemm':>8s} {'MiB':>6s} {'peer MiB':>8s}")
+    for r in rows:
+        r["sgemm_gflops"] = ceiling
+        r["percent_of_sgemm"] = round(100 * r["routelab_gflops"] / ceiling, 1)
+        print(f"{r['config']:6s} {r['mode']:13s} {r['batch']:3d} {r['routelab_tok_s']:9.0f} "
+              f"{r['pytorch_tok_s']:9.0f} {r['ratio']:6.2f} {r['percent_of_sgemm']:7.1f}% "
+              f"{r['routelab_peak_mib']:6.0f} {r['pytorch_peak_mib']:8.0f}")
+    for config, mode, batch, ops, step in breakdowns[:1] + [b for b in breakdowns[1:] if b[1] == "soft"][:1]:
+        print(f"\nroutelab step breakdown, {config} {mode} B={batch} (median step {step:.3f} s):")
+        for name, s in sorted(ops.items(), key=lambda kv: -kv[1]):
+            print(f"  {name:40s} {s:8.4f} s  {100 * s / step:5.1f}%")
+    with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    print("\nwrote bench/results.json")
+
+
+if __name__ == "__main__":
+    main()
