@@ -146,6 +146,7 @@ static void ensure_acts(Model *m, int B, int T) {
     SLOT(m->lnf_rstd, N);
     SLOT(m->logits, N * V);
     SLOT(m->losses, N);
+    SLOT(m->lse, N);
     size_t total;
     m->acts = carve(s, n, &total);
     n = 0;
@@ -253,7 +254,7 @@ double model_forward(Model *m, const int *inputs, const int *targets, int B, int
     m->n_scored = 0;
     if (!targets) return 0.0;
     double total;
-    PROFILED(OP_LOSS, total = crossentropy_forward(m->losses, &m->n_scored, m->logits, m->targets, N, V));
+    PROFILED(OP_LOSS, total = crossentropy_forward(m->losses, m->lse, &m->n_scored, m->logits, m->targets, N, V));
     m->loss = m->n_scored ? total / (double)m->n_scored : 0.0;
     return m->loss;
 }
@@ -281,7 +282,7 @@ void model_backward(Model *m, float grad_scale) {
     int GW = c->n_head * c->d_g;
     size_t N = (size_t)B * T;
     float p = m->training ? c->dropout : 0.0f;
-    PROFILED(OP_LOSS, crossentropy_backward(m->logits, m->targets, N, V, grad_scale / (float)m->n_scored));
+    PROFILED(OP_LOSS, crossentropy_backward(m->logits, m->lse, m->targets, N, V, grad_scale / (float)m->n_scored));
     const float *dlogits = m->logits;
     // logits = lnf lm_head^T
     PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, m->w.lm_head), NULL, dlogits, m->lnf, m->w.lm_head, N, C, V, 0));

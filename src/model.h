@@ -44,6 +44,7 @@ typedef struct {
     float *lnf, *lnf_mean, *lnf_rstd;  // (N,C), (N), (N)
     float *logits;                  // (N,V); dlogits after backward
     float *losses;                  // (N) per-position NLL
+    float *lse;                     // (N) per-position log-sum-exp of the logits
     int *inputs, *targets;          // (N)
     // backward scratch
     float *bwd;

@@ -163,7 +163,7 @@ void dropout_apply(float *x, size_t n, float p, unsigned long long key) {
     for (size_t i = 0; i < n; i++) x[i] = hash_uniform(key, i) >= p ? x[i] * scale : 0.0f;
 }
 
-double crossentropy_forward(float *losses, size_t *n_scored, const float *logits,
+double crossentropy_forward(float *losses, float *lse, size_t *n_scored, const float *logits,
                             const int *targets, size_t N, int V) {
     // Per-row NLL in parallel, then a serial sum: an OpenMP float reduction would add the
     // threads' partials in arrival order and break bit-identical reruns.
@@ -172,6 +172,7 @@ double crossentropy_forward(float *losses, size_t *n_scored, const float *logits
         int t = targets[n];
         if (t < 0) {
             losses[n] = 0.0f;
+            lse[n] = 0.0f;
             continue;
         }
         const float *z = logits + n * V;
@@ -179,8 +180,9 @@ double crossentropy_forward(float *losses, size_t *n_scored, const float *logits
         for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
         double sum = 0.0;
         for (int v = 0; v < V; v++) sum += expf(z[v] - mx);
-        double nll = log(sum) + mx - z[t];
-        losses[n] = (float)nll;
+        double row_lse = log(sum) + mx;
+        lse[n] = (float)row_lse;
+        losses[n] = (float)(row_lse - z[t]);
     }
     double total = 0.0;
     size_t scored = 0;
@@ -190,7 +192,8 @@ double crossentropy_forward(float *losses, size_t *n_scored, const float *logits
     return total;
 }
 
-void crossentropy_backward(float *logits, const int *targets, size_t N, int V, float scale) {
+void crossentropy_backward(float *logits, const float *lse, const int *targets, size_t N, int V,
+                           float scale) {
 #pragma omp parallel for schedule(static)
     for (size_t n = 0; n < N; n++) {
         float *z = logits + n * V;
@@ -199,15 +202,8 @@ void crossentropy_backward(float *logits, const int *targets, size_t N, int V, f
             memset(z, 0, (size_t)V * sizeof(float));
             continue;
         }
-        float mx = z[0];
-        for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-        double sum = 0.0;
-        for (int v = 0; v < V; v++) {
-            z[v] = expf(z[v] - mx);
-            sum += z[v];
-        }
-        float inv = (float)(1.0 / sum);
-        for (int v = 0; v < V; v++) z[v] *= inv * scale;
+        float shift = lse[n];
+        for (int v = 0; v < V; v++) z[v] = expf(z[v] - shift) * scale;
         z[t] -= scale;
     }
 }

@@ -36,12 +36,15 @@ void residual_forward(float *out, const float *a, const float *b, size_t n);
 // so backward regenerates the same mask from (key, i) without storing it. In place.
 void dropout_apply(float *x, size_t n, float p, unsigned long long key);
 
-// Cross-entropy with ignore index. losses (N): per-position NLL (0 where ignored); returns the
-// sum of NLL over scored positions and *n_scored. logits (N,V), targets (N), -1 = ignore.
-double crossentropy_forward(float *losses, size_t *n_scored, const float *logits,
+// Cross-entropy with ignore index. losses (N): per-position NLL (0 where ignored); lse (N): each
+// row's log-sum-exp, saved so backward needs one pass over V; returns the sum of NLL over scored
+// positions and *n_scored. logits (N,V), targets (N), -1 = ignore.
+double crossentropy_forward(float *losses, float *lse, size_t *n_scored, const float *logits,
                             const int *targets, size_t N, int V);
-// In place: logits (N,V) become dlogits = (softmax - onehot) * scale; ignored rows 0.
-void crossentropy_backward(float *logits, const int *targets, size_t N, int V, float scale);
+// In place: logits (N,V) become dlogits = (softmax - onehot) * scale, softmax = exp(z - lse);
+// ignored rows 0.
+void crossentropy_backward(float *logits, const float *lse, const int *targets, size_t N, int V,
+                           float scale);
 
 // Deterministic sum of rows: out (C) += sum over n of x (N,C), same result for a given thread
 // count (per-thread partials added in thread order).

@@ -301,7 +301,7 @@ static void test_gelu(GeluKind kind) {
 }
 
 typedef struct {
-    float *logits, *losses;
+    float *logits, *losses, *lse;
     const int *targets;
     size_t N;
     int V;
@@ -311,7 +311,7 @@ static double ce_eval(void *v, int *changed) {
     CeCtx *c = v;
     *changed = 0;
     size_t scored;
-    double total = crossentropy_forward(c->losses, &scored, c->logits, c->targets, c->N, c->V);
+    double total = crossentropy_forward(c->losses, c->lse, &scored, c->logits, c->targets, c->N, c->V);
     return total / (double)scored;
 }
 
@@ -319,10 +319,10 @@ static void test_crossentropy(void) {
     size_t N = 8;
     int V = 7;
     int targets[8] = {3, -1, 0, 6, -1, 2, 2, 5};
-    CeCtx c = {falloc(N * V), falloc(N), targets, N, V};
+    CeCtx c = {falloc(N * V), falloc(N), falloc(N), targets, N, V};
     fill_normal(c.logits, N * V, 2.0f);
     size_t scored;
-    double total = crossentropy_forward(c.losses, &scored, c.logits, targets, N, V);
+    double total = crossentropy_forward(c.losses, c.lse, &scored, c.logits, targets, N, V);
     CHECK(scored == 6, "crossentropy n_scored %zu, expected 6", scored);
     double ref = 0.0, err = 0.0;
     for (size_t n = 0; n < N; n++) {
@@ -341,12 +341,12 @@ static void test_crossentropy(void) {
           "%.8g vs %.8g", err, total, ref);
     float *d = falloc(N * V);
     memcpy(d, c.logits, N * V * sizeof(float));
-    crossentropy_backward(d, targets, N, V, 1.0f / (float)scored);
+    crossentropy_backward(d, c.lse, targets, N, V, 1.0f / (float)scored);
     for (size_t n = 0; n < N; n++)
         if (targets[n] < 0)
             CHECK(max_abs(d + n * V, V) == 0.0, "ignored row %zu has a gradient", n);
     fd_check("crossentropy (mean, ignore -1)", c.logits, d, N * V, &OPS_FD, ce_eval, &c);
-    xfree(c.logits), xfree(c.losses), xfree(d);
+    xfree(c.logits), xfree(c.losses), xfree(c.lse), xfree(d);
 }
 
 typedef struct {
