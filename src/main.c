@@ -11,6 +11,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_repro(int argc, char **argv);
 
 typedef struct {
     const char *name;
@@ -25,6 +26,7 @@ static const Command COMMANDS[] = {
     {"distill", cmd_distill, "post-hoc gate distillation (KL or BCE) on a frozen checkpoint"},
     {"prepare", cmd_prepare, "tokenize text files into train/val token shards (llm.c format)"},
     {"tokenizer-train", cmd_tokenizer_train, "train a byte-level BPE tokenizer"},
+    {"repro", cmd_repro, "run a recipe of the routing-absorption paper over seeds (report, plots)"},
     {"bench", cmd_bench, "time training steps (tokens/s, per-operation breakdown)"},
     {"refcheck", cmd_refcheck, "compare against PyTorch reference cases (../shared/ref)"},
 };

@@ -235,8 +235,8 @@ int cmd_train(int argc, char **argv) {
     int nr = n_recent < 10 ? n_recent : 10;
     for (int i = 0; i < nr; i++) train_loss += recent_loss[i] / nr;
     if (json) {
-        printf("{\"run_dir\": \"%s\", \"steps\": %lld, \"train_loss\": %.6f, ", dir,
-               (long long)st.step, train_loss);
+        printf("{\"run_dir\": \"%s\", \"steps\": %lld, \"completed\": %s, \"train_loss\": %.6f, ",
+               dir, (long long)st.step, st.step >= c.steps ? "true" : "false", train_loss);
         eval_result_write_json(stdout, &ev, c.n_layer);
         printf(", \"tokens_per_s\": %.1f, \"peak_rss_mib\": %.1f}\n", tok_s,
                peak_rss_bytes() / 1048576.0);

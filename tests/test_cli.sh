@@ -119,6 +119,19 @@ check "config.ini written" grep -q "attn = soft" "$TMP/j/config.ini"
 check "sample (MQAR ids)" $RL sample --ckpt="$TMP/j" --tokens=5 --prompt="1,20,2" >/dev/null 2>&1
 expect_error "sample: prompt outside the vocabulary" "prompt token 40" $RL sample --ckpt="$TMP/j" --prompt="1,40"
 
+# --- experiment runner (issue 4, partial: exp1, exp2, concentration) ---------------------------
+$RL repro exp2 --scale=tiny --seeds=2 --steps=8 --eval_batches=1 --out="$TMP/rp" >"$TMP/rp.log" 2>&1 ||
+    bad "repro exp2 tiny: $(tail -3 "$TMP/rp.log")"
+check "repro writes results.json with every run" python3 -c "
+import json; R=json.load(open('$TMP/rp/results.json'))
+assert len(R)==4 and {r['arm'] for r in R}=={'hard_learned','hard_random'} and all(r['result']['val_ppl']>1 for r in R)
+assert all(g==0 for r in R for g in r['result']['gate_grad_norm'])"
+check "repro report.md has the table and the paper's values" grep -q "| hard_learned | .* ± .* | 71.22 |" "$TMP/rp/report.md"
+if command -v gnuplot >/dev/null; then check "repro convergence plot" [ -s "$TMP/rp/exp2_convergence.png" ]; fi
+$RL repro exp2 --scale=tiny --seeds=2 --steps=8 --eval_batches=1 --out="$TMP/rp" >"$TMP/rp2.log" 2>&1
+check "repro skips finished runs" [ "$(grep -c 'skipped' "$TMP/rp2.log")" -eq 4 ]
+expect_error "repro unknown recipe" "unknown recipe" $RL repro nope
+
 # --- bad input -------------------------------------------------------------------------------
 expect_error "config typo" "unknown config key 'n_layers'.*did you mean 'n_layer'" $RL train --n_layers=2
 expect_error "bad value" "key 'd_model' expects an integer" $RL train --d_model=abc
