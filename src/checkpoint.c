@@ -127,3 +127,24 @@ void checkpoint_load(const char *path, Model *m, TrainState *st) {
     m->forward_count = s[1];
     xfree(buf);
 }
+
+void checkpoint_init_params(Model *m, const char *path_or_dir) {
+    char path[4096];
+    checkpoint_resolve_path(path, sizeof path, path_or_dir);
+    Config src_cfg;
+    checkpoint_read_config(path, &src_cfg);
+    Model src;
+    model_build(&src, &src_cfg);
+    checkpoint_load(path, &src, NULL);
+    for (int i = 0; i < m->table.count; i++) {
+        const ParamInfo *p = &m->table.info[i];
+        const ParamInfo *q = param_find(&src.table, p->name);
+        if (!q || q->numel != p->numel) {
+            if (p->role == ROLE_GATE) continue;
+            fatal("init checkpoint '%s' has no tensor '%s' of %zu elements: its model differs "
+                  "(n_layer, d_model, vocab_size ... must match)", path, p->name, p->numel);
+        }
+        memcpy(m->params + p->offset, src.params + q->offset, p->numel * sizeof(float));
+    }
+    model_free(&src);
+}

@@ -30,6 +30,10 @@ void checkpoint_read_config(const char *path, Config *c);
 // Loads parameters (and optimizer state and TrainState when present and wanted) into a model
 // built from the checkpoint's config. st may be NULL.
 void checkpoint_load(const char *path, Model *m, TrainState *st);
+// Copies the parameters of another checkpoint into m by name (optimizer state untouched).
+// Every non-gate tensor must exist with the same shape; gates of another shape are left as they
+// are (so a distillation can change d_g). Dies naming the tensor on a mismatch.
+void checkpoint_init_params(Model *m, const char *path_or_dir);
 // A path given as a run directory means RUNDIR/model.ckpt.
 void checkpoint_resolve_path(char *out, size_t cap, const char *path_or_dir);
 

@@ -65,12 +65,6 @@ int cmd_distill(int argc, char **argv) {
             fatal("distill: '%s' is fixed by the checkpoint (see --help for what may change)", key);
         config_set(&c, key, eq + 1, "command line");
     }
-    int d_g_changed = 0;
-    {
-        Config orig;
-        checkpoint_read_config(path, &orig);
-        d_g_changed = orig.d_g != c.d_g;
-    }
     // The teacher forward is dense; only the gates train (learned, whatever they were).
     config_set(&c, "attn", "dense", "distill");
     config_set(&c, "gate", "learned", "distill");
@@ -80,26 +74,9 @@ int cmd_distill(int argc, char **argv) {
     if (c.threads > 0) omp_set_num_threads(c.threads);
     Model m;
     model_build(&m, &c);
-    if (d_g_changed) {  // load the frozen weights by name into the wider/narrower-gate model
-        Config oc;
-        checkpoint_read_config(path, &oc);
-        Model src;
-        model_build(&src, &oc);
-        checkpoint_load(path, &src, NULL);
-        for (int i = 0; i < m.table.count; i++) {
-            const ParamInfo *p = &m.table.info[i];
-            if (p->role == ROLE_GATE) continue;
-            const ParamInfo *q = param_find(&src.table, p->name);
-            ASSERT(q && q->numel == p->numel);
-            memcpy(m.params + p->offset, src.params + q->offset, p->numel * sizeof(float));
-        }
-        model_free(&src);
-    } else {
-        checkpoint_load(path, &m, NULL);
-        memset(m.adam_m, 0, m.table.total * sizeof(float));
-        memset(m.adam_v, 0, m.table.total * sizeof(float));
-        memset(m.adam_t, 0, (size_t)m.table.count * sizeof(long));
-    }
+    // Frozen weights from the checkpoint by name (gates of another d_g keep their init); the
+    // optimizer starts fresh.
+    checkpoint_init_params(&m, path);
     // re-initialise the gates from gate_seed
     {
         float *fresh = xcalloc(m.table.total, sizeof(float));

@@ -60,6 +60,9 @@ static const ConfigKey KEYS[] = {
     K(grad_clip, KEY_FLOAT, "1.0", "global gradient-norm clip (0 = off)"),
     K(train, KEY_STR, "all",
       "trainable parameters: all | gates | layers:0,3 | attn:2 | ... (see README, Freezing)"),
+    K(init, KEY_STR, "",
+      "start from the weights of this checkpoint (run dir or file), optimizer fresh; gates of "
+      "another d_g keep their own init"),
     K(eval_every, KEY_INT, "200", "evaluate every N steps (0 = only at the end)"),
     K(eval_batches, KEY_INT, "20", "validation batches per evaluation (0 = the whole split)"),
     K(ckpt_every, KEY_INT, "500", "write the checkpoint every N steps (and at the end)"),

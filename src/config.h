@@ -37,6 +37,7 @@ typedef struct {
     int seed, batch, grad_accum, steps, warmup;
     float lr, min_lr_ratio, weight_decay, beta1, beta2, adam_eps, grad_clip;
     char train[STR_LEN];       // what is trainable (see freeze.c)
+    char init[STR_LEN];        // start from this checkpoint's weights (fresh optimizer)
     int eval_every, eval_batches, ckpt_every, log_every, stop_after, threads;
     // data
     char data[STR_LEN];

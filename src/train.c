@@ -125,6 +125,7 @@ int cmd_train(int argc, char **argv) {
     Model m;
     model_build(&m, &c);
     TrainState st = {0};
+    if (!resume && c.init[0]) checkpoint_init_params(&m, c.init);
     if (resume) {
         checkpoint_load(ckpt_path, &m, &st);
         dataset_set_position(train, st.data_position);
