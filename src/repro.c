@@ -130,7 +130,7 @@ static void expand_keys(char *out, size_t cap, const char *keys, const Scale *sc
 
 // Runs one arm and seed (or skips it when finished); returns the parsed result, or NULL.
 static cJSON *run_arm(const char *self, const char *out, const Scale *scale, const Arm *arm,
-                      int seed, const char *overrides) {
+                      int seed, const char *overrides, int distill_steps) {
     char dir[4096], result_path[4200], ckpt[4200], from[4200] = "", keys[4096], cmd[40000];
     snprintf(dir, sizeof dir, "%s/%s/seed%d", out, arm->name, seed);
     join_path(result_path, sizeof result_path, dir, "result.json");
@@ -151,8 +151,8 @@ static cJSON *run_arm(const char *self, const char *out, const Scale *scale, con
                      overrides, arm->from ? " --init=" : "", arm->from ? from : "", dir);
         } else if (arm->kind == RUN_DISTILL) {  // the scale's training keys do not apply
             what = "distilling";
-            snprintf(cmd, sizeof cmd, "'%s' distill --from='%s' %s --gate_seed=%d --out='%s' --json",
-                     self, from, keys, 2000 + seed, dir);
+            snprintf(cmd, sizeof cmd, "'%s' distill --from='%s' %s --gate_seed=%d --steps=%d "
+                     "--out='%s' --json", self, from, keys, 2000 + seed, distill_steps, dir);
         } else {
             what = "evaluating";
             snprintf(cmd, sizeof cmd, "'%s' eval --ckpt='%s' %s --json", self, from, keys);
@@ -311,13 +311,14 @@ static void report_recipe(FILE *f, const Recipe *r, cJSON *res[MAX_ARMS][100], i
 
 int cmd_repro(int argc, char **argv) {
     const char *name = NULL, *scale_name = "tiny", *out = NULL;
-    int seeds = 3;
+    int seeds = 3, distill_steps = 500;
     char overrides[8192] = "";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: routelab repro NAME [--scale=tiny|small|paper] [--seeds=3] [--out=DIR]\n"
-                   "       [--key=value ...]   (config keys override the scale's, in training runs)\n"
+                   "       [--distill_steps=500] [--key=value ...]   (config keys override the\n"
+                   "       scale's in training runs)\n"
                    "  Runs a recipe of the routing-absorption paper over several seeds, resumably,\n"
                    "  and writes results.json, report.md and PNG plots into DIR\n"
                    "  (default runs/repro-NAME-SCALE). Recipes:\n");
@@ -328,6 +329,7 @@ int cmd_repro(int argc, char **argv) {
         if (!strncmp(a, "--scale=", 8)) scale_name = a + 8;
         else if (!strncmp(a, "--seeds=", 8)) seeds = atoi(a + 8);
         else if (!strncmp(a, "--out=", 6)) out = a + 6;
+        else if (!strncmp(a, "--distill_steps=", 16)) distill_steps = atoi(a + 16);
         else if (!strncmp(a, "--", 2) && strchr(a, '=')) {
             if (strlen(overrides) + strlen(a) + 4 >= sizeof overrides) fatal("repro: too many overrides");
             strcat(overrides, " '"), strcat(overrides, a), strcat(overrides, "'");
@@ -336,6 +338,7 @@ int cmd_repro(int argc, char **argv) {
     }
     if (!name) fatal("repro: name a recipe (see routelab repro --help)");
     if (seeds < 1 || seeds > 100) fatal("repro: --seeds must be in 1..100, got %d", seeds);
+    if (distill_steps < 1) fatal("repro: --distill_steps must be positive");
     int first = -1, last = -1;
     for (int i = 0; i < N_RECIPES; i++) if (!strcmp(RECIPES[i].name, name)) first = last = i;
     if (!strcmp(name, "all")) first = 0, last = N_RECIPES - 1;
@@ -363,13 +366,15 @@ int cmd_repro(int argc, char **argv) {
                "split. Distillation arms are deployed with hard top-k; their perplexity and accuracy "
                "are the deployed ones.\n\n", name, scale->name, seeds);
     static cJSON *res[MAX_ARMS][100];
+    int failed = 0;
     for (int ri = first; ri <= last; ri++) {
         const Recipe *r = &RECIPES[ri];
         printf("%s: %s\n", r->name, r->what);
         for (int i = 0; r->arms[i].name; i++)
             for (int s = 0; s < seeds; s++) {
                 const Arm *a = &r->arms[i];
-                res[i][s] = run_arm(self, out, scale, a, s, overrides);
+                res[i][s] = run_arm(self, out, scale, a, s, overrides, distill_steps);
+                failed += res[i][s] == NULL;
                 cJSON *row = cJSON_CreateObject();
                 cJSON_AddStringToObject(row, "recipe", r->name);
                 cJSON_AddStringToObject(row, "arm", a->name);
@@ -401,5 +406,6 @@ int cmd_repro(int argc, char **argv) {
     free(rep);
     printf("report: %s/report.md; results: %s/results.json; plots: %s/*_convergence.png\n", out,
            out, out);
-    return 0;
+    if (failed) warnf("%d run(s) failed: see their run.log; re-run the command to retry them", failed);
+    return failed ? 1 : 0;
 }

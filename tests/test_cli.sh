@@ -131,6 +131,18 @@ if command -v gnuplot >/dev/null; then check "repro convergence plot" [ -s "$TMP
 $RL repro exp2 --scale=tiny --seeds=2 --steps=8 --eval_batches=1 --out="$TMP/rp" >"$TMP/rp2.log" 2>&1
 check "repro skips finished runs" [ "$(grep -c 'skipped' "$TMP/rp2.log")" -eq 4 ]
 expect_error "repro unknown recipe" "unknown recipe" $RL repro nope
+$RL repro exp3 --scale=tiny --seeds=1 --steps=8 --distill_steps=4 --eval_batches=1 --out="$TMP/rp3" \
+    >"$TMP/rp3.log" 2>&1 || bad "repro exp3 tiny: $(tail -3 "$TMP/rp3.log")"
+check "repro exp3: distillations from the dense and the soft model, deployed hard" python3 -c "
+import json; R={r['arm']: r for r in json.load(open('$TMP/rp3/results.json'))}
+assert R['distill_soft']['from']=='soft_learned' and R['distill_dense']['from']=='dense'
+for a in ('distill_dense','distill_soft'): assert R[a]['result']['hard_val_ppl']>1 and len(R[a]['result']['gate_f1'])==2"
+check "repro exp3 report has the paper's F1" grep -q "| distill_soft | distill .* | 601.60 | 0.804 |" "$TMP/rp3/report.md"
+$RL repro exp4 --scale=tiny --seeds=2 --steps=8 --eval_batches=1 --out="$TMP/rp4" >"$TMP/rp4.log" 2>&1 ||
+    bad "repro exp4 tiny: $(tail -3 "$TMP/rp4.log")"
+check "repro exp4: fixed masks differ per seed" python3 -c "
+import json; R=[r for r in json.load(open('$TMP/rp4/results.json')) if r['arm']=='stoch_deploy_fixed']
+assert len(R)==2 and R[0]['keys']!=R[1]['keys'] and R[0]['result']['kept_fraction'][0]<1"
 
 # --- bad input -------------------------------------------------------------------------------
 expect_error "config typo" "unknown config key 'n_layers'.*did you mean 'n_layer'" $RL train --n_layers=2
