@@ -44,27 +44,18 @@ int cmd_distill(int argc, char **argv) {
     Config c;
     checkpoint_read_config(path, &c);
     // Distillation settings that are not the checkpoint's: steps, lr, k, gates, data, output.
-    static const char *ok[] = {"k", "steps", "lr", "warmup", "batch", "gate_seed", "gate_init_std",
-                               "d_g", "data", "eval_batches", "threads", "out", "log_every",
-                               "mqar_eval_examples", "min_lr_ratio", "weight_decay", NULL};
+    static const char *const allowed[] = {"k", "steps", "lr", "warmup", "batch", "gate_seed",
+                                          "gate_init_std", "d_g", "data", "eval_batches",
+                                          "threads", "out", "log_every", "mqar_eval_examples",
+                                          "min_lr_ratio", "weight_decay", NULL};
     char default_out[4200];
     snprintf(default_out, sizeof default_out, "%s-distill-%s", from, loss_name);
     config_set(&c, "out", default_out, "default");
     config_set(&c, "steps", "500", "default");
     config_set(&c, "lr", "1e-3", "default");
     config_set(&c, "warmup", "20", "default");
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *eq = strchr(a, '=');
-        if (!strncmp(a, "--from=", 7) || !strncmp(a, "--loss=", 7) || !strcmp(a, "--json")) continue;
-        if (strncmp(a, "--", 2) || !eq) fatal("distill: unexpected argument '%s' (see --help)", a);
-        char key[64];
-        snprintf(key, sizeof key, "%.*s", (int)(eq - a - 2), a + 2);
-        int allowed = 0;
-        for (const char **k = ok; *k; k++) allowed |= !strcmp(*k, key);
-        if (config_is_key(key) && !allowed)
-            fatal("distill: '%s' is fixed by the checkpoint (see --help for what may change)", key);
-        config_set(&c, key, eq + 1, "command line");
-    }
+    static const char *const own[] = {"--from=", "--loss=", "--json", NULL};
+    config_apply_overrides(&c, argc, argv, own, allowed, "distill", "see --help for what may change");
     // The teacher forward is dense; only the gates train (learned, whatever they were).
     config_set(&c, "attn", "dense", "distill");
     config_set(&c, "gate", "learned", "distill");

@@ -214,6 +214,26 @@ int config_parse_args(Config *c, int argc, char **argv, int first, const char *c
     return kept;
 }
 
+static int in_list(const char *const *list, const char *s, int prefix) {
+    for (; list && *list; list++)
+        if (prefix ? !strncmp(s, *list, strlen(*list)) : !strcmp(s, *list)) return 1;
+    return 0;
+}
+
+void config_apply_overrides(Config *c, int argc, char **argv, const char *const *own,
+                            const char *const *allowed, const char *cmd, const char *hint) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *eq = strchr(a, '=');
+        if (in_list(own, a, 1)) continue;
+        if (strncmp(a, "--", 2) || !eq) fatal("%s: unexpected argument '%s' (see --help)", cmd, a);
+        char key[64];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - a - 2), a + 2);
+        if (config_is_key(key) && !in_list(allowed, key, 0))
+            fatal("%s: '%s' is fixed by the checkpoint (%s)", cmd, key, hint);
+        config_set(c, key, eq + 1, "command line");
+    }
+}
+
 // Splits "a,b,c" into per-layer values; one value means every layer.
 static int split_list(const char *s, char out[][32], int max) {
     int n = 0;

@@ -61,6 +61,12 @@ void config_load_ini(Config *c, const char *path);
 // Parses argv[first..]: --key=value (config keys), --config=FILE (loaded first). Arguments
 // that are not config keys are left for the command: returns them compacted in argv, count.
 int config_parse_args(Config *c, int argc, char **argv, int first, const char *const *extra_keys);
+// For commands whose config comes from a checkpoint: applies the --key=value arguments on top
+// of it. Arguments starting with one of `own` (NULL-terminated) belong to the command and are
+// skipped; a config key not in `allowed` dies with "CMD: 'KEY' is fixed by the checkpoint
+// (HINT)"; an unknown key dies with the nearest key's name.
+void config_apply_overrides(Config *c, int argc, char **argv, const char *const *own,
+                            const char *const *allowed, const char *cmd, const char *hint);
 // Validates and fills the derived fields; dies with one line naming the key on bad values.
 void config_resolve(Config *c);
 // Writes every key as INI text ("key = value" lines). The checkpoint embeds the same text.

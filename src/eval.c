@@ -64,15 +64,6 @@ void eval_result_write_json(FILE *f, const EvalResult *r, int n_layer) {
     }
 }
 
-// Keys that may differ from the checkpoint at evaluation time (routing, data, batching).
-static int eval_may_override(const char *key) {
-    static const char *ok[] = {"attn", "k", "gate_grad", "topk_scope", "tau", "data", "batch",
-                               "eval_batches", "threads", "mqar_eval_examples", "mask_seed",
-                               "data_seed", "out", NULL};
-    for (const char **k = ok; *k; k++) if (!strcmp(*k, key)) return 1;
-    return 0;
-}
-
 int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL;
     int json = 0;
@@ -95,18 +86,13 @@ int cmd_eval(int argc, char **argv) {
     checkpoint_resolve_path(path, sizeof path, ckpt);
     Config c;
     checkpoint_read_config(path, &c);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strncmp(a, "--ckpt=", 7) || !strcmp(a, "--json")) continue;
-        const char *eq = strchr(a, '=');
-        if (strncmp(a, "--", 2) || !eq) fatal("eval: unexpected argument '%s' (see --help)", a);
-        char key[64];
-        snprintf(key, sizeof key, "%.*s", (int)(eq - a - 2), a + 2);
-        if (config_is_key(key) && !eval_may_override(key))
-            fatal("eval: '%s' is fixed by the checkpoint; only routing, data and batch keys can "
-                  "change at evaluation", key);
-        config_set(&c, key, eq + 1, "command line");
-    }
+    // Routing, data and batching may differ from training ("train with X, deploy with Y").
+    static const char *const own[] = {"--ckpt=", "--json", NULL};
+    static const char *const allowed[] = {"attn", "k", "gate_grad", "topk_scope", "tau", "data",
+                                          "batch", "eval_batches", "threads", "mqar_eval_examples",
+                                          "mask_seed", "data_seed", "out", NULL};
+    config_apply_overrides(&c, argc, argv, own, allowed, "eval",
+                           "only routing, data and batch keys can change at evaluation");
     config_resolve(&c);
     Model m;
     model_build(&m, &c);

@@ -29,14 +29,6 @@ static void usage(void) {
     config_print_help(stdout);
 }
 
-// On resume only these keys may change: they do not alter the computation.
-static int resume_may_override(const char *key) {
-    static const char *ok[] = {"steps", "stop_after", "eval_every", "ckpt_every", "log_every",
-                               "eval_batches", NULL};
-    for (const char **k = ok; *k; k++) if (!strcmp(*k, key)) return 1;
-    return 0;
-}
-
 // Keeps the metrics lines of steps <= last_step (those a resumed run does not repeat).
 static void truncate_metrics(const char *path, long last_step) {
     if (!file_exists(path)) return;
@@ -83,17 +75,13 @@ int cmd_train(int argc, char **argv) {
         checkpoint_resolve_path(ckpt_path, sizeof ckpt_path, resume);
         checkpoint_read_config(ckpt_path, &c);
         c.stop_after = 0;  // a limit of the interrupted invocation, not of the run
-        for (int i = 1; i < argc; i++) {
-            const char *a = argv[i], *eq = strchr(a, '=');
-            if (!strncmp(a, "--resume=", 9) || !strcmp(a, "--json")) continue;
-            if (strncmp(a, "--", 2) || !eq) fatal("train: unexpected argument '%s' (see --help)", a);
-            char key[64];
-            snprintf(key, sizeof key, "%.*s", (int)(eq - a - 2), a + 2);
-            if (!resume_may_override(key))
-                fatal("train --resume: '%s' is fixed by the checkpoint (only steps, stop_after, "
-                      "eval_every, ckpt_every, log_every, eval_batches may change)", key);
-            config_set(&c, key, eq + 1, "command line");
-        }
+        // Only keys that do not alter the computation may change on resume.
+        static const char *const own[] = {"--resume=", "--json", NULL};
+        static const char *const allowed[] = {"steps", "stop_after", "eval_every", "ckpt_every",
+                                              "log_every", "eval_batches", NULL};
+        config_apply_overrides(&c, argc, argv, own, allowed, "train --resume",
+                               "only steps, stop_after, eval_every, ckpt_every, log_every, "
+                               "eval_batches may change");
     } else {
         config_defaults(&c);
         static const char *extra[] = {"resume", NULL};
