@@ -128,14 +128,18 @@ void checkpoint_load(const char *path, Model *m, TrainState *st) {
     xfree(buf);
 }
 
+void checkpoint_build_model(Model *m, const char *path) {
+    Config c;
+    checkpoint_read_config(path, &c);
+    model_build(m, &c);
+    checkpoint_load(path, m, NULL);
+}
+
 void checkpoint_init_params(Model *m, const char *path_or_dir) {
     char path[4096];
     checkpoint_resolve_path(path, sizeof path, path_or_dir);
-    Config src_cfg;
-    checkpoint_read_config(path, &src_cfg);
     Model src;
-    model_build(&src, &src_cfg);
-    checkpoint_load(path, &src, NULL);
+    checkpoint_build_model(&src, path);
     for (int i = 0; i < m->table.count; i++) {
         const ParamInfo *p = &m->table.info[i];
         const ParamInfo *q = param_find(&src.table, p->name);

@@ -30,6 +30,8 @@ void checkpoint_read_config(const char *path, Config *c);
 // Loads parameters (and optimizer state and TrainState when present and wanted) into a model
 // built from the checkpoint's config. st may be NULL.
 void checkpoint_load(const char *path, Model *m, TrainState *st);
+// Builds the model a checkpoint describes and loads its parameters (path: file, resolved).
+void checkpoint_build_model(Model *m, const char *path);
 // Copies the parameters of another checkpoint into m by name (optimizer state untouched).
 // Every non-gate tensor must exist with the same shape; gates of another shape are left as they
 // are (so a distillation can change d_g). Dies naming the tensor on a mismatch.

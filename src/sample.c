@@ -55,11 +55,9 @@ int cmd_sample(int argc, char **argv) {
         fatal("sample: --tokens must be positive, --temperature and --top_k non-negative");
     char path[4096];
     checkpoint_resolve_path(path, sizeof path, ckpt);
-    Config c;
-    checkpoint_read_config(path, &c);
     Model m;
-    model_build(&m, &c);
-    checkpoint_load(path, &m, NULL);
+    checkpoint_build_model(&m, path);
+    const Config c = m.cfg;
     char *spec = tok_spec ? xstrdup(tok_spec) : tokenizer_of_data(c.data);
     Tokenizer *tok = spec ? tokenizer_load(spec) : NULL;
     if (tok && tokenizer_vocab_size(tok) > c.vocab_size)
