@@ -12,15 +12,7 @@
 #include "model.h"
 #include "profile.h"
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *x, int n) {
-    qsort(x, (size_t)n, sizeof(double), cmp_double);
-    return n ? x[n / 2] : 0.0;
-}
+static double median(double *x, int n) { return median_of(x, (size_t)n); }
 
 // GFLOP/s of a large square sgemm: the ceiling the model's products are measured against.
 static double sgemm_ceiling(int n, int reps) {

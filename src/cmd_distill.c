@@ -79,8 +79,7 @@ int cmd_distill(int argc, char **argv) {
         }
         xfree(fresh);
     }
-    DataSpec spec = {c.data, c.seq_len, c.vocab_size, c.mqar_pairs, c.mqar_random_filler,
-                     c.mqar_alpha, c.mqar_eval_examples, (uint64_t)c.data_seed};
+    DataSpec spec = dataspec_from_config(&c);
     Dataset *train = dataset_open(&spec, SPLIT_TRAIN), *val = dataset_open(&spec, SPLIT_VAL);
     int B = c.batch, T = c.seq_len, k = c.layer_k[0];
     int *inputs = xcalloc((size_t)B * T, sizeof(int)), *targets = xcalloc((size_t)B * T, sizeof(int));

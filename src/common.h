@@ -63,6 +63,7 @@ static inline float hash_uniform(uint64_t key, uint64_t index) {
 
 // ----------------------------------------------------------------------------- time
 double now_seconds(void);  // monotonic
+double median_of(double *x, size_t n);  // sorts x in place; 0 for n = 0
 size_t peak_rss_bytes(void);
 
 #endif

@@ -208,3 +208,9 @@ void dataset_window(const Dataset *ds, size_t w, int32_t *inputs, int32_t *targe
 }
 
 const char *dataset_describe(const Dataset *ds) { return ds->describe; }
+
+DataSpec dataspec_from_config(const Config *c) {
+    DataSpec s = {c->data, c->seq_len, c->vocab_size, c->mqar_pairs, c->mqar_random_filler,
+                  c->mqar_alpha, c->mqar_eval_examples, (uint64_t)c->data_seed};
+    return s;
+}

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "common.h"  // IGNORE_INDEX
+#include "config.h"
 
 typedef struct {
     const char *data;      // "mqar" or a directory written by `routelab prepare`
@@ -17,6 +18,9 @@ typedef struct {
     int mqar_eval_examples;// MQAR: size of the test split
     uint64_t seed;         // data seed (MQAR train examples; test uses a disjoint stream)
 } DataSpec;
+
+// The data keys of a resolved config (the Config must outlive the spec: data points into it).
+DataSpec dataspec_from_config(const Config *c);
 
 typedef enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1 } Split;
 

@@ -97,8 +97,7 @@ int cmd_eval(int argc, char **argv) {
     Model m;
     model_build(&m, &c);
     checkpoint_load(path, &m, NULL);
-    DataSpec spec = {c.data, c.seq_len, c.vocab_size, c.mqar_pairs, c.mqar_random_filler,
-                     c.mqar_alpha, c.mqar_eval_examples, (uint64_t)c.data_seed};
+    DataSpec spec = dataspec_from_config(&c);
     Dataset *val = dataset_open(&spec, SPLIT_VAL);
     double t0 = now_seconds();
     EvalResult r;

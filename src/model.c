@@ -118,10 +118,10 @@ static void ensure_acts(Model *m, int B, int T) {
         LayerActs *L = &m->layer[l];
         AttnMode mode = c->mode[l];
         m->act_modes[l] = mode;
-        GateUse use = route_rule(mode)->gate;
-        int ste = use == GATE_RANKS_ONLY && c->gate_grad_kind == GATE_GRAD_STE;
+        int ste = route_rule(mode)->gate == GATE_RANKS_ONLY && c->gate_grad_kind == GATE_GRAD_STE;
         int needs_gate = route_needs_gate(mode);
-        any_gate |= route_gate_in_graph(mode, c->gate_grad_kind);
+        int gate_grad = route_gate_in_graph(mode, c->gate_grad_kind);  // backward needs S and s
+        any_gate |= gate_grad;
         SLOT(L->ln1, N * C);
         SLOT(L->ln1_mean, N);
         SLOT(L->ln1_rstd, N);
@@ -129,8 +129,8 @@ static void ensure_acts(Model *m, int B, int T) {
         SLOT(L->gq, needs_gate ? N * GW : 0);
         SLOT(L->gk, needs_gate ? N * GW : 0);
         SLOT(L->att, B * NH * TT);
-        SLOT(L->aux_S, (use == GATE_ON_LOGITS || use == GATE_ON_PROBS || ste) ? B * NH * TT : 0);
-        SLOT(L->aux_s, (use == GATE_ON_LOGITS || use == GATE_ON_PROBS || ste) ? B * NH * TT : 0);
+        SLOT(L->aux_S, gate_grad ? B * NH * TT : 0);
+        SLOT(L->aux_s, gate_grad ? B * NH * TT : 0);
         SLOT(L->lse, ste ? B * NH * T : 0);
         SLOT(L->atty, N * C);
         SLOT(L->res_att, N * C);

@@ -72,10 +72,9 @@ static void report_tensor(Ctx *x, const char *what, const float *c, const float 
     double rmax = 0.0;
     for (size_t i = 0; i < n; i++) rmax = fmax(rmax, fabs(r[i]));
     double atol = atol_abs + atol_rel_max * rmax, worst_abs = 0.0, usage = 0.0;
-    size_t bad = 0, compared = 0;
+    size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         if (skip_g && fabs(skip_g[i]) < skip_below) continue;
-        compared++;
         double err = fabs((double)c[i] - r[i]), allowed = rtol * fabs(r[i]) + atol;
         if (!(err <= allowed)) bad++;  // NaN counts as bad
         worst_abs = fmax(worst_abs, err);
@@ -87,7 +86,6 @@ static void report_tensor(Ctx *x, const char *what, const float *c, const float 
         printf("    %-40s %s  max abs %.2e  rel-to-max %.2e  rule usage %.2f%s\n", what,
                bad ? "FAIL" : "ok  ", worst_abs, rmax > 0 ? worst_abs / rmax : worst_abs, usage,
                bad ? "  <-- over tolerance" : "");
-    (void)compared;
 }
 
 // ----------------------------------------------------------------------------- one case

@@ -53,11 +53,6 @@ static void format_eta(char *buf, size_t cap, double seconds) {
     snprintf(buf, cap, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int cmd_train(int argc, char **argv) {
     const char *resume = NULL;
     int json = 0;
@@ -107,8 +102,7 @@ int cmd_train(int argc, char **argv) {
     join_path(metrics_path, sizeof metrics_path, dir, "metrics.jsonl");
     if (!resume) join_path(ckpt_path, sizeof ckpt_path, dir, "model.ckpt");
 
-    DataSpec spec = {c.data, c.seq_len, c.vocab_size, c.mqar_pairs, c.mqar_random_filler,
-                     c.mqar_alpha, c.mqar_eval_examples, (uint64_t)c.data_seed};
+    DataSpec spec = dataspec_from_config(&c);
     Dataset *train = dataset_open(&spec, SPLIT_TRAIN), *val = dataset_open(&spec, SPLIT_VAL);
     Model m;
     model_build(&m, &c);
@@ -217,8 +211,7 @@ int cmd_train(int argc, char **argv) {
     }
     fclose(metrics);
     if (!have_eval && !stopped_early) evaluate(&ev, &m, val, B, c.eval_batches, 1);
-    qsort(step_times, (size_t)timed, sizeof(double), cmp_double);
-    double median = timed ? step_times[timed / 2] : 0.0;
+    double median = median_of(step_times, (size_t)timed);
     double tok_s = median > 0 ? N * c.grad_accum / median : 0.0;
     double train_loss = 0.0;
     int nr = n_recent < 10 ? n_recent : 10;
