@@ -40,9 +40,7 @@ test: deps routelab $(TESTS)
 # The main job on built-in data: a 2-layer model learns multi-query associative recall
 # (T 64, 4 key-value pairs); test accuracy passes 90% in about 500 steps.
 run: deps routelab
-	./routelab train --data=mqar --out=runs/mqar-demo --n_layer=2 --d_model=128 --n_head=2 \
-	  --d_ff=256 --seq_len=64 --vocab_size=64 --mqar_pairs=4 --batch=64 --steps=1000 \
-	  --dropout=0 --lr=1e-3 --warmup=100 --eval_every=250 --eval_batches=0 --log_every=50
+	OMP_WAIT_POLICY=PASSIVE ./routelab repro all --scale=tiny --seeds=1 --out=runs/tiny
 
 # Real English for CPU-scale runs: Debian's King James Bible (4.3 MB, about 1M GPT-2 tokens),
 # prepared with GPT-2's tokenizer (needs ../shared/data/gpt2-tokenizer, or GPT2_DIR=...) into

@@ -17,20 +17,24 @@
 // paper's 87.5% sparsity).
 typedef struct {
     const char *name, *keys;
-    int k, n_layer;  // substituted for {k}, {2k}, {4k}, {L}, {L/2} in arm keys
+    int k, n_layer;     // substituted for {k}, {2k}, {4k}, {L}, {L/2} in arm keys
+    int distill_steps;  // gate-only distillation steps (--distill_steps overrides)
 } Scale;
 
 static const Scale SCALES[] = {
-    {"tiny", "--data=mqar --n_layer=2 --d_model=128 --n_head=2 --d_ff=256 --seq_len=64 --k=8 "
-             "--d_g=16 --vocab_size=64 --mqar_pairs=4 --batch=32 --steps=300 --warmup=30 "
-             "--lr=1e-3 --dropout=0 --eval_every=100 --eval_batches=4 --mqar_eval_examples=128 "
+    // MQAR, 4 pairs: dense attention solves it within the 400 steps (about 30 s a run).
+    {"tiny", "--data=mqar --n_layer=2 --d_model=128 --n_head=2 --d_ff=256 --seq_len=32 --k=4 "
+             "--d_g=16 --vocab_size=64 --mqar_pairs=4 --batch=128 --steps=400 --warmup=50 "
+             "--lr=1e-3 --dropout=0 --eval_every=100 --eval_batches=4 --mqar_eval_examples=256 "
              "--log_every=0 --ckpt_every=100",
-     8, 2},
+     4, 2, 150},
+    // KJV (make data-kjv), 8192-token BPE: about 3.5 min a training run on 2 cores, so the core
+    // recipes (exp1,exp2,exp3,posthoc) with 3 seeds take about 75 min.
     {"small", "--data=data/kjv-8k --vocab_size=8192 --n_layer=4 --d_model=128 --n_head=4 "
-              "--d_ff=512 --seq_len=256 --k=32 --batch=8 --steps=2000 --warmup=100 --lr=1e-3 "
-              "--dropout=0.1 --eval_every=500 --eval_batches=20 --log_every=0 --ckpt_every=250",
-     32, 4},
-    {"paper", "--k=64 --log_every=0 --ckpt_every=500", 64, 6},  // routelab's defaults
+              "--d_ff=512 --seq_len=256 --k=32 --batch=8 --steps=600 --warmup=60 --lr=1e-3 "
+              "--dropout=0.1 --eval_every=200 --eval_batches=20 --log_every=0 --ckpt_every=200",
+     32, 4, 300},
+    {"paper", "--k=64 --log_every=0 --ckpt_every=500", 64, 6, 2000},  // routelab's defaults
 };
 
 // What an arm runs: a training, a distillation of another arm's model, or an evaluation of
@@ -44,6 +48,7 @@ typedef struct {
     const char *keys;   // config keys ({k}, {2k}, {4k}, {L}, {L/2} are the scale's)
     double paper;       // the paper's perplexity for this arm (NAN: none)
     double paper_f1;    // the paper's gate F1 (NAN: none)
+    int needs_layers;   // runs only when the scale has more layers than this (0: always)
 } Arm;
 
 #define MAX_ARMS 24
@@ -52,58 +57,61 @@ typedef struct {
     Arm arms[MAX_ARMS];
 } Recipe;
 
-#define DENSE {"dense", RUN_TRAIN, NULL, "--attn=dense", 37.32, NAN}
+#define DENSE {"dense", RUN_TRAIN, NULL, "--attn=dense", 37.32, NAN, 0}
 static const Recipe RECIPES[] = {
     {"exp1", "soft gate: learned vs frozen random vs dense",
      {DENSE,
-      {"soft_learned", RUN_TRAIN, NULL, "--attn=soft --gate=learned", 48.73, NAN},
-      {"soft_random", RUN_TRAIN, NULL, "--attn=soft --gate=random", 49.83, NAN}}},
+      {"soft_learned", RUN_TRAIN, NULL, "--attn=soft --gate=learned", 48.73, NAN, 0},
+      {"soft_random", RUN_TRAIN, NULL, "--attn=soft --gate=random", 49.83, NAN, 0}}},
     {"exp2", "hard top-k gate: learned vs random (the gate gets no gradient)",
-     {{"hard_learned", RUN_TRAIN, NULL, "--attn=hard --gate=learned", 71.22, NAN},
-      {"hard_random", RUN_TRAIN, NULL, "--attn=hard --gate=random", 71.24, NAN}}},
+     {{"hard_learned", RUN_TRAIN, NULL, "--attn=hard --gate=learned", 71.22, NAN, 0},
+      {"hard_random", RUN_TRAIN, NULL, "--attn=hard --gate=random", 71.24, NAN, 0}}},
     {"exp3", "distillation contrast: gates distilled on the dense and on the soft-gated model, "
              "deployed with hard top-k",
      {DENSE,
-      {"soft_learned", RUN_TRAIN, NULL, "--attn=soft --gate=learned", 48.73, NAN},
-      {"distill_dense", RUN_DISTILL, "dense", "--loss=bce --k={k}", 48.6, 0.842},
-      {"distill_soft", RUN_DISTILL, "soft_learned", "--loss=bce --k={k}", 601.6, 0.804}}},
+      {"soft_learned", RUN_TRAIN, NULL, "--attn=soft --gate=learned", 48.73, NAN, 0},
+      {"distill_dense", RUN_DISTILL, "dense", "--loss=bce --k={k}", 48.6, 0.842, 0},
+      {"distill_soft", RUN_DISTILL, "soft_learned", "--loss=bce --k={k}", 601.6, 0.804, 0}}},
     {"exp4", "stochastic-mask training, deployed dense and under fixed random masks",
-     {{"stochastic", RUN_TRAIN, NULL, "--attn=stochastic", NAN, NAN},
-      {"stoch_deploy_dense", RUN_EVAL, "stochastic", "--attn=dense", 78.19, NAN},
-      {"stoch_deploy_fixed", RUN_EVAL, "stochastic", "--attn=random_fixed --mask_seed={seed}", 104.43, NAN}}},
+     {{"stochastic", RUN_TRAIN, NULL, "--attn=stochastic", NAN, NAN, 0},
+      {"stoch_deploy_dense", RUN_EVAL, "stochastic", "--attn=dense", 78.19, NAN, 0},
+      {"stoch_deploy_fixed", RUN_EVAL, "stochastic", "--attn=random_fixed --mask_seed={seed}", 104.43, NAN, 0}}},
     {"posthoc", "gates trained post hoc on the frozen dense model: learned vs random, KL "
                 "distillation at three k, against the oracle",
      {DENSE,
-      {"posthoc_learned", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=gates", 37.29, NAN},
-      {"posthoc_random", RUN_EVAL, "dense", "--attn=soft", 46.86, NAN},
-      {"kl_k", RUN_DISTILL, "dense", "--loss=kl --k={k}", 48.83, NAN},
-      {"kl_2k", RUN_DISTILL, "dense", "--loss=kl --k={2k}", 40.24, NAN},
-      {"kl_4k", RUN_DISTILL, "dense", "--loss=kl --k={4k}", 37.57, NAN},
-      {"oracle_k", RUN_EVAL, "dense", "--attn=oracle --k={k}", 46.00, NAN}}},
+      {"posthoc_learned", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=gates", 37.29, NAN, 0},
+      {"posthoc_random", RUN_EVAL, "dense", "--attn=soft", 46.86, NAN, 0},
+      {"random_hard_k", RUN_EVAL, "dense", "--attn=hard --k={k}", NAN, NAN, 0},
+      {"kl_k", RUN_DISTILL, "dense", "--loss=kl --k={k}", 48.83, NAN, 0},
+      {"kl_2k", RUN_DISTILL, "dense", "--loss=kl --k={2k}", 40.24, NAN, 0},
+      {"kl_4k", RUN_DISTILL, "dense", "--loss=kl --k={4k}", 37.57, NAN, 0},
+      {"oracle_k", RUN_EVAL, "dense", "--attn=oracle --k={k}", 46.00, NAN, 0}}},
     {"capacity", "gate capacity: BCE distillation with d_g 32/64/128 and KL with d_g 32, at "
                  "three k",
      {DENSE,
-      {"bce_g32_k", RUN_DISTILL, "dense", "--loss=bce --d_g=32 --k={k}", NAN, NAN},
-      {"bce_g32_2k", RUN_DISTILL, "dense", "--loss=bce --d_g=32 --k={2k}", NAN, NAN},
-      {"bce_g32_4k", RUN_DISTILL, "dense", "--loss=bce --d_g=32 --k={4k}", NAN, NAN},
-      {"bce_g64_k", RUN_DISTILL, "dense", "--loss=bce --d_g=64 --k={k}", NAN, NAN},
-      {"bce_g64_2k", RUN_DISTILL, "dense", "--loss=bce --d_g=64 --k={2k}", NAN, NAN},
-      {"bce_g64_4k", RUN_DISTILL, "dense", "--loss=bce --d_g=64 --k={4k}", NAN, NAN},
-      {"bce_g128_k", RUN_DISTILL, "dense", "--loss=bce --d_g=128 --k={k}", NAN, NAN},
-      {"bce_g128_2k", RUN_DISTILL, "dense", "--loss=bce --d_g=128 --k={2k}", NAN, NAN},
-      {"bce_g128_4k", RUN_DISTILL, "dense", "--loss=bce --d_g=128 --k={4k}", NAN, NAN},
-      {"kl_g32_k", RUN_DISTILL, "dense", "--loss=kl --d_g=32 --k={k}", NAN, NAN},
-      {"kl_g32_2k", RUN_DISTILL, "dense", "--loss=kl --d_g=32 --k={2k}", NAN, NAN},
-      {"kl_g32_4k", RUN_DISTILL, "dense", "--loss=kl --d_g=32 --k={4k}", NAN, NAN}}},
+      {"bce_g32_k", RUN_DISTILL, "dense", "--loss=bce --d_g=32 --k={k}", NAN, NAN, 0},
+      {"bce_g32_2k", RUN_DISTILL, "dense", "--loss=bce --d_g=32 --k={2k}", NAN, NAN, 0},
+      {"bce_g32_4k", RUN_DISTILL, "dense", "--loss=bce --d_g=32 --k={4k}", NAN, NAN, 0},
+      {"bce_g64_k", RUN_DISTILL, "dense", "--loss=bce --d_g=64 --k={k}", NAN, NAN, 0},
+      {"bce_g64_2k", RUN_DISTILL, "dense", "--loss=bce --d_g=64 --k={2k}", NAN, NAN, 0},
+      {"bce_g64_4k", RUN_DISTILL, "dense", "--loss=bce --d_g=64 --k={4k}", NAN, NAN, 0},
+      {"bce_g128_k", RUN_DISTILL, "dense", "--loss=bce --d_g=128 --k={k}", NAN, NAN, 0},
+      {"bce_g128_2k", RUN_DISTILL, "dense", "--loss=bce --d_g=128 --k={2k}", NAN, NAN, 0},
+      {"bce_g128_4k", RUN_DISTILL, "dense", "--loss=bce --d_g=128 --k={4k}", NAN, NAN, 0},
+      {"kl_g32_k", RUN_DISTILL, "dense", "--loss=kl --d_g=32 --k={k}", NAN, NAN, 0},
+      {"kl_g32_2k", RUN_DISTILL, "dense", "--loss=kl --d_g=32 --k={2k}", NAN, NAN, 0},
+      {"kl_g32_4k", RUN_DISTILL, "dense", "--loss=kl --d_g=32 --k={4k}", NAN, NAN, 0}}},
     {"gradient", "the absorption gradient: soft gates learned vs random from the dense model "
-                 "with 0, L/2 and L layers unfrozen",
+                 "with 0, 2, 4 ... L layers unfrozen",
      {DENSE,
-      {"learned_top0", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=gates", NAN, NAN},
-      {"random_top0", RUN_EVAL, "dense", "--attn=soft", NAN, NAN},
-      {"learned_topL2", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=gates+top:{L/2}", NAN, NAN},
-      {"random_topL2", RUN_TRAIN, "dense", "--attn=soft --gate=random --train=top:{L/2}", NAN, NAN},
-      {"learned_topL", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=all", NAN, NAN},
-      {"random_topL", RUN_TRAIN, "dense", "--attn=soft --gate=random --train=all", NAN, NAN}}},
+      {"posthoc_learned", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=gates", 37.29, NAN, 0},
+      {"posthoc_random", RUN_EVAL, "dense", "--attn=soft", 46.86, NAN, 0},
+      {"learned_top2", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=gates+top:2", NAN, NAN, 2},
+      {"random_top2", RUN_TRAIN, "dense", "--attn=soft --gate=random --train=top:2", NAN, NAN, 2},
+      {"learned_top4", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=gates+top:4", NAN, NAN, 4},
+      {"random_top4", RUN_TRAIN, "dense", "--attn=soft --gate=random --train=top:4", NAN, NAN, 4},
+      {"learned_topL", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=all", NAN, NAN, 0},
+      {"random_topL", RUN_TRAIN, "dense", "--attn=soft --gate=random --train=all", NAN, NAN, 0}}},
     {"concentration", "how concentrated dense attention is, per layer", {DENSE}},
 };
 #define N_RECIPES (int)(sizeof RECIPES / sizeof RECIPES[0])
@@ -193,16 +201,10 @@ static double num(const cJSON *j, const char *key) {
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
-// The perplexity an arm is judged by: deployed under hard top-k for distillations.
-static double arm_ppl(const Arm *a, const cJSON *res) {
-    return num(res, a->kind == RUN_DISTILL ? "hard_val_ppl" : "val_ppl");
-}
-
-static double mean_f1(const cJSON *res) {
-    const cJSON *f = res ? cJSON_GetObjectItemCaseSensitive(res, "gate_f1") : NULL;
+static double mean_of_array(const cJSON *j, const char *key) {
+    const cJSON *f = j ? cJSON_GetObjectItemCaseSensitive(j, key) : NULL, *v;
     double s = 0;
     int n = 0;
-    const cJSON *v;
     cJSON_ArrayForEach(v, f) s += v->valuedouble, n++;
     return n ? s / n : NAN;
 }
@@ -216,18 +218,62 @@ static void mean_std(const double *x, int n, double *mean, double *std) {
     *std = k > 1 ? sqrt(ss / (k - 1)) : 0.0;
 }
 
-// Convergence curves (training loss of seed 0 of every training arm) as a PNG through gnuplot.
-static void plot_curves(const char *out, const Recipe *r) {
-    char png[4200], script[4200], cmd[8800];
+// An arm's metrics over seeds. Distillations are judged deployed under hard top-k.
+typedef struct {
+    double ppl, ppl_sd, acc, acc_sd, f1, f1_sd;
+    int done;  // at least one seed finished
+} ArmStats;
+
+static ArmStats arm_stats(const Arm *a, cJSON *const *res, int seeds) {
+    double p[100], acc[100], f1[100];
+    ArmStats st = {0};
+    for (int s = 0; s < seeds; s++) {
+        p[s] = num(res[s], a->kind == RUN_DISTILL ? "hard_val_ppl" : "val_ppl");
+        acc[s] = num(res[s], a->kind == RUN_DISTILL ? "hard_val_accuracy" : "val_accuracy");
+        f1[s] = mean_of_array(res[s], "gate_f1");
+        st.done |= res[s] != NULL;
+    }
+    mean_std(p, seeds, &st.ppl, &st.ppl_sd);
+    mean_std(acc, seeds, &st.acc, &st.acc_sd);
+    mean_std(f1, seeds, &st.f1, &st.f1_sd);
+    return st;
+}
+
+static int arm_active(const Arm *a, const Scale *scale) {
+    return scale->n_layer > a->needs_layers;
+}
+
+static int arm_index(const Recipe *r, const char *name) {
+    for (int i = 0; r->arms[i].name; i++) if (!strcmp(r->arms[i].name, name)) return i;
+    return -1;
+}
+
+// Layers unfrozen in an arm of the absorption gradient (-1: not such an arm).
+static int unfrozen_layers(const Arm *a, const Scale *scale) {
+    if (!strncmp(a->name, "posthoc_", 8)) return 0;
+    const char *t = strstr(a->name, "_top");
+    if (!t) return -1;
+    return t[4] == 'L' ? scale->n_layer : atoi(t + 4);
+}
+
+static void run_gnuplot(const char *script, const char *png) {
+    char cmd[8800];
+    snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>/dev/null", script);
+    if (system(cmd) != 0) warnf("plot %s not written (is gnuplot installed?)", png);
+}
+
+// Convergence curves (training loss of seed 0 of every training arm).
+static void plot_curves(const char *out, const Recipe *r, const Scale *scale) {
+    char png[4200], script[4200];
     snprintf(png, sizeof png, "%s/%s_convergence.png", out, r->name);
     snprintf(script, sizeof script, "%s/%s_convergence.gp", out, r->name);
     FILE *g = xfopen(script, "w", "gnuplot script");
-    fprintf(g, "set terminal pngcairo size 900,560 noenhanced\nset output '%s'\nset title \"%s\"\n"
-               "set xlabel 'step'\nset ylabel 'training loss'\nset key top right\nplot ",
-            png, r->name);
+    fprintf(g, "set terminal pngcairo size 900,560 noenhanced\nset output '%s'\nset title \"%s: "
+               "training loss, seed 0\"\nset xlabel 'step'\nset ylabel 'training loss'\n"
+               "set key top right\nplot ", png, r->name);
     int curves = 0;
     for (const Arm *a = r->arms; a->name; a++) {
-        if (a->kind != RUN_TRAIN) continue;
+        if (a->kind != RUN_TRAIN || !arm_active(a, scale)) continue;
         char data[4200], metrics[4200];
         snprintf(data, sizeof data, "%s/%s/seed0/loss.dat", out, a->name);
         snprintf(metrics, sizeof metrics, "%s/%s/seed0/metrics.jsonl", out, a->name);
@@ -247,49 +293,116 @@ static void plot_curves(const char *out, const Recipe *r) {
     }
     fprintf(g, "\n");
     fclose(g);
-    snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>/dev/null", script);
-    if (curves && system(cmd) != 0) warnf("plot %s not written (is gnuplot installed?)", png);
+    if (curves) run_gnuplot(script, png);
 }
 
-static int arm_index(const Recipe *r, const char *name) {
-    for (int i = 0; r->arms[i].name; i++) if (!strcmp(r->arms[i].name, name)) return i;
-    return -1;
+// The absorption gradient: validation perplexity against layers unfrozen, learned vs random.
+static void plot_gradient(const char *out, const Recipe *r, const Scale *scale, const ArmStats *st) {
+    char png[4200], script[4200], data[4200];
+    snprintf(png, sizeof png, "%s/%s_gradient.png", out, r->name);
+    snprintf(script, sizeof script, "%s/%s_gradient.gp", out, r->name);
+    snprintf(data, sizeof data, "%s/%s_gradient.dat", out, r->name);
+    FILE *d = xfopen(data, "w", "plot data");
+    fprintf(d, "# layers_unfrozen learned_ppl learned_sd random_ppl random_sd\n");
+    int points = 0;
+    for (int n = 0; n <= scale->n_layer; n++) {
+        double v[4] = {NAN, NAN, NAN, NAN};
+        for (int i = 0; r->arms[i].name; i++) {
+            const Arm *a = &r->arms[i];
+            if (!arm_active(a, scale) || unfrozen_layers(a, scale) != n || !st[i].done) continue;
+            int random = strstr(a->name, "random") != NULL;
+            v[2 * random] = st[i].ppl, v[2 * random + 1] = st[i].ppl_sd;
+        }
+        if (isfinite(v[0]) || isfinite(v[2]))
+            fprintf(d, "%d %g %g %g %g\n", n, v[0], v[1], v[2], v[3]), points++;
+    }
+    fclose(d);
+    FILE *g = xfopen(script, "w", "gnuplot script");
+    fprintf(g, "set terminal pngcairo size 900,560 noenhanced\nset output '%s'\n"
+               "set title \"absorption gradient: soft gate from the dense model\"\n"
+               "set xlabel 'layers unfrozen (top)'\nset ylabel 'validation perplexity'\n"
+               "set xtics 1\nset key top right\nset datafile missing 'nan'\n"
+               "plot '%s' using 1:2:3 with yerrorlines title 'learned gate', "
+               "'%s' using 1:4:5 with yerrorlines title 'frozen random gate'\n", png, data, data);
+    fclose(g);
+    if (points) run_gnuplot(script, png);
 }
 
-// One recipe's section of report.md; res[arm][seed].
-static void report_recipe(FILE *f, const Recipe *r, cJSON *res[MAX_ARMS][100], int seeds) {
+// Per-layer concentration of the dense model (mean over seeds): top-k mass and entropy ratio.
+static void plot_concentration(const char *out, cJSON *const *res, int seeds, int k) {
+    char png[4200], script[4200], data[4200];
+    snprintf(png, sizeof png, "%s/concentration.png", out);
+    snprintf(script, sizeof script, "%s/concentration.gp", out);
+    snprintf(data, sizeof data, "%s/concentration.dat", out);
+    FILE *d = xfopen(data, "w", "plot data");
+    fprintf(d, "# layer topk_mass entropy_ratio (mean over seeds)\n");
+    int layers = res[0] ? cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(res[0], "topk_mass")) : 0;
+    for (int l = 0; l < layers; l++) {
+        double m = 0, e = 0;
+        int n = 0;
+        for (int s = 0; s < seeds; s++) {
+            if (!res[s]) continue;
+            m += cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res[s], "topk_mass"), l)->valuedouble;
+            e += cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res[s], "entropy_ratio"), l)->valuedouble;
+            n++;
+        }
+        fprintf(d, "%d %g %g\n", l, m / n, e / n);
+    }
+    fclose(d);
+    FILE *g = xfopen(script, "w", "gnuplot script");
+    fprintf(g, "set terminal pngcairo size 900,560 noenhanced\nset output '%s'\n"
+               "set title \"dense attention concentration per layer (k = %d)\"\nset xlabel 'layer'\n"
+               "set yrange [0:1.05]\nset xtics 1\nset key bottom right\n"
+               "plot '%s' using 1:2 with linespoints title 'top-k attention mass', "
+               "'%s' using 1:3 with linespoints title 'entropy / log(visible keys)'\n",
+            png, k, data, data);
+    fclose(g);
+    if (layers) run_gnuplot(script, png);
+}
+
+// The headline rows `make run` prints: each is an arm name some recipe runs.
+static const struct { const char *label, *arm; } SUMMARY[] = {
+    {"dense", "dense"},
+    {"soft gate, learned", "soft_learned"},
+    {"soft gate, frozen random", "soft_random"},
+    {"hard top-k, learned", "hard_learned"},
+    {"hard top-k, frozen random", "hard_random"},
+    {"post-hoc distilled (KL), hard top-k", "kl_k"},
+    {"post-hoc distilled (BCE), hard top-k", "distill_dense"},
+    {"post-hoc random gate, hard top-k", "random_hard_k"},
+    {"oracle top-k", "oracle_k"},
+};
+#define N_SUMMARY (int)(sizeof SUMMARY / sizeof SUMMARY[0])
+
+// One recipe's section of report.md; res[arm][seed], st[arm] its statistics.
+static void report_recipe(FILE *f, const Recipe *r, const Scale *scale, cJSON *res[MAX_ARMS][100],
+                          const ArmStats *st) {
     fprintf(f, "## %s: %s\n\n| arm | kind | val ppl | val accuracy | gate F1 | paper ppl | paper F1 |\n"
                "|---|---|---|---|---|---|---|\n", r->name, r->what);
     static const char *kinds[] = {"train", "distill (deployed hard top-k)", "eval"};
-    double mean_ppl[MAX_ARMS];
     for (int i = 0; r->arms[i].name; i++) {
         const Arm *a = &r->arms[i];
-        double p[100], acc[100], f1[100], m, sd, ma, sa, mf, sf;
-        for (int s = 0; s < seeds; s++) {
-            p[s] = arm_ppl(a, res[i][s]);
-            acc[s] = num(res[i][s], a->kind == RUN_DISTILL ? "hard_val_accuracy" : "val_accuracy");
-            f1[s] = mean_f1(res[i][s]);
-        }
-        mean_std(p, seeds, &m, &sd);
-        mean_std(acc, seeds, &ma, &sa);
-        mean_std(f1, seeds, &mf, &sf);
-        mean_ppl[i] = m;
-        fprintf(f, "| %s | %s | %.3f ± %.3f | %.4f ± %.4f | %.3f | ", a->name, kinds[a->kind], m, sd,
-                ma, sa, mf);
+        if (!arm_active(a, scale)) continue;
+        fprintf(f, "| %s | %s | %.3f ± %.3f | %.4f ± %.4f | %.3f | ", a->name, kinds[a->kind],
+                st[i].ppl, st[i].ppl_sd, st[i].acc, st[i].acc_sd, st[i].f1);
         if (isfinite(a->paper)) fprintf(f, "%.2f | ", a->paper); else fprintf(f, "– | ");
         if (isfinite(a->paper_f1)) fprintf(f, "%.3f |\n", a->paper_f1); else fprintf(f, "– |\n");
     }
     // The derived quantities the paper argues from.
     int d = arm_index(r, "dense"), sl = arm_index(r, "soft_learned"), sr = arm_index(r, "soft_random");
     if (d >= 0 && sl >= 0 && sr >= 0)
-        fprintf(f, "\nShare of the random → dense gap captured by the learned soft gate: **%.1f%%** "
-                   "(paper: %.1f%%).\n", 100 * (mean_ppl[sr] - mean_ppl[sl]) / (mean_ppl[sr] - mean_ppl[d]),
+        fprintf(f, "\nShare of the random → dense gap captured by the learned soft gate, "
+                   "(ppl_random − ppl_learned) / (ppl_random − ppl_dense): **%.1f%%** (paper: %.1f%%). "
+                   "Meaningful only when the random → dense gap is well above the seed spread.\n",
+                100 * (st[sr].ppl - st[sl].ppl) / (st[sr].ppl - st[d].ppl),
                 100 * (49.83 - 48.73) / (49.83 - 37.32));
-    int pr = arm_index(r, "posthoc_random"), kk = arm_index(r, "kl_k"), ok = arm_index(r, "oracle_k");
-    if (pr >= 0 && kk >= 0 && ok >= 0)
-        fprintf(f, "\nShare of the random → oracle gap closed by the KL-distilled gate at k: **%.1f%%** "
-                   "(paper: %.1f%%).\n", 100 * (mean_ppl[pr] - mean_ppl[kk]) / (mean_ppl[pr] - mean_ppl[ok]),
-                100 * (46.86 - 48.83) / (46.86 - 46.00));
+    int rh = arm_index(r, "random_hard_k"), kk = arm_index(r, "kl_k"), ok = arm_index(r, "oracle_k");
+    if (rh >= 0 && kk >= 0 && ok >= 0)
+        fprintf(f, "\nShare of the random → oracle gap closed by the KL-distilled gate at k, all three "
+                   "deployed with hard top-k on the frozen dense model, (ppl_random − ppl_KL) / "
+                   "(ppl_random − ppl_oracle): **%.1f%%** (the paper calls its gate near-oracle: "
+                   "48.83 against 46.00).\n",
+                100 * (st[rh].ppl - st[kk].ppl) / (st[rh].ppl - st[ok].ppl));
     int hl = arm_index(r, "hard_learned");
     if (hl >= 0 && res[hl][0]) {
         const cJSON *g = cJSON_GetObjectItemCaseSensitive(res[hl][0], "gate_grad_norm"), *v;
@@ -298,6 +411,21 @@ static void report_recipe(FILE *f, const Recipe *r, cJSON *res[MAX_ARMS][100], i
         fprintf(f, "\nGate-gradient norm of the learned hard gate (seed 0, max over layers): %g "
                    "(paper: 0).\n", mx);
     }
+    int has_gradient = 0;
+    for (int i = 0; r->arms[i].name; i++) has_gradient |= !strncmp(r->arms[i].name, "learned_top", 11);
+    if (has_gradient) {
+        fprintf(f, "\n| layers unfrozen | learned gate ppl | frozen random gate ppl | learned − random |\n"
+                   "|---|---|---|---|\n");
+        for (int n = 0; n <= scale->n_layer; n++) {
+            double v[2] = {NAN, NAN};
+            for (int i = 0; r->arms[i].name; i++)
+                if (arm_active(&r->arms[i], scale) && unfrozen_layers(&r->arms[i], scale) == n)
+                    v[strstr(r->arms[i].name, "random") != NULL] = st[i].ppl;
+            if (isfinite(v[0]) || isfinite(v[1]))
+                fprintf(f, "| %d | %.3f | %.3f | %+.3f |\n", n, v[0], v[1], v[0] - v[1]);
+        }
+        fprintf(f, "\nPlot: `%s_gradient.png` (perplexity against layers unfrozen).\n", r->name);
+    }
     if (!strcmp(r->name, "concentration") && d >= 0 && res[d][0]) {
         fprintf(f, "\n| layer | top-k mass | entropy ratio |\n|---|---|---|\n");
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(res[d][0], "topk_mass");
@@ -305,23 +433,45 @@ static void report_recipe(FILE *f, const Recipe *r, cJSON *res[MAX_ARMS][100], i
         for (int l = 0; l < cJSON_GetArraySize(m); l++)
             fprintf(f, "| %d | %.4f | %.4f |\n", l, cJSON_GetArrayItem(m, l)->valuedouble,
                     cJSON_GetArrayItem(e, l)->valuedouble);
+        fprintf(f, "\n(seed 0; the plot `concentration.png` averages over seeds; k = %d.)\n", scale->k);
     }
     fprintf(f, "\nPlot: `%s_convergence.png` (training loss, seed 0, training arms).\n\n", r->name);
 }
 
+// Recipes named by NAME: one, a comma-separated list, or `all`.
+static int select_recipes(const char *name, int *chosen) {
+    int n = 0;
+    if (!strcmp(name, "all")) {
+        for (int i = 0; i < N_RECIPES; i++) chosen[n++] = i;
+        return n;
+    }
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", name);
+    for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int found = -1;
+        for (int i = 0; i < N_RECIPES; i++) if (!strcmp(RECIPES[i].name, t)) found = i;
+        if (found < 0) fatal("repro: unknown recipe '%s' (see routelab repro --help)", t);
+        for (int j = 0; j < n; j++) if (chosen[j] == found) found = -1;
+        if (found >= 0) chosen[n++] = found;
+    }
+    return n;
+}
+
 int cmd_repro(int argc, char **argv) {
     const char *name = NULL, *scale_name = "tiny", *out = NULL;
-    int seeds = 3, distill_steps = 500;
+    int seeds = 3, distill_steps = 0;
     char overrides[8192] = "";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: routelab repro NAME [--scale=tiny|small|paper] [--seeds=3] [--out=DIR]\n"
-                   "       [--distill_steps=500] [--key=value ...]   (config keys override the\n"
-                   "       scale's in training runs)\n"
-                   "  Runs a recipe of the routing-absorption paper over several seeds, resumably,\n"
-                   "  and writes results.json, report.md and PNG plots into DIR\n"
-                   "  (default runs/repro-NAME-SCALE). Recipes:\n");
+            printf("usage: routelab repro NAME[,NAME...] [--scale=tiny|small|paper] [--seeds=3]\n"
+                   "       [--out=DIR] [--distill_steps=N] [--key=value ...]\n"
+                   "  Runs recipes of the routing-absorption paper over several seeds, resumably,\n"
+                   "  and writes results.json, report.md and PNG plots into DIR (default\n"
+                   "  runs/repro-NAME-SCALE). Config keys given here override the scale's in\n"
+                   "  training runs. Runs of the same arm name are shared between recipes.\n"
+                   "  Scales: tiny (MQAR, built in, ~30 s a run), small (KJV: make data-kjv,\n"
+                   "  ~3.5 min a run), paper (the paper's model; --data=SHARDS). Recipes:\n");
             for (int r = 0; r < N_RECIPES; r++) printf("    %-14s %s\n", RECIPES[r].name, RECIPES[r].what);
             printf("    %-14s every recipe, sharing runs of the same name (one dense model)\n", "all");
             return 0;
@@ -338,41 +488,42 @@ int cmd_repro(int argc, char **argv) {
     }
     if (!name) fatal("repro: name a recipe (see routelab repro --help)");
     if (seeds < 1 || seeds > 100) fatal("repro: --seeds must be in 1..100, got %d", seeds);
-    if (distill_steps < 1) fatal("repro: --distill_steps must be positive");
-    int first = -1, last = -1;
-    for (int i = 0; i < N_RECIPES; i++) if (!strcmp(RECIPES[i].name, name)) first = last = i;
-    if (!strcmp(name, "all")) first = 0, last = N_RECIPES - 1;
-    if (first < 0) fatal("repro: unknown recipe '%s' (see routelab repro --help)", name);
+    if (distill_steps < 0) fatal("repro: --distill_steps must be positive");
+    int chosen[N_RECIPES];
+    int n_chosen = select_recipes(name, chosen);
     const Scale *scale = NULL;
     for (size_t i = 0; i < sizeof SCALES / sizeof SCALES[0]; i++)
         if (!strcmp(SCALES[i].name, scale_name)) scale = &SCALES[i];
     if (!scale) fatal("repro: --scale must be tiny, small or paper, got '%s'", scale_name);
-    char default_out[512];
+    char default_out[1200];
     snprintf(default_out, sizeof default_out, "runs/repro-%s-%s", name, scale_name);
+    for (char *c = default_out; *c; c++) if (*c == ',') *c = '+';
     if (!out) out = default_out;
+    if (!distill_steps) distill_steps = scale->distill_steps;
     make_dirs(out);
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0) fatal("repro: cannot find the routelab executable (/proc/self/exe)");
     self[n] = 0;
     printf("repro %s, scale %s, %d seed(s), into %s\n", name, scale->name, seeds, out);
+    double t0 = now_seconds();
 
     // Runs of the same arm name are one run (all recipes share OUT), so each runs once.
     cJSON *all = cJSON_CreateArray();
-    char *rep = NULL;
-    size_t rep_len = 0;
-    FILE *f = open_memstream(&rep, &rep_len);
-    fprintf(f, "# routelab repro %s\n\nScale `%s`, %d seed(s); mean ± std over seeds, validation "
-               "split. Distillation arms are deployed with hard top-k; their perplexity and accuracy "
-               "are the deployed ones.\n\n", name, scale->name, seeds);
+    char *body = NULL;
+    size_t body_len = 0;
+    FILE *f = open_memstream(&body, &body_len);
     static cJSON *res[MAX_ARMS][100];
+    ArmStats summary[N_SUMMARY] = {{0}};
     int failed = 0;
-    for (int ri = first; ri <= last; ri++) {
-        const Recipe *r = &RECIPES[ri];
+    for (int ci = 0; ci < n_chosen; ci++) {
+        const Recipe *r = &RECIPES[chosen[ci]];
         printf("%s: %s\n", r->name, r->what);
-        for (int i = 0; r->arms[i].name; i++)
+        ArmStats st[MAX_ARMS] = {{0}};
+        for (int i = 0; r->arms[i].name; i++) {
+            const Arm *a = &r->arms[i];
+            if (!arm_active(a, scale)) continue;
             for (int s = 0; s < seeds; s++) {
-                const Arm *a = &r->arms[i];
                 res[i][s] = run_arm(self, out, scale, a, s, overrides, distill_steps);
                 failed += res[i][s] == NULL;
                 cJSON *row = cJSON_CreateObject();
@@ -388,10 +539,33 @@ int cmd_repro(int argc, char **argv) {
                                                                 : cJSON_CreateNull());
                 cJSON_AddItemToArray(all, row);
             }
-        report_recipe(f, r, res, seeds);
-        plot_curves(out, r);
+            st[i] = arm_stats(a, res[i], seeds);
+            for (int k = 0; k < N_SUMMARY; k++)
+                if (!strcmp(SUMMARY[k].arm, a->name) && !summary[k].done) summary[k] = st[i];
+        }
+        report_recipe(f, r, scale, res, st);
+        plot_curves(out, r, scale);
+        if (arm_index(r, "learned_topL") >= 0) plot_gradient(out, r, scale, st);
+        if (!strcmp(r->name, "concentration")) plot_concentration(out, res[arm_index(r, "dense")], seeds, scale->k);
         for (int i = 0; r->arms[i].name; i++)
             for (int s = 0; s < seeds; s++) cJSON_Delete(res[i][s]), res[i][s] = NULL;
+    }
+    fclose(f);
+
+    // The summary table heads the report and is what the command prints last.
+    char *sum = NULL;
+    size_t sum_len = 0;
+    f = open_memstream(&sum, &sum_len);
+    int rows = 0;
+    for (int k = 0; k < N_SUMMARY; k++) rows += summary[k].done;
+    if (rows >= 2) {
+        fprintf(f, "## Summary (validation; %d seed(s), mean ± std)\n\n| routing | arm | ppl | accuracy |\n"
+                   "|---|---|---|---|\n", seeds);
+        for (int k = 0; k < N_SUMMARY; k++)
+            if (summary[k].done)
+                fprintf(f, "| %s | %s | %.3f ± %.3f | %.4f ± %.4f |\n", SUMMARY[k].label, SUMMARY[k].arm,
+                        summary[k].ppl, summary[k].ppl_sd, summary[k].acc, summary[k].acc_sd);
+        fprintf(f, "\n");
     }
     fclose(f);
     char path[4200];
@@ -400,12 +574,20 @@ int cmd_repro(int argc, char **argv) {
     write_file_atomic(path, text, strlen(text));
     free(text);
     cJSON_Delete(all);
+    char *rep = NULL;
+    size_t rep_len = 0;
+    f = open_memstream(&rep, &rep_len);
+    fprintf(f, "# routelab repro %s\n\nScale `%s` (%s), %d seed(s); mean ± std over seeds, validation "
+               "split. Distillation arms are deployed with hard top-k; their perplexity and accuracy "
+               "are the deployed ones. Every run's config and metrics are in results.json.\n\n%s%s",
+            name, scale->name, scale->keys, seeds, sum, body);
+    fclose(f);
     join_path(path, sizeof path, out, "report.md");
     write_file_atomic(path, rep, rep_len);
-    fputs(rep, stdout);
-    free(rep);
-    printf("report: %s/report.md; results: %s/results.json; plots: %s/*_convergence.png\n", out,
-           out, out);
+    fputs(n_chosen == 1 ? rep : sum, stdout);
+    printf("report: %s/report.md; results: %s/results.json; plots: %s/*.png (%.0f s)\n", out, out,
+           out, now_seconds() - t0);
+    free(rep), free(sum), free(body);
     if (failed) warnf("%d run(s) failed: see their run.log; re-run the command to retry them", failed);
     return failed ? 1 : 0;
 }

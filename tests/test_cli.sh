@@ -119,7 +119,7 @@ check "config.ini written" grep -q "attn = soft" "$TMP/j/config.ini"
 check "sample (MQAR ids)" $RL sample --ckpt="$TMP/j" --tokens=5 --prompt="1,20,2" >/dev/null 2>&1
 expect_error "sample: prompt outside the vocabulary" "prompt token 40" $RL sample --ckpt="$TMP/j" --prompt="1,40"
 
-# --- experiment runner (issue 4, partial: exp1, exp2, concentration) ---------------------------
+# --- experiment runner (issue 4): every recipe at tiny scale, few steps ---------------------------
 $RL repro exp2 --scale=tiny --seeds=2 --steps=8 --eval_batches=1 --out="$TMP/rp" >"$TMP/rp.log" 2>&1 ||
     bad "repro exp2 tiny: $(tail -3 "$TMP/rp.log")"
 check "repro writes results.json with every run" python3 -c "
@@ -131,13 +131,41 @@ if command -v gnuplot >/dev/null; then check "repro convergence plot" [ -s "$TMP
 $RL repro exp2 --scale=tiny --seeds=2 --steps=8 --eval_batches=1 --out="$TMP/rp" >"$TMP/rp2.log" 2>&1
 check "repro skips finished runs" [ "$(grep -c 'skipped' "$TMP/rp2.log")" -eq 4 ]
 expect_error "repro unknown recipe" "unknown recipe" $RL repro nope
-$RL repro exp3 --scale=tiny --seeds=1 --steps=8 --distill_steps=4 --eval_batches=1 --out="$TMP/rp3" \
-    >"$TMP/rp3.log" 2>&1 || bad "repro exp3 tiny: $(tail -3 "$TMP/rp3.log")"
-check "repro exp3: distillations from the dense and the soft model, deployed hard" python3 -c "
-import json; R={r['arm']: r for r in json.load(open('$TMP/rp3/results.json'))}
-assert R['distill_soft']['from']=='soft_learned' and R['distill_dense']['from']=='dense'
-for a in ('distill_dense','distill_soft'): assert R[a]['result']['hard_val_ppl']>1 and len(R[a]['result']['gate_f1'])==2"
-check "repro exp3 report has the paper's F1" grep -q "| distill_soft | distill .* | 601.60 | 0.804 |" "$TMP/rp3/report.md"
+$RL repro all --scale=tiny --seeds=1 --steps=8 --distill_steps=4 --eval_batches=1 --out="$TMP/rp3" \
+    >"$TMP/rp3.log" 2>&1 || bad "repro all tiny: $(tail -3 "$TMP/rp3.log")"
+check "repro all: every recipe's arms ran once each, sharing one dense model" python3 -c "
+import json; R=json.load(open('$TMP/rp3/results.json'))
+want={'exp1':{'dense','soft_learned','soft_random'},'exp2':{'hard_learned','hard_random'},
+ 'exp3':{'dense','soft_learned','distill_dense','distill_soft'},
+ 'exp4':{'stochastic','stoch_deploy_dense','stoch_deploy_fixed'},
+ 'posthoc':{'dense','posthoc_learned','posthoc_random','random_hard_k','kl_k','kl_2k','kl_4k','oracle_k'},
+ 'capacity':{'dense'}|{f'{l}_g{g}_{k}' for l,g in (('bce',32),('bce',64),('bce',128),('kl',32)) for k in ('k','2k','4k')},
+ 'gradient':{'dense','posthoc_learned','posthoc_random','learned_topL','random_topL'},
+ 'concentration':{'dense'}}
+got={}
+for r in R: got.setdefault(r['recipe'],set()).add(r['arm']); assert r['result'] is not None, r
+assert got==want, got
+by={r['arm']: r for r in R}
+assert by['distill_soft']['from']=='soft_learned' and by['distill_dense']['from']=='dense'
+for a in ('distill_dense','distill_soft','kl_k'): assert by[a]['result']['hard_val_ppl']>1 and len(by[a]['result']['gate_f1'])==2
+assert by['oracle_k']['keys']=='--attn=oracle --k=4' and by['kl_4k']['keys']=='--loss=kl --k=16'
+assert by['random_topL']['keys'].endswith('--train=all') and by['posthoc_learned']['result']['steps']==8"
+check "repro all: one run per arm name (shared runs are skipped, not re-run)" \
+    [ "$(grep -c 'training$' "$TMP/rp3.log")" -eq 9 ]
+for section in "## Summary" "| oracle top-k | oracle_k |" "| distill_soft | distill .* | 601.60 | 0.804 |" \
+    "Share of the random → dense gap" "Share of the random → oracle gap" "| layers unfrozen |" \
+    "| layer | top-k mass | entropy ratio |" "## capacity"; do
+    check "repro all report: $section" grep -q "$section" "$TMP/rp3/report.md"
+done
+check "repro all prints the summary table last" grep -q "| soft gate, frozen random | soft_random |" "$TMP/rp3.log"
+if command -v gnuplot >/dev/null; then
+    for png in gradient_gradient concentration exp1_convergence posthoc_convergence; do
+        check "repro all plot $png.png" [ -s "$TMP/rp3/$png.png" ]
+    done
+fi
+$RL repro exp1,exp2 --scale=tiny --seeds=1 --out="$TMP/rp3" >"$TMP/rp5.log" 2>&1
+check "repro NAME,NAME reuses the finished runs" [ "$(grep -c 'skipped' "$TMP/rp5.log")" -eq 5 ]
+expect_error "repro unknown recipe in a list" "unknown recipe 'exp9'" $RL repro exp1,exp9
 $RL repro exp4 --scale=tiny --seeds=2 --steps=8 --eval_batches=1 --out="$TMP/rp4" >"$TMP/rp4.log" 2>&1 ||
     bad "repro exp4 tiny: $(tail -3 "$TMP/rp4.log")"
 check "repro exp4: fixed masks differ per seed" python3 -c "
