@@ -45,6 +45,20 @@ static const ConfigKey KEYS[] = {
     K(gate_grad, KEY_STR, "none", "hard mode gate gradient: none | ste (straight-through)"),
     K(gate_seed, KEY_INT, "1234", "seed of the gate init (independent of the model init)"),
     K(mask_seed, KEY_INT, "2000", "seed of the stochastic and random_fixed masks"),
+    // feed-forward sublayers
+    K(ffn, KEY_STR, "dense", "FFN kind: dense (GELU) | swiglu | geglu | moe, or a comma list per layer"),
+    K(expert, KEY_STR, "dense", "kind of each MoE expert: dense | swiglu | geglu"),
+    K(n_expert, KEY_INT, "4", "experts per MoE layer E (at most 64)"),
+    K(d_expert, KEY_INT, "0", "hidden width of each expert (0 = d_ff / n_expert: the dense FFN's "
+      "parameters split E ways)"),
+    K(top_experts, KEY_INT, "1", "experts per token: 1 (Switch) or 2"),
+    K(capacity_factor, KEY_FLOAT, "0", "expert capacity = factor * tokens * top_experts / E; "
+      "tokens over it are dropped (0 = no limit)"),
+    K(aux_loss, KEY_FLOAT, "0", "Switch load-balancing loss coefficient (0.01 is usual; 0 = off)"),
+    K(router, KEY_STR, "learned", "MoE router: learned | random (frozen at init) | hash (token id)"),
+    K(router_seed, KEY_INT, "4321", "seed of the router init and of the hash map"),
+    K(moe_dense_control, KEY_INT, "0", "1: every moe layer becomes a dense FFN of the active "
+      "width top_experts * d_expert (the parameter-matched control)"),
     // training
     K(seed, KEY_INT, "0", "model init, dropout and batch order seed"),
     K(batch, KEY_INT, "4", "sequences per micro-batch B"),
@@ -311,6 +325,40 @@ void config_resolve(Config *c) {
         if (strcmp(vals[l], "learned") == 0) c->gate_frozen[l] = 0;
         else if (strcmp(vals[l], "random") == 0) c->gate_frozen[l] = 1;
         else fatal("key 'gate': expected learned or random, got '%s'", vals[l]);
+    }
+    REQUIRE(c->n_expert >= 1 && c->n_expert <= 64, "key 'n_expert' must be in 1..64, got %d", c->n_expert);
+    REQUIRE(c->top_experts == 1 || c->top_experts == 2, "key 'top_experts' must be 1 or 2, got %d",
+            c->top_experts);
+    REQUIRE(c->top_experts <= c->n_expert, "key 'top_experts' (%d) exceeds 'n_expert' (%d)",
+            c->top_experts, c->n_expert);
+    REQUIRE(c->capacity_factor >= 0, "key 'capacity_factor' must be >= 0, got %g", c->capacity_factor);
+    REQUIRE(c->aux_loss >= 0, "key 'aux_loss' must be >= 0, got %g", c->aux_loss);
+    REQUIRE(c->d_expert >= 0, "key 'd_expert' must be >= 0, got %d", c->d_expert);
+    REQUIRE(c->moe_dense_control == 0 || c->moe_dense_control == 1, "key 'moe_dense_control' must be 0 or 1");
+    static const char *ACTS[] = {"dense", "swiglu", "geglu"};
+    FfnAct expert_act = FFN_ACT_GELU;
+    int known = 0;
+    for (int i = 0; i < 3; i++) if (!strcmp(c->expert, ACTS[i])) expert_act = (FfnAct)i, known = 1;
+    REQUIRE(known, "key 'expert' must be dense, swiglu or geglu, got '%s'", c->expert);
+    RouterKind router = ROUTER_NONE;
+    if (!strcmp(c->router, "learned")) router = ROUTER_LEARNED;
+    else if (!strcmp(c->router, "random")) router = ROUTER_RANDOM;
+    else if (!strcmp(c->router, "hash")) router = ROUTER_HASH;
+    else fatal("key 'router' must be learned, random or hash, got '%s'", c->router);
+    int d_expert = c->d_expert ? c->d_expert : c->d_ff / c->n_expert;
+    REQUIRE(d_expert >= 1, "d_ff / n_expert is 0: set key 'd_expert'");
+    resolve_per_layer(c, "ffn", c->ffn, vals);
+    for (int l = 0; l < c->n_layer; l++) {
+        c->ffn_experts[l] = 1, c->ffn_width[l] = c->d_ff, c->ffn_router[l] = ROUTER_NONE;
+        if (!strcmp(vals[l], "moe")) {
+            c->ffn_act[l] = expert_act;
+            if (c->moe_dense_control) c->ffn_width[l] = c->top_experts * d_expert;
+            else c->ffn_experts[l] = c->n_expert, c->ffn_width[l] = d_expert, c->ffn_router[l] = router;
+        } else {
+            known = 0;
+            for (int i = 0; i < 3; i++) if (!strcmp(vals[l], ACTS[i])) c->ffn_act[l] = (FfnAct)i, known = 1;
+            REQUIRE(known, "key 'ffn': unknown kind '%s' (dense, swiglu, geglu, moe)", vals[l]);
+        }
     }
 #undef REQUIRE
 }

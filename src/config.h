@@ -12,6 +12,10 @@ typedef enum { GELU_ERF = 0, GELU_TANH = 1 } GeluKind;
 typedef enum { TOPK_CAUSAL = 0, TOPK_ALL = 1 } TopkScope;
 typedef enum { GATE_GRAD_NONE = 0, GATE_GRAD_STE = 1 } GateGrad;
 
+// Feed-forward sublayers (ffn.c): the activation of a plain FFN or of each expert, and the router.
+typedef enum { FFN_ACT_GELU, FFN_ACT_SWIGLU, FFN_ACT_GEGLU } FfnAct;
+typedef enum { ROUTER_NONE, ROUTER_LEARNED, ROUTER_RANDOM, ROUTER_HASH } RouterKind;
+
 // Attention routing modes; their behaviour is the table in attention.c.
 typedef enum {
     ATTN_DENSE, ATTN_ORACLE, ATTN_SOFT, ATTN_SOFT_PROB, ATTN_HARD, ATTN_STOCHASTIC,
@@ -33,6 +37,12 @@ typedef struct {
     char topk_scope[STR_LEN];  // causal | all
     char gate_grad[STR_LEN];   // none | ste
     int gate_seed, mask_seed;
+    // feed-forward sublayers and experts
+    char ffn[STR_LEN];         // dense | swiglu | geglu | moe, or a comma list per layer
+    char expert[STR_LEN];      // each expert: dense | swiglu | geglu
+    int n_expert, d_expert, top_experts, moe_dense_control, router_seed;
+    float capacity_factor, aux_loss;
+    char router[STR_LEN];      // learned | random | hash
     // training
     int seed, batch, grad_accum, steps, warmup;
     float lr, min_lr_ratio, weight_decay, beta1, beta2, adam_eps, grad_clip;
@@ -52,6 +62,10 @@ typedef struct {
     AttnMode mode[MAX_LAYERS];
     int layer_k[MAX_LAYERS];
     int gate_frozen[MAX_LAYERS];  // gate=random: frozen at init, never updated
+    FfnAct ffn_act[MAX_LAYERS];   // per layer: activation of the FFN / of each expert
+    int ffn_experts[MAX_LAYERS];  // per layer: E (1 = a plain FFN)
+    int ffn_width[MAX_LAYERS];    // per layer: hidden width of the FFN / of each expert
+    RouterKind ffn_router[MAX_LAYERS];  // ROUTER_NONE for a plain FFN
 } Config;
 
 void config_defaults(Config *c);

@@ -145,3 +145,31 @@ void diagnostics_write_json(FILE *f, const LayerDiag *diag, int n_layer) {
     LIST("gate_grad_norm", gate_grad_norm, "%.6g");
 #undef LIST
 }
+
+void diagnostics_write_moe_json(FILE *f, const Model *m) {
+    int L = m->cfg.n_layer, any = 0;
+    for (int l = 0; l < L; l++) any |= m->cfg.ffn_router[l] != ROUTER_NONE;
+    if (!any || !m->acts) return;
+    fprintf(f, ", \"aux_loss\": %.6g, \"router_entropy\": [", m->aux_loss);
+    for (int l = 0; l < L; l++) {
+        const FfnActs *a = &m->layer[l].ffn;
+        if (m->cfg.ffn_router[l] == ROUTER_NONE || !isfinite(a->router_entropy)) fprintf(f, "null");
+        else fprintf(f, "%.6g", a->router_entropy);
+        fprintf(f, "%s", l + 1 < L ? ", " : "], \"expert_util\": [");
+    }
+    for (int l = 0; l < L; l++) {
+        if (m->cfg.ffn_router[l] == ROUTER_NONE) {
+            fprintf(f, "null");
+        } else {
+            fprintf(f, "[");
+            for (int e = 0; e < m->cfg.ffn_experts[l]; e++)
+                fprintf(f, "%.4g%s", m->layer[l].ffn.util[e], e + 1 < m->cfg.ffn_experts[l] ? ", " : "]");
+        }
+        fprintf(f, "%s", l + 1 < L ? ", " : "], \"dropped\": [");
+    }
+    for (int l = 0; l < L; l++) {
+        if (m->cfg.ffn_router[l] == ROUTER_NONE) fprintf(f, "null");
+        else fprintf(f, "%.6g", m->layer[l].ffn.dropped);
+        fprintf(f, "%s", l + 1 < L ? ", " : "]");
+    }
+}

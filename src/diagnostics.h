@@ -25,5 +25,11 @@ void diagnostics_compute(LayerDiag *diag, const Model *m);
 void diagnostics_gate_grad_norms(LayerDiag *diag, const Model *m);
 // Writes "key": [l0, l1, ...] pairs (no braces) for metrics.jsonl and --json.
 void diagnostics_write_json(FILE *f, const LayerDiag *diag, int n_layer);
+// MoE layers of the last forward, when the model has any (else nothing): writes
+// , "aux_loss": x, "router_entropy": [..], "expert_util": [[..], ..], "dropped": [..]
+// with null for plain FFN layers. router_entropy is H(p) / log E, mean over tokens (null for
+// hash routers); expert_util is each expert's share of the dispatched rows; dropped is the
+// share of token choices over capacity.
+void diagnostics_write_moe_json(FILE *f, const Model *m);
 
 #endif

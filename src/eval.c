@@ -106,6 +106,7 @@ int cmd_eval(int argc, char **argv) {
     if (json) {
         printf("{\"checkpoint\": \"%s\", \"attn\": \"%s\", \"k\": \"%s\", ", path, c.attn, c.k);
         eval_result_write_json(stdout, &r, c.n_layer);
+        diagnostics_write_moe_json(stdout, &m);
         printf(", \"eval_seconds\": %.3f}\n", dt);
     } else {
         model_print_summary(&m, stdout);

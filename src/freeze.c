@@ -61,18 +61,20 @@ void freeze_apply(unsigned char *trainable, const ParamTable *t, const Config *c
             else if (!strcmp(kind, "head")) on = p->role == ROLE_HEAD;
             else if (!strcmp(kind, "layers") || !strcmp(kind, "top")) on = in;
             else if (!strcmp(kind, "attn")) on = in && is_attn(p);
-            else if (!strcmp(kind, "mlp")) on = in && p->role == ROLE_MLP;
+            else if (!strcmp(kind, "mlp")) on = in && (p->role == ROLE_MLP || p->role == ROLE_ROUTER);
+            else if (!strcmp(kind, "routers")) on = p->role == ROLE_ROUTER && (!colon || in);
             else
                 fatal("key 'train': unknown item '%s' (all, none, gates, embed, head, layers:L, "
-                      "attn:L, mlp:L, gates:L, top:N; join with '+')", item);
+                      "attn:L, mlp:L, gates:L, routers, top:N; join with '+')", item);
             if ((!strcmp(kind, "all") || !strcmp(kind, "none") || !strcmp(kind, "embed") ||
                  !strcmp(kind, "head")) && colon)
                 fatal("key 'train': '%s' takes no layer list", item);
             if (on) trainable[i] = 1;
         }
     }
-    for (int i = 0; i < t->count; i++) {  // random gates are frozen at init, always
+    for (int i = 0; i < t->count; i++) {  // random gates and routers are frozen at init, always
         const ParamInfo *p = &t->info[i];
         if (p->role == ROLE_GATE && c->gate_frozen[p->layer]) trainable[i] = 0;
+        if (p->role == ROLE_ROUTER && c->ffn_router[p->layer] == ROUTER_RANDOM) trainable[i] = 0;
     }
 }

@@ -40,11 +40,13 @@ void model_build(Model *m, const Config *c) {
 
 static void free_acts(Model *m) {
     xfree(m->acts);
+    xfree(m->iacts);
     xfree(m->bwd);
     xfree(m->attn_scratch);
     xfree(m->inputs);
     xfree(m->targets);
     m->acts = m->bwd = m->attn_scratch = NULL;
+    m->iacts = NULL;
     m->inputs = m->targets = NULL;
     m->B = m->T = 0;
 }
@@ -85,6 +87,19 @@ typedef struct {
     size_t count;
 } Slot;
 
+typedef struct {
+    int **ptr;
+    size_t count;
+} IntSlot;
+
+static int *carve_ints(IntSlot *slots, int n) {
+    size_t total = 0, off = 0;
+    for (int i = 0; i < n; i++) total += slots[i].count;
+    int *base = xcalloc(total ? total : 1, sizeof(int));
+    for (int i = 0; i < n; i++) *slots[i].ptr = slots[i].count ? base + off : NULL, off += slots[i].count;
+    return base;
+}
+
 static float *carve(Slot *slots, int n, size_t *total_out) {
     size_t total = 0;
     for (int i = 0; i < n; i++) total += (slots[i].count + 15) & ~(size_t)15;
@@ -107,11 +122,13 @@ static void ensure_acts(Model *m, int B, int T) {
     free_acts(m);
     m->B = B;
     m->T = T;
-    size_t N = (size_t)B * T, C = c->d_model, F = c->d_ff, V = c->vocab_size;
+    size_t N = (size_t)B * T, C = c->d_model, V = c->vocab_size;
     size_t NH = c->n_head, GW = NH * c->d_g, TT = (size_t)T * T;
     Slot s[32 * MAX_LAYERS];
-    int n = 0;
+    IntSlot is[8 * MAX_LAYERS];
+    int n = 0, ni = 0;
 #define SLOT(p, cnt) s[n++] = (Slot){&(p), (cnt)}
+#define ISLOT(p, cnt) is[ni++] = (IntSlot){&(p), (cnt)}
     SLOT(m->encoded, N * C);
     int any_gate = 0;
     for (int l = 0; l < c->n_layer; l++) {
@@ -137,8 +154,19 @@ static void ensure_acts(Model *m, int B, int T) {
         SLOT(L->ln2, N * C);
         SLOT(L->ln2_mean, N);
         SLOT(L->ln2_rstd, N);
-        SLOT(L->fch, N * F);
-        SLOT(L->fch_gelu, N * F);
+        FfnArgs fa = model_ffn_args(m, l);
+        size_t fs[FA_COUNT];
+        ffn_act_sizes(&fa, fs);
+        SLOT(L->ffn.h, fs[FA_H]);
+        SLOT(L->ffn.a, fs[FA_A]);
+        SLOT(L->ffn.xg, fs[FA_XG]);
+        SLOT(L->ffn.y, fs[FA_Y]);
+        SLOT(L->ffn.probs, fs[FA_PROBS]);
+        SLOT(L->ffn.weight, fs[FA_WEIGHT]);
+        ISLOT(L->ffn.choice, fs[FA_CHOICE]);
+        ISLOT(L->ffn.slot, fs[FA_SLOT]);
+        ISLOT(L->ffn.row_token, fs[FA_ROW_TOKEN]);
+        ISLOT(L->ffn.expert_start, fs[FA_EXPERT_START]);
         SLOT(L->res_ffn, N * C);
     }
     SLOT(m->lnf, N * C);
@@ -149,16 +177,30 @@ static void ensure_acts(Model *m, int B, int T) {
     SLOT(m->lse, N);
     size_t total;
     m->acts = carve(s, n, &total);
+    m->iacts = carve_ints(is, ni);
     n = 0;
     SLOT(m->dres, N * C);
     SLOT(m->dln, N * C);
     SLOT(m->dtmp, N * C);
     SLOT(m->dqkv, N * 3 * C);
     SLOT(m->datty, N * C);
-    SLOT(m->dfch, N * F);
+    size_t biggest[FS_COUNT] = {0};
+    for (int l = 0; l < c->n_layer; l++) {
+        FfnArgs fa = model_ffn_args(m, l);
+        size_t fs[FS_COUNT];
+        ffn_scratch_sizes(&fa, fs);
+        for (int i = 0; i < FS_COUNT; i++) biggest[i] = fs[i] > biggest[i] ? fs[i] : biggest[i];
+    }
+    SLOT(m->dffn.dh, biggest[FS_DH]);
+    SLOT(m->dffn.da, biggest[FS_DA]);
+    SLOT(m->dffn.dy, biggest[FS_DY]);
+    SLOT(m->dffn.dxg, biggest[FS_DXG]);
+    SLOT(m->dffn.dweight, biggest[FS_DWEIGHT]);
+    SLOT(m->dffn.dprobs, biggest[FS_DPROBS]);
     SLOT(m->dgq, any_gate ? N * GW : 0);
     SLOT(m->dgk, any_gate ? N * GW : 0);
 #undef SLOT
+#undef ISLOT
     m->bwd = carve(s, n, &total);
     m->attn_scratch = xcalloc((size_t)m->nthreads * attention_scratch_floats(T), sizeof(float));
     m->inputs = xcalloc(N, sizeof(int));
@@ -192,13 +234,38 @@ AttnArgs model_attn_args(const Model *m, int l) {
     return a;
 }
 
+FfnArgs model_ffn_args(const Model *m, int l) {
+    const Config *c = &m->cfg;
+    FfnArgs a = {0};
+    a.N = (size_t)m->B * m->T;
+    a.C = c->d_model;
+    a.E = c->ffn_experts[l];
+    a.F = c->ffn_width[l];
+    a.topk = a.E > 1 ? c->top_experts : 1;
+    a.act = c->ffn_act[l];
+    a.gelu = c->gelu_kind;
+    a.router = c->ffn_router[l];
+    a.capacity_factor = c->capacity_factor;
+    a.aux_coef = c->aux_loss;
+    a.aux_grad_scale = 1.0f;
+    a.tokens = m->inputs;
+    a.hash_seed = hash64((uint64_t)c->router_seed ^ 0x4A54ull, (uint64_t)l);
+    a.dropout = m->training ? c->dropout : 0.0f;
+    a.dropout_key = site_key(m, l, SITE_GELU);
+    return a;
+}
+
+static FfnWeights ffn_weights(const LayerWeights *w) {
+    return (FfnWeights){w->fc_w, w->fc_b, w->fcproj_w, w->fcproj_b, w->router_w};
+}
+
 // ----------------------------------------------------------------------------- forward
 double model_forward(Model *m, const int *inputs, const int *targets, int B, int T) {
     const Config *c = &m->cfg;
     if (T > c->seq_len) fatal("sequence of %d tokens is longer than seq_len %d", T, c->seq_len);
     ensure_acts(m, B, T);
     size_t N = (size_t)B * T;
-    int C = c->d_model, F = c->d_ff, V = c->vocab_size, GW = c->n_head * c->d_g;
+    int C = c->d_model, V = c->vocab_size, GW = c->n_head * c->d_g;
     float p = m->training ? c->dropout : 0.0f;
     // Training forwards and evaluation forwards count separately, so evaluating in the middle
     // of a run never shifts the dropout and stochastic-mask streams of training (resume needs
@@ -223,6 +290,7 @@ double model_forward(Model *m, const int *inputs, const int *targets, int B, int
     }
     PROFILED(OP_ELEMENTWISE, dropout_apply(m->encoded, N * C, p, site_key(m, -1, SITE_EMBED)));
     const float *x = m->encoded;
+    m->aux_loss = 0.0;
     for (int l = 0; l < c->n_layer; l++) {
         LayerActs *L = &m->layer[l];
         const LayerWeights *w = &m->w.layer[l];
@@ -238,10 +306,10 @@ double model_forward(Model *m, const int *inputs, const int *targets, int B, int
         PROFILED(OP_ELEMENTWISE, residual_forward(L->res_att, x, m->dtmp, N * C));
         PROFILED(OP_LAYERNORM, layernorm_forward(L->ln2, L->ln2_mean, L->ln2_rstd, L->res_att, w->ln2_w, w->ln2_b, N, C,
                           c->ln_eps));
-        PROFILED(OP_MATMUL, matmul_forward(L->fch, L->ln2, w->fc_w, w->fc_b, N, C, F));
-        PROFILED(OP_GELU, gelu_forward(L->fch_gelu, L->fch, N * F, c->gelu_kind));
-        PROFILED(OP_ELEMENTWISE, dropout_apply(L->fch_gelu, N * F, p, site_key(m, l, SITE_GELU)));
-        PROFILED(OP_MATMUL, matmul_forward(m->dtmp, L->fch_gelu, w->fcproj_w, w->fcproj_b, N, F, C));
+        FfnArgs fa = model_ffn_args(m, l);
+        FfnWeights fw = ffn_weights(w);
+        ffn_forward(m->dtmp, &L->ffn, L->ln2, &fw, &fa);  // profiled inside
+        m->aux_loss += L->ffn.aux_loss;
         PROFILED(OP_ELEMENTWISE, dropout_apply(m->dtmp, N * C, p, site_key(m, l, SITE_FFN_OUT)));
         PROFILED(OP_ELEMENTWISE, residual_forward(L->res_ffn, L->res_att, m->dtmp, N * C));
         x = L->res_ffn;
@@ -278,7 +346,7 @@ static void dropout_backward(float *d, size_t n, float p, uint64_t key) { dropou
 void model_backward(Model *m, float grad_scale) {
     const Config *c = &m->cfg;
     ASSERT(m->acts && m->n_scored > 0);
-    int B = m->B, T = m->T, C = c->d_model, F = c->d_ff, V = c->vocab_size;
+    int B = m->B, T = m->T, C = c->d_model, V = c->vocab_size;
     int GW = c->n_head * c->d_g;
     size_t N = (size_t)B * T;
     float p = m->training ? c->dropout : 0.0f;
@@ -294,15 +362,15 @@ void model_backward(Model *m, float grad_scale) {
         LayerActs *L = &m->layer[l];
         const LayerWeights *w = &m->w.layer[l];
         const float *x_in = l ? m->layer[l - 1].res_ffn : m->encoded;
-        // FFN: res_ffn = res_att + drop(fcproj(fch_gelu))
+        // FFN: res_ffn = res_att + drop(ffn(ln2))
         memcpy(m->dtmp, m->dres, N * C * sizeof(float));
         PROFILED(OP_ELEMENTWISE, dropout_backward(m->dtmp, N * C, p, site_key(m, l, SITE_FFN_OUT)));
-        PROFILED(OP_MATMUL, matmul_backward(m->dfch, grad_of(m, w->fcproj_w), grad_of(m, w->fcproj_b), m->dtmp,
-                        L->fch_gelu, w->fcproj_w, N, F, C, 0));
-        PROFILED(OP_ELEMENTWISE, dropout_backward(m->dfch, N * F, p, site_key(m, l, SITE_GELU)));
-        PROFILED(OP_GELU, gelu_backward(m->dfch, L->fch, m->dfch, N * F, c->gelu_kind));
-        PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->fc_w), grad_of(m, w->fc_b), m->dfch, L->ln2, w->fc_w,
-                        N, C, F, 0));
+        FfnArgs fa = model_ffn_args(m, l);
+        fa.aux_grad_scale = grad_scale;
+        FfnWeights fw = ffn_weights(w);
+        FfnGrads fg = {grad_of(m, w->fc_w), grad_of(m, w->fc_b), grad_of(m, w->fcproj_w),
+                       grad_of(m, w->fcproj_b), grad_of(m, w->router_w)};
+        ffn_backward(m->dln, &fg, m->dtmp, L->ln2, &L->ffn, &fw, &fa, &m->dffn);
         PROFILED(OP_LAYERNORM, layernorm_backward(m->dres, grad_of(m, w->ln2_w), grad_of(m, w->ln2_b), m->dln, L->res_att,
                            w->ln2_w, L->ln2_mean, L->ln2_rstd, N, C));
         // attention: res_att = x_in + proj(atty)
@@ -353,6 +421,14 @@ void model_print_summary(const Model *m, FILE *f) {
         fprintf(f, " %s", attn_mode_name(md));
         if (route_rule(md)->keep != KEEP_ALL_VISIBLE) fprintf(f, "(k=%d)", m->cfg.layer_k[l]);
         if (route_needs_gate(md)) fprintf(f, "[%s gate]", m->cfg.gate_frozen[l] ? "random" : "learned");
+    }
+    static const char *acts[] = {"gelu", "swiglu", "geglu"}, *routers[] = {"", "learned", "random", "hash"};
+    fprintf(f, "\nffn:");
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const Config *c = &m->cfg;
+        if (c->ffn_router[l] == ROUTER_NONE) fprintf(f, " %s(%d)", acts[c->ffn_act[l]], c->ffn_width[l]);
+        else fprintf(f, " moe(E=%d x %s(%d), top-%d, %s router)", c->ffn_experts[l], acts[c->ffn_act[l]],
+                     c->ffn_width[l], c->top_experts, routers[c->ffn_router[l]]);
     }
     fprintf(f, "\n");
 }

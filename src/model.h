@@ -10,6 +10,7 @@
 
 #include "attention.h"
 #include "config.h"
+#include "ffn.h"
 #include "params.h"
 
 // One block's saved activations (N = B*T rows).
@@ -22,7 +23,7 @@ typedef struct {
     float *atty;                       // (N,C) head outputs, concatenated
     float *res_att;                    // (N,C) residual after attention
     float *ln2, *ln2_mean, *ln2_rstd;  // (N,C), (N), (N)
-    float *fch, *fch_gelu;             // (N,F) pre-activation, GELU output (after dropout)
+    FfnActs ffn;                       // the FFN sublayer's (ffn.h)
     float *res_ffn;                    // (N,C) residual after the FFN: the block's output
 } LayerActs;
 
@@ -39,6 +40,7 @@ typedef struct {
     int B, T;
     AttnMode act_modes[MAX_LAYERS];
     float *acts;
+    int *iacts;                     // the integer activations (MoE routing)
     float *encoded;                 // (N,C)
     LayerActs layer[MAX_LAYERS];
     float *lnf, *lnf_mean, *lnf_rstd;  // (N,C), (N), (N)
@@ -48,7 +50,8 @@ typedef struct {
     int *inputs, *targets;          // (N)
     // backward scratch
     float *bwd;
-    float *dres, *dln, *dtmp, *dqkv, *datty, *dfch, *dgq, *dgk;
+    float *dres, *dln, *dtmp, *dqkv, *datty, *dgq, *dgk;
+    FfnScratch dffn;                // sized for the largest FFN sublayer
     float *attn_scratch;
     int nthreads;
 
@@ -59,7 +62,9 @@ typedef struct {
     uint64_t eval_count;            // evaluation forwards since the last reset
     uint64_t fwd_index;             // index of the last forward (backward reuses it)
     uint64_t fwd_key;               // its dropout key
-    double loss;                    // mean loss of the last forward with targets
+    double loss;                    // mean loss of the last forward with targets (LM only)
+    double aux_loss;                // sum over MoE layers of the load-balancing loss (added to
+                                    // the objective, not to `loss`)
     size_t n_scored;
     // refcheck: keep masks to use instead of drawing (stochastic, random_fixed)
     const float *mask_feed[MAX_LAYERS];
@@ -78,8 +83,9 @@ double model_forward(Model *m, const int *inputs, const int *targets, int B, int
 // Backward of the last forward's loss times grad_scale, accumulated into m->grads.
 void model_backward(Model *m, float grad_scale);
 void model_zero_grad(Model *m);
-// AttnArgs of layer l for the current shape.
+// AttnArgs / FfnArgs of layer l for the current shape.
 AttnArgs model_attn_args(const Model *m, int l);
+FfnArgs model_ffn_args(const Model *m, int l);
 // Parameter counts, printed on start-up.
 void model_print_summary(const Model *m, FILE *f);
 

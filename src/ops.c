@@ -151,6 +151,40 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, G
     }
 }
 
+// The gate's activation and its derivative (SwiGLU: silu; GEGLU: GELU).
+static inline void glu_act(float g, int swish, GeluKind kind, float *v, float *dv) {
+    if (swish) {
+        float sg = 1.0f / (1.0f + expf(-g));
+        *v = g * sg, *dv = sg * (1.0f + g * (1.0f - sg));
+    } else if (kind == GELU_ERF) {
+        float cdf = 0.5f * (1.0f + erff(g * INV_SQRT_2));
+        *v = g * cdf, *dv = cdf + g * INV_SQRT_2PI * expf(-0.5f * g * g);
+    } else {
+        float th = tanhf(SQRT_2_OVER_PI * (g + 0.044715f * g * g * g));
+        float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * g * g);
+        *v = 0.5f * g * (1.0f + th), *dv = 0.5f * (1.0f + th) + 0.5f * g * (1.0f - th * th) * du;
+    }
+}
+
+void glu_forward(float *out, const float *inp, size_t R, int F, int swish, GeluKind kind) {
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < R; r++) {
+        const float *g = inp + r * 2 * F, *u = g + F;
+        float *o = out + r * F, v, dv;
+        for (int j = 0; j < F; j++) glu_act(g[j], swish, kind, &v, &dv), o[j] = v * u[j];
+    }
+}
+
+void glu_backward(float *dinp, const float *inp, const float *dout, size_t R, int F, int swish,
+                  GeluKind kind) {
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < R; r++) {
+        const float *g = inp + r * 2 * F, *u = g + F, *d = dout + r * F;
+        float *dg = dinp + r * 2 * F, *du = dg + F, v, dv;
+        for (int j = 0; j < F; j++) glu_act(g[j], swish, kind, &v, &dv), dg[j] = d[j] * u[j] * dv, du[j] = d[j] * v;
+    }
+}
+
 void residual_forward(float *out, const float *a, const float *b, size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];

@@ -29,6 +29,12 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
 void gelu_forward(float *out, const float *inp, size_t n, GeluKind kind);
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, GeluKind kind);
 
+// Gated linear units over rows: inp (R, 2F) = [g | u] per row, out (R, F) = act(g) * u with
+// act = silu (SwiGLU) or GELU of the given kind (GEGLU). Backward: dinp (R, 2F) overwritten.
+void glu_forward(float *out, const float *inp, size_t R, int F, int swish, GeluKind kind);
+void glu_backward(float *dinp, const float *inp, const float *dout, size_t R, int F, int swish,
+                  GeluKind kind);
+
 // out (n) = a + b
 void residual_forward(float *out, const float *a, const float *b, size_t n);
 

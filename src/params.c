@@ -28,7 +28,7 @@ static void add(ParamTable *t, int *cap, const char *name, int rows, int cols, i
 
 void param_table_build(ParamTable *t, const Config *c) {
     memset(t, 0, sizeof *t);
-    int cap = 0, d = c->d_model, F = c->d_ff, V = c->vocab_size, T = c->seq_len;
+    int cap = 0, d = c->d_model, V = c->vocab_size, T = c->seq_len;
     int Hg = c->n_head * c->d_g;
     char n[64];
     add(t, &cap, "wte.weight", V, d, -1, ROLE_EMBED);
@@ -46,10 +46,15 @@ void param_table_build(ParamTable *t, const Config *c) {
         P("attn.gate_k.weight", Hg, d, ROLE_GATE);
         P("ln2.weight", d, 0, ROLE_LN);
         P("ln2.bias", d, 0, ROLE_LN);
-        P("mlp.fc.weight", F, d, ROLE_MLP);
-        P("mlp.fc.bias", F, 0, ROLE_MLP);
-        P("mlp.proj.weight", d, F, ROLE_MLP);
-        P("mlp.proj.bias", d, 0, ROLE_MLP);
+        // FFN: E experts (1 = a plain FFN) stacked along the rows; GLU's fc has gate rows, then up
+        int E = c->ffn_experts[l], Fw = c->ffn_width[l];
+        int Fi = c->ffn_act[l] == FFN_ACT_GELU ? Fw : 2 * Fw;
+        RouterKind rk = c->ffn_router[l];
+        if (rk == ROUTER_LEARNED || rk == ROUTER_RANDOM) P("mlp.router.weight", E, d, ROLE_ROUTER);
+        P("mlp.fc.weight", E * Fi, d, ROLE_MLP);
+        P("mlp.fc.bias", E * Fi, 0, ROLE_MLP);
+        P("mlp.proj.weight", E * d, Fw, ROLE_MLP);
+        P("mlp.proj.bias", E * d, 0, ROLE_MLP);
 #undef P
     }
     add(t, &cap, "ln_f.weight", d, 0, -1, ROLE_HEAD);
@@ -91,6 +96,7 @@ void weights_carve(Weights *w, const ParamTable *t, const Config *c, float *base
         G(gate_k, "attn.gate_k.weight");
         G(ln2_w, "ln2.weight");
         G(ln2_b, "ln2.bias");
+        G(router_w, "mlp.router.weight");
         G(fc_w, "mlp.fc.weight");
         G(fc_b, "mlp.fc.bias");
         G(fcproj_w, "mlp.proj.weight");
@@ -103,9 +109,10 @@ void weights_carve(Weights *w, const ParamTable *t, const Config *c, float *base
 }
 
 void params_init(float *params, const ParamTable *t, const Config *c) {
-    Rng rng, gate_rng;
+    Rng rng, gate_rng, router_rng;
     rng_seed(&rng, (uint64_t)c->seed);
     rng_seed(&gate_rng, (uint64_t)c->gate_seed ^ 0x6A7E5EEDull);
+    rng_seed(&router_rng, (uint64_t)c->router_seed ^ 0x2007E5ull);  // learned and random alike
     for (int i = 0; i < t->count; i++) {
         const ParamInfo *p = &t->info[i];
         float *x = params + p->offset;
@@ -116,6 +123,8 @@ void params_init(float *params, const ParamTable *t, const Config *c) {
             memset(x, 0, p->numel * sizeof(float));
         } else if (p->role == ROLE_GATE) {
             for (size_t j = 0; j < p->numel; j++) x[j] = c->gate_init_std * rng_normal(&gate_rng);
+        } else if (p->role == ROLE_ROUTER) {
+            for (size_t j = 0; j < p->numel; j++) x[j] = c->init_std * rng_normal(&router_rng);
         } else {
             for (size_t j = 0; j < p->numel; j++) x[j] = c->init_std * rng_normal(&rng);
         }

@@ -12,7 +12,8 @@ typedef enum {
     ROLE_LN,        // ln1, ln2 (per layer)
     ROLE_ATTN,      // qkv, proj weights and biases
     ROLE_GATE,      // gate_q, gate_k
-    ROLE_MLP,       // fc, proj
+    ROLE_MLP,       // fc, proj (of every expert)
+    ROLE_ROUTER,    // the MoE router
     ROLE_HEAD,      // ln_f, lm_head
 } ParamRole;
 
@@ -33,8 +34,9 @@ typedef struct {
     float *proj_w, *proj_b;    // (d, d), (d) or NULL
     float *gate_q, *gate_k;    // (H*g, d) each
     float *ln2_w, *ln2_b;      // (d), (d)
-    float *fc_w, *fc_b;        // (F, d), (F)
-    float *fcproj_w, *fcproj_b;// (d, F), (d)
+    float *router_w;           // (E, d) or NULL (no router: plain FFN, hash router)
+    float *fc_w, *fc_b;        // (E*Fi, d), (E*Fi); Fi = F, or 2F for GLU
+    float *fcproj_w, *fcproj_b;// (E*d, F), (E*d)
 } LayerWeights;
 
 typedef struct {

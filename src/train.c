@@ -177,7 +177,9 @@ int cmd_train(int argc, char **argv) {
                 (long long)st.step, loss, lr, norm, tok_s, st.elapsed_s);
         for (int l = 0; l < c.n_layer; l++)
             fprintf(metrics, "%.6g%s", diag[l].gate_grad_norm, l + 1 < c.n_layer ? ", " : "");
-        fprintf(metrics, "]}\n");
+        fprintf(metrics, "]");
+        diagnostics_write_moe_json(metrics, &m);  // MoE layers: last micro-batch
+        fprintf(metrics, "}\n");
         int last = st.step == c.steps;
         if (c.log_every > 0 && (st.step % c.log_every == 0 || last || st.step == 1)) {
             char eta[32];
@@ -191,6 +193,7 @@ int cmd_train(int argc, char **argv) {
             have_eval = 1;
             fprintf(metrics, "{\"step\": %lld, ", (long long)st.step);
             eval_result_write_json(metrics, &ev, c.n_layer);
+            diagnostics_write_moe_json(metrics, &m);
             fprintf(metrics, "}\n");
             fprintf(log, "eval step %lld | val loss %.4f | ppl %.3f | accuracy %.4f\n",
                     (long long)st.step, ev.loss, ev.ppl, ev.accuracy);
@@ -220,6 +223,7 @@ int cmd_train(int argc, char **argv) {
         printf("{\"run_dir\": \"%s\", \"steps\": %lld, \"completed\": %s, \"train_loss\": %.6f, ",
                dir, (long long)st.step, st.step >= c.steps ? "true" : "false", train_loss);
         eval_result_write_json(stdout, &ev, c.n_layer);
+        diagnostics_write_moe_json(stdout, &m);
         printf(", \"tokens_per_s\": %.1f, \"peak_rss_mib\": %.1f}\n", tok_s,
                peak_rss_bytes() / 1048576.0);
     } else {
