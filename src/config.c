@@ -77,6 +77,8 @@ static const ConfigKey KEYS[] = {
     K(init, KEY_STR, "",
       "start from the weights of this checkpoint (run dir or file), optimizer fresh; gates of "
       "another d_g keep their own init"),
+    K(ablate, KEY_STR, "", "evaluation only: replace sublayer outputs by their mean over the batch's "
+      "positions, e.g. attn:0, ffn:1, attn:0+ffn:0 (all: every layer)"),
     K(eval_every, KEY_INT, "200", "evaluate every N steps (0 = only at the end)"),
     K(eval_batches, KEY_INT, "20", "validation batches per evaluation (0 = the whole split)"),
     K(ckpt_every, KEY_INT, "500", "write the checkpoint every N steps (and at the end)"),
@@ -84,11 +86,13 @@ static const ConfigKey KEYS[] = {
     K(stop_after, KEY_INT, "0", "stop after N steps of this invocation (0 = never)"),
     K(threads, KEY_INT, "0", "OpenMP threads (0 = all cores)"),
     // data
-    K(data, KEY_STR, "mqar", "mqar (built in) or a directory written by `routelab prepare`"),
+    K(data, KEY_STR, "mqar", "mqar | addition (built in) or a directory written by `routelab prepare`"),
     K(mqar_pairs, KEY_INT, "8", "MQAR key-value pairs per example"),
     K(mqar_random_filler, KEY_INT, "0", "MQAR filler: 0 = token 0, 1 = random tokens"),
-    K(mqar_eval_examples, KEY_INT, "512", "MQAR test examples"),
+    K(mqar_eval_examples, KEY_INT, "512", "test examples of the generated tasks (MQAR, addition)"),
     K(mqar_alpha, KEY_FLOAT, "0.01", "MQAR power-law exponent of the query gaps"),
+    K(add_digits, KEY_INT, "3", "addition: digits per operand n (seq_len >= 3n+2, vocab >= 13)"),
+    K(add_order, KEY_STR, "lsd", "addition: answer digits lsd (least-significant first) | msd"),
     K(data_seed, KEY_INT, "1", "data seed (MQAR example stream)"),
     K(out, KEY_STR, "runs/default", "run directory: config.ini, metrics.jsonl, model.ckpt"),
 };
@@ -335,6 +339,22 @@ void config_resolve(Config *c) {
     REQUIRE(c->aux_loss >= 0, "key 'aux_loss' must be >= 0, got %g", c->aux_loss);
     REQUIRE(c->d_expert >= 0, "key 'd_expert' must be >= 0, got %d", c->d_expert);
     REQUIRE(c->moe_dense_control == 0 || c->moe_dense_control == 1, "key 'moe_dense_control' must be 0 or 1");
+    memset(c->ablate_attn, 0, sizeof c->ablate_attn), memset(c->ablate_ffn, 0, sizeof c->ablate_ffn);
+    char abl[STR_LEN];
+    snprintf(abl, sizeof abl, "%s", c->ablate);
+    char *save = NULL;
+    for (char *it = strtok_r(abl, "+", &save); it; it = strtok_r(NULL, "+", &save)) {
+        unsigned char *set = !strncmp(it, "attn:", 5) ? c->ablate_attn : !strncmp(it, "ffn:", 4) ? c->ablate_ffn : NULL;
+        const char *num = set ? strchr(it, ':') + 1 : NULL;
+        char *end = NULL;
+        long l = num && strcmp(num, "all") ? strtol(num, &end, 10) : -1;
+        if (!set || (l < 0 && strcmp(num, "all")) || (end && *end) || l >= c->n_layer)
+            fatal("key 'ablate': expected attn:L or ffn:L (L in 0..%d or all) joined by +, got '%s'",
+                  c->n_layer - 1, it);
+        for (int i = 0; i < c->n_layer; i++) if (l < 0 || i == l) set[i] = 1;
+    }
+    REQUIRE(!strcmp(c->add_order, "lsd") || !strcmp(c->add_order, "msd"),
+            "key 'add_order' must be lsd or msd, got '%s'", c->add_order);
     static const char *ACTS[] = {"dense", "swiglu", "geglu"};
     FfnAct expert_act = FFN_ACT_GELU;
     int known = 0;

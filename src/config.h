@@ -47,12 +47,15 @@ typedef struct {
     int seed, batch, grad_accum, steps, warmup;
     float lr, min_lr_ratio, weight_decay, beta1, beta2, adam_eps, grad_clip;
     char train[STR_LEN];       // what is trainable (see freeze.c)
+    char ablate[STR_LEN];      // evaluation: sublayer outputs replaced by their mean
     char init[STR_LEN];        // start from this checkpoint's weights (fresh optimizer)
     int eval_every, eval_batches, ckpt_every, log_every, stop_after, threads;
     // data
     char data[STR_LEN];
     int mqar_pairs, mqar_random_filler, mqar_eval_examples, data_seed;
     float mqar_alpha;
+    int add_digits;
+    char add_order[STR_LEN];   // lsd | msd
     char out[STR_LEN];
 
     // ---- derived by config_resolve(), not keys ----
@@ -66,6 +69,7 @@ typedef struct {
     int ffn_experts[MAX_LAYERS];  // per layer: E (1 = a plain FFN)
     int ffn_width[MAX_LAYERS];    // per layer: hidden width of the FFN / of each expert
     RouterKind ffn_router[MAX_LAYERS];  // ROUTER_NONE for a plain FFN
+    unsigned char ablate_attn[MAX_LAYERS], ablate_ffn[MAX_LAYERS];
 } Config;
 
 void config_defaults(Config *c);

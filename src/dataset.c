@@ -9,20 +9,22 @@
 #include <string.h>
 
 #include "common.h"
+#include "addition.h"
 #include "mqar.h"
 #include "shard.h"
 
 #define DESCRIBE_LEN 1200
 
-typedef enum { SOURCE_MQAR, SOURCE_SHARDS } Source;
+typedef enum { SOURCE_MQAR, SOURCE_ADDITION, SOURCE_SHARDS } Source;
 
 struct Dataset {
     Source source;
     Split split;
     int T;
     uint64_t position;  // MQAR: next example index; shards: token offset of the next row
-    // MQAR
+    // MQAR, addition
     MqarSpec mqar;
+    AdditionSpec add;
     uint64_t stream;    // seed of this split's example stream
     size_t eval_examples;
     // shards
@@ -70,6 +72,19 @@ static void open_mqar(Dataset *ds, const DataSpec *spec) {
              ds->split == SPLIT_VAL ? ", test split" : "");
 }
 
+static void open_addition(Dataset *ds, const DataSpec *spec) {
+    ds->add = (AdditionSpec){spec->seq_len, spec->vocab_size, spec->add_digits, spec->add_msd_first};
+    addition_validate(&ds->add);
+    if (ds->split == SPLIT_VAL && spec->eval_examples < 1)
+        fatal("mqar_eval_examples=%d: the addition test split needs at least 1 example (pass "
+              "--mqar_eval_examples=1000)", spec->eval_examples);
+    ds->eval_examples = (size_t)spec->eval_examples;
+    ds->stream = spec->seed;
+    snprintf(ds->describe, DESCRIBE_LEN, "addition (%d digits, answer %s first, T=%d%s)",
+             spec->add_digits, spec->add_msd_first ? "most-significant digit" :
+             "least-significant digit", spec->seq_len, ds->split == SPLIT_VAL ? ", test split" : "");
+}
+
 // dataset.json's vocab_size and tokenizer; *tokenizer is a new string.
 static int read_shard_metadata(const char *dir, char **tokenizer) {
     char path[4096];
@@ -101,7 +116,7 @@ static int read_shard_metadata(const char *dir, char **tokenizer) {
 static void open_shards(Dataset *ds, const DataSpec *spec) {
     const char *dir = spec->data;
     if (!dir_exists(dir))
-        fatal("--data=%s: expected 'mqar' or a directory written by `routelab prepare`, but no "
+        fatal("--data=%s: expected 'mqar', 'addition' or a directory written by `routelab prepare`, but no "
               "such directory exists (check the path)", dir);
     char *tokenizer;
     int shard_vocab = read_shard_metadata(dir, &tokenizer);
@@ -142,6 +157,9 @@ Dataset *dataset_open(const DataSpec *spec, Split split) {
     if (strcmp(spec->data, "mqar") == 0) {
         ds->source = SOURCE_MQAR;
         open_mqar(ds, spec);
+    } else if (strcmp(spec->data, "addition") == 0) {
+        ds->source = SOURCE_ADDITION;
+        open_addition(ds, spec);
     } else {
         ds->source = SOURCE_SHARDS;
         open_shards(ds, spec);
@@ -179,6 +197,13 @@ void dataset_next_batch(Dataset *ds, int B, int32_t *inputs, int32_t *targets) {
         ds->position += (uint64_t)B;
         return;
     }
+    if (ds->source == SOURCE_ADDITION) {
+        for (int b = 0; b < B; b++)
+            addition_example(&ds->add, ds->stream, ds->split == SPLIT_VAL, ds->position + (uint64_t)b,
+                             inputs + (size_t)b * T, targets + (size_t)b * T);
+        ds->position += (uint64_t)B;
+        return;
+    }
     size_t last_start = ds->n_tokens - (T + 1);  // the last offset where a window still fits
     for (int b = 0; b < B; b++) {
         if (ds->position > last_start) ds->position = 0;  // wrap: the tail is skipped
@@ -193,7 +218,7 @@ uint64_t dataset_position(const Dataset *ds) { return ds->position; }
 void dataset_set_position(Dataset *ds, uint64_t pos) { ds->position = pos; }
 
 size_t dataset_num_windows(const Dataset *ds) {
-    if (ds->source == SOURCE_MQAR) return ds->eval_examples;
+    if (ds->source != SOURCE_SHARDS) return ds->eval_examples;
     return (ds->n_tokens - 1) / (size_t)ds->T;
 }
 
@@ -204,13 +229,24 @@ void dataset_window(const Dataset *ds, size_t w, int32_t *inputs, int32_t *targe
         mqar_example(&ds->mqar, ds->stream, (uint64_t)w, inputs, targets);
         return;
     }
+    if (ds->source == SOURCE_ADDITION) {
+        addition_example(&ds->add, ds->stream, 1, (uint64_t)w, inputs, targets);
+        return;
+    }
     copy_window(ds, w * (size_t)ds->T, inputs, targets);
 }
 
 const char *dataset_describe(const Dataset *ds) { return ds->describe; }
 
+int dataset_window_class(const Dataset *ds, size_t w) {
+    if (ds->source != SOURCE_ADDITION) return -1;
+    int32_t in[ds->T], tg[ds->T];
+    return addition_example(&ds->add, ds->stream, 1, (uint64_t)w, in, tg);
+}
+
 DataSpec dataspec_from_config(const Config *c) {
     DataSpec s = {c->data, c->seq_len, c->vocab_size, c->mqar_pairs, c->mqar_random_filler,
-                  c->mqar_alpha, c->mqar_eval_examples, (uint64_t)c->data_seed};
+                  c->mqar_alpha, c->mqar_eval_examples, (uint64_t)c->data_seed, c->add_digits,
+                  !strcmp(c->add_order, "msd"), c->mqar_eval_examples};
     return s;
 }

@@ -9,7 +9,7 @@
 #include "config.h"
 
 typedef struct {
-    const char *data;      // "mqar" or a directory written by `routelab prepare`
+    const char *data;      // "mqar", "addition" or a directory written by `routelab prepare`
     int seq_len;           // T
     int vocab_size;        // V of the model: every token must be < V
     int mqar_pairs;        // MQAR: key-value pairs per example
@@ -17,6 +17,9 @@ typedef struct {
     float mqar_alpha;      // MQAR: power-law exponent a of the query gaps, p(g) ~ g^(a-1)
     int mqar_eval_examples;// MQAR: size of the test split
     uint64_t seed;         // data seed (MQAR train examples; test uses a disjoint stream)
+    int add_digits;        // addition: operand digits n
+    int add_msd_first;     // addition: answer most-significant digit first
+    int eval_examples;     // generated tasks: size of the test split
 } DataSpec;
 
 // The data keys of a resolved config (the Config must outlive the spec: data points into it).
@@ -38,5 +41,8 @@ void dataset_set_position(Dataset *ds, uint64_t pos);
 size_t dataset_num_windows(const Dataset *ds);
 void dataset_window(const Dataset *ds, size_t w, int32_t *inputs, int32_t *targets);
 const char *dataset_describe(const Dataset *ds);  // one line for logs
+// Class of evaluation window w for split-by-class metrics: addition 1 = needs a carry,
+// 0 = no carry; -1 for data without classes.
+int dataset_window_class(const Dataset *ds, size_t w);
 
 #endif

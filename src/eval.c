@@ -16,8 +16,9 @@ void evaluate(EvalResult *r, Model *m, Dataset *ds, int B, int max_batches, int 
     int *inputs = xcalloc((size_t)B * T, sizeof(int)), *targets = xcalloc((size_t)B * T, sizeof(int));
     m->training = 0;
     m->eval_count = 0;  // every evaluation sees the same stochastic masks
-    double nll = 0.0, acc_sum = 0.0;
-    size_t scored = 0, examples = 0;
+    double nll = 0.0, acc_sum = 0.0, pos_hits[32] = {0}, pos_count[32] = {0};
+    size_t scored = 0, examples = 0, exact = 0, class_exact[2] = {0};
+    r->has_classes = windows > 0 && dataset_window_class(ds, 0) >= 0;
     for (size_t w0 = 0; w0 < windows; w0 += (size_t)B) {
         int rows = (int)(windows - w0 < (size_t)B ? windows - w0 : (size_t)B);
         for (int b = 0; b < rows; b++)
@@ -29,17 +30,25 @@ void evaluate(EvalResult *r, Model *m, Dataset *ds, int B, int max_batches, int 
                 size_t i = (size_t)b * T + t;
                 if (targets[i] < 0) continue;
                 nll += m->losses[i];
-                n++;
                 const float *z = m->logits + i * V;
                 int best = 0;
                 for (int v = 1; v < V; v++) best = z[v] > z[best] ? v : best;
                 hit += best == targets[i];
+                if (n < 32) pos_hits[n] += best == targets[i], pos_count[n] += 1;
+                n++;
             }
             if (n) {
                 acc_sum += (double)hit / n;
                 examples++;
+                exact += hit == n;
             }
             scored += n;
+            if (r->has_classes) {
+                int cls = dataset_window_class(ds, w0 + b) > 0;
+                r->examples_by_class[cls]++;
+                class_exact[cls] += n && hit == n;
+                if ((int)n > r->n_positions) r->n_positions = n < 32 ? (int)n : 32;
+            }
         }
         if (with_diag && !r->has_diag) {
             diagnostics_compute(r->diag, m);
@@ -51,6 +60,10 @@ void evaluate(EvalResult *r, Model *m, Dataset *ds, int B, int max_batches, int 
     r->loss = scored ? nll / scored : 0.0;
     r->ppl = exp(r->loss);
     r->accuracy = examples ? acc_sum / examples : 0.0;
+    r->exact_match = examples ? (double)exact / examples : 0.0;
+    for (int c = 0; c < 2; c++)
+        r->exact_by_class[c] = r->examples_by_class[c] ? (double)class_exact[c] / r->examples_by_class[c] : NAN;
+    for (int p = 0; p < r->n_positions; p++) r->position_accuracy[p] = pos_count[p] ? pos_hits[p] / pos_count[p] : 0.0;
     xfree(inputs);
     xfree(targets);
 }
@@ -58,6 +71,17 @@ void evaluate(EvalResult *r, Model *m, Dataset *ds, int B, int max_batches, int 
 void eval_result_write_json(FILE *f, const EvalResult *r, int n_layer) {
     fprintf(f, "\"val_loss\": %.6f, \"val_ppl\": %.6g, \"val_accuracy\": %.6f, \"val_tokens\": %zu",
             r->loss, r->ppl, r->accuracy, r->tokens);
+    if (r->has_classes) {
+        fprintf(f, ", \"exact_match\": %.6f, \"exact_match_carry\": ", r->exact_match);
+        if (isfinite(r->exact_by_class[1])) fprintf(f, "%.6f", r->exact_by_class[1]); else fprintf(f, "null");
+        fprintf(f, ", \"exact_match_no_carry\": ");
+        if (isfinite(r->exact_by_class[0])) fprintf(f, "%.6f", r->exact_by_class[0]); else fprintf(f, "null");
+        fprintf(f, ", \"carry_examples\": %zu, \"no_carry_examples\": %zu, \"digit_accuracy\": [",
+                r->examples_by_class[1], r->examples_by_class[0]);
+        for (int p = 0; p < r->n_positions; p++)
+            fprintf(f, "%.6f%s", r->position_accuracy[p], p + 1 < r->n_positions ? ", " : "");
+        fprintf(f, "]");
+    }
     if (r->has_diag) {
         fprintf(f, ", ");
         diagnostics_write_json(f, r->diag, n_layer);
@@ -75,7 +99,9 @@ int cmd_eval(int argc, char **argv) {
                    "  and per-layer routing diagnostics. Routing keys (attn, k, gate_grad,\n"
                    "  topk_scope, tau) may differ from training: \"train with X, deploy with Y\".\n"
                    "  The swap is closed loop: each layer's mask comes from the hidden states of\n"
-                   "  the masked forward. eval_batches=0 evaluates the whole split.\n");
+                   "  the masked forward. eval_batches=0 evaluates the whole split.\n"
+                   "  --ablate=attn:L|ffn:L[+...] replaces those sublayer outputs by their mean\n"
+                   "  over the batch's positions (how much each sublayer matters).\n");
             return 0;
         }
         if (!strncmp(argv[i], "--ckpt=", 7)) ckpt = argv[i] + 7;
@@ -90,7 +116,7 @@ int cmd_eval(int argc, char **argv) {
     static const char *const own[] = {"--ckpt=", "--json", NULL};
     static const char *const allowed[] = {"attn", "k", "gate_grad", "topk_scope", "tau", "data",
                                           "batch", "eval_batches", "threads", "mqar_eval_examples",
-                                          "mask_seed", "data_seed", "out", NULL};
+                                          "mask_seed", "data_seed", "out", "ablate", NULL};
     config_apply_overrides(&c, argc, argv, own, allowed, "eval",
                            "only routing, data and batch keys can change at evaluation");
     config_resolve(&c);

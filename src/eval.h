@@ -1,6 +1,8 @@
 // eval.h: evaluation on a split: mean loss, perplexity = exp(total NLL / tokens scored),
 // accuracy (exact prediction of scored positions, averaged over examples: the MQAR metric;
-// next-token accuracy on text), and the routing diagnostics of the first batch.
+// next-token accuracy on text), and the routing diagnostics of the first batch. Addition adds
+// exact match (all answer digits right; teacher-forced, which equals greedy decoding for exact
+// match), split by carry / no carry, and accuracy per answer digit position.
 #ifndef ROUTELAB_EVAL_H
 #define ROUTELAB_EVAL_H
 #include <stdio.h>
@@ -14,6 +16,13 @@ typedef struct {
     size_t tokens, windows;
     LayerDiag diag[MAX_LAYERS];
     int has_diag;
+    // tasks with example classes (addition: class 1 = needs a carry)
+    int has_classes;
+    double exact_match;             // examples with every scored position right
+    double exact_by_class[2];       // the same within class 0 (no carry) and 1 (carry)
+    size_t examples_by_class[2];
+    int n_positions;                // scored positions per example (answer digits)
+    double position_accuracy[32];   // accuracy at the p-th scored position of the examples
 } EvalResult;
 
 // max_batches 0 = every window. Leaves the model in evaluation mode (dropout off).

@@ -10,6 +10,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
+int cmd_probe(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_repro(int argc, char **argv);
 
@@ -24,6 +25,7 @@ static const Command COMMANDS[] = {
     {"eval", cmd_eval, "evaluate a checkpoint (perplexity / accuracy, diagnostics, any routing)"},
     {"sample", cmd_sample, "generate text from a checkpoint"},
     {"distill", cmd_distill, "post-hoc gate distillation (KL or BCE) on a frozen checkpoint"},
+    {"probe", cmd_probe, "routing precision of content-based routers on MQAR (and a Bloom index)"},
     {"prepare", cmd_prepare, "tokenize text files into train/val token shards (llm.c format)"},
     {"tokenizer-train", cmd_tokenizer_train, "train a byte-level BPE tokenizer"},
     {"repro", cmd_repro, "run a recipe of the routing-absorption paper over seeds (report, plots)"},

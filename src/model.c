@@ -259,6 +259,15 @@ static FfnWeights ffn_weights(const LayerWeights *w) {
     return (FfnWeights){w->fc_w, w->fc_b, w->fcproj_w, w->fcproj_b, w->router_w};
 }
 
+// Mean ablation: every row of x (N,C) becomes the mean row (evaluation only; no backward).
+static void mean_ablate(float *x, size_t N, int C) {
+    float *mean = xcalloc((size_t)C, sizeof(float));
+    column_sum_accumulate(mean, x, N, C);
+    for (int c = 0; c < C; c++) mean[c] /= (float)N;
+    for (size_t n = 0; n < N; n++) memcpy(x + n * C, mean, C * sizeof(float));
+    xfree(mean);
+}
+
 // ----------------------------------------------------------------------------- forward
 double model_forward(Model *m, const int *inputs, const int *targets, int B, int T) {
     const Config *c = &m->cfg;
@@ -303,6 +312,7 @@ double model_forward(Model *m, const int *inputs, const int *targets, int B, int
         AttnArgs a = model_attn_args(m, l);
         PROFILED(OP_ATTENTION, attention_forward(L->atty, L->att, L->aux_S, L->aux_s, L->lse, L->qkv, L->gq, L->gk, &a));
         PROFILED(OP_MATMUL, matmul_forward(m->dtmp, L->atty, w->proj_w, w->proj_b, N, C, C));
+        if (c->ablate_attn[l]) mean_ablate(m->dtmp, N, C);
         PROFILED(OP_ELEMENTWISE, residual_forward(L->res_att, x, m->dtmp, N * C));
         PROFILED(OP_LAYERNORM, layernorm_forward(L->ln2, L->ln2_mean, L->ln2_rstd, L->res_att, w->ln2_w, w->ln2_b, N, C,
                           c->ln_eps));
@@ -310,6 +320,7 @@ double model_forward(Model *m, const int *inputs, const int *targets, int B, int
         FfnWeights fw = ffn_weights(w);
         ffn_forward(m->dtmp, &L->ffn, L->ln2, &fw, &fa);  // profiled inside
         m->aux_loss += L->ffn.aux_loss;
+        if (c->ablate_ffn[l]) mean_ablate(m->dtmp, N, C);
         PROFILED(OP_ELEMENTWISE, dropout_apply(m->dtmp, N * C, p, site_key(m, l, SITE_FFN_OUT)));
         PROFILED(OP_ELEMENTWISE, residual_forward(L->res_ffn, L->res_att, m->dtmp, N * C));
         x = L->res_ffn;
@@ -346,6 +357,7 @@ static void dropout_backward(float *d, size_t n, float p, uint64_t key) { dropou
 void model_backward(Model *m, float grad_scale) {
     const Config *c = &m->cfg;
     ASSERT(m->acts && m->n_scored > 0);
+    if (c->ablate[0]) fatal("key 'ablate' is for evaluation only (routelab eval --ablate=...)");
     int B = m->B, T = m->T, C = c->d_model, V = c->vocab_size;
     int GW = c->n_head * c->d_g;
     size_t N = (size_t)B * T;

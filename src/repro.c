@@ -19,7 +19,19 @@ typedef struct {
     const char *name, *keys;
     int k, n_layer;     // substituted for {k}, {2k}, {4k}, {L}, {L/2} in arm keys
     int distill_steps;  // gate-only distillation steps (--distill_steps overrides)
+    const char *add_keys;   // the addition-with-carry task (FFN and MoE recipes)
+    const char *text_keys;  // text shards for the MoE recipes (NULL: none at this scale)
+    const char *mqar_keys;  // the MQAR model of the routing-precision probe
 } Scale;
+
+#define TINY_ADD "--data=addition --add_digits=2 --vocab_size=13 --seq_len=8 --n_layer=1 " \
+    "--d_model=128 --n_head=4 --d_ff=512 --n_expert=4 --batch=128 --steps=400 --warmup=50 " \
+    "--lr=3e-3 --dropout=0 --eval_every=200 --eval_batches=0 --mqar_eval_examples=1000 " \
+    "--log_every=0 --ckpt_every=200"
+#define SMALL_ADD "--data=addition --add_digits=3 --vocab_size=13 --seq_len=11 --n_layer=1 " \
+    "--d_model=128 --n_head=4 --d_ff=512 --n_expert=4 --batch=128 --steps=1500 --warmup=100 " \
+    "--lr=3e-3 --dropout=0 --eval_every=500 --eval_batches=0 --mqar_eval_examples=2000 " \
+    "--log_every=0 --ckpt_every=500"
 
 static const Scale SCALES[] = {
     // MQAR, 4 pairs: dense attention solves it within the 400 steps (about 30 s a run).
@@ -27,19 +39,24 @@ static const Scale SCALES[] = {
              "--d_g=16 --vocab_size=64 --mqar_pairs=4 --batch=128 --steps=400 --warmup=50 "
              "--lr=1e-3 --dropout=0 --eval_every=100 --eval_batches=4 --mqar_eval_examples=256 "
              "--log_every=0 --ckpt_every=100",
-     4, 2, 150},
+     4, 2, 150, TINY_ADD, NULL, NULL},
     // KJV (make data-kjv), 8192-token BPE: about 3.5 min a training run on 2 cores, so the core
     // recipes (exp1,exp2,exp3,posthoc) with 3 seeds take about 75 min.
     {"small", "--data=data/kjv-8k --vocab_size=8192 --n_layer=4 --d_model=128 --n_head=4 "
               "--d_ff=512 --seq_len=256 --k=32 --batch=8 --steps=600 --warmup=60 --lr=1e-3 "
               "--dropout=0.1 --eval_every=200 --eval_batches=20 --log_every=0 --ckpt_every=200",
-     32, 4, 300},
-    {"paper", "--k=64 --log_every=0 --ckpt_every=500", 64, 6, 2000},  // routelab's defaults
+     32, 4, 300, SMALL_ADD, NULL,
+     "--data=mqar --n_layer=2 --d_model=128 --n_head=2 --d_ff=256 --seq_len=64 --k=8 --vocab_size=128 "
+     "--mqar_pairs=8 --batch=64 --steps=1500 --warmup=100 --lr=1e-3 --dropout=0 --eval_every=500 "
+     "--eval_batches=4 --mqar_eval_examples=256 --log_every=0 --ckpt_every=500"},
+    {"paper", "--k=64 --log_every=0 --ckpt_every=500", 64, 6, 2000, SMALL_ADD, "--k=64 --log_every=0 --ckpt_every=500", NULL},  // routelab's defaults
 };
 
 // What an arm runs: a training, a distillation of another arm's model, or an evaluation of
 // another arm's model under other routing (deploy-time swap).
-typedef enum { RUN_TRAIN, RUN_DISTILL, RUN_EVAL } RunKind;
+typedef enum { RUN_TRAIN, RUN_DISTILL, RUN_EVAL, RUN_PROBE } RunKind;
+// Which of the scale's task configs a training arm uses.
+typedef enum { TASK_MAIN, TASK_ADDITION, TASK_TEXT, TASK_MQAR } Task;
 
 typedef struct {
     const char *name;
@@ -49,6 +66,7 @@ typedef struct {
     double paper;       // the paper's perplexity for this arm (NAN: none)
     double paper_f1;    // the paper's gate F1 (NAN: none)
     int needs_layers;   // runs only when the scale has more layers than this (0: always)
+    Task task;          // training arms: the scale's main, addition, text or MQAR config
 } Arm;
 
 #define MAX_ARMS 24
@@ -57,63 +75,96 @@ typedef struct {
     Arm arms[MAX_ARMS];
 } Recipe;
 
-#define DENSE {"dense", RUN_TRAIN, NULL, "--attn=dense", 37.32, NAN, 0}
+// Trailing Arm fields (needs_layers, task) default to 0 where a row leaves them out.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#define DENSE {"dense", RUN_TRAIN, NULL, "--attn=dense", 37.32, NAN}
 static const Recipe RECIPES[] = {
     {"exp1", "soft gate: learned vs frozen random vs dense",
      {DENSE,
-      {"soft_learned", RUN_TRAIN, NULL, "--attn=soft --gate=learned", 48.73, NAN, 0},
-      {"soft_random", RUN_TRAIN, NULL, "--attn=soft --gate=random", 49.83, NAN, 0}}},
+      {"soft_learned", RUN_TRAIN, NULL, "--attn=soft --gate=learned", 48.73, NAN},
+      {"soft_random", RUN_TRAIN, NULL, "--attn=soft --gate=random", 49.83, NAN}}},
     {"exp2", "hard top-k gate: learned vs random (the gate gets no gradient)",
-     {{"hard_learned", RUN_TRAIN, NULL, "--attn=hard --gate=learned", 71.22, NAN, 0},
-      {"hard_random", RUN_TRAIN, NULL, "--attn=hard --gate=random", 71.24, NAN, 0}}},
+     {{"hard_learned", RUN_TRAIN, NULL, "--attn=hard --gate=learned", 71.22, NAN},
+      {"hard_random", RUN_TRAIN, NULL, "--attn=hard --gate=random", 71.24, NAN}}},
     {"exp3", "distillation contrast: gates distilled on the dense and on the soft-gated model, "
              "deployed with hard top-k",
      {DENSE,
-      {"soft_learned", RUN_TRAIN, NULL, "--attn=soft --gate=learned", 48.73, NAN, 0},
-      {"distill_dense", RUN_DISTILL, "dense", "--loss=bce --k={k}", 48.6, 0.842, 0},
-      {"distill_soft", RUN_DISTILL, "soft_learned", "--loss=bce --k={k}", 601.6, 0.804, 0}}},
+      {"soft_learned", RUN_TRAIN, NULL, "--attn=soft --gate=learned", 48.73, NAN},
+      {"distill_dense", RUN_DISTILL, "dense", "--loss=bce --k={k}", 48.6, 0.842},
+      {"distill_soft", RUN_DISTILL, "soft_learned", "--loss=bce --k={k}", 601.6, 0.804}}},
     {"exp4", "stochastic-mask training, deployed dense and under fixed random masks",
-     {{"stochastic", RUN_TRAIN, NULL, "--attn=stochastic", NAN, NAN, 0},
-      {"stoch_deploy_dense", RUN_EVAL, "stochastic", "--attn=dense", 78.19, NAN, 0},
-      {"stoch_deploy_fixed", RUN_EVAL, "stochastic", "--attn=random_fixed --mask_seed={seed}", 104.43, NAN, 0}}},
+     {{"stochastic", RUN_TRAIN, NULL, "--attn=stochastic", NAN, NAN},
+      {"stoch_deploy_dense", RUN_EVAL, "stochastic", "--attn=dense", 78.19, NAN},
+      {"stoch_deploy_fixed", RUN_EVAL, "stochastic", "--attn=random_fixed --mask_seed={seed}", 104.43, NAN}}},
     {"posthoc", "gates trained post hoc on the frozen dense model: learned vs random, KL "
                 "distillation at three k, against the oracle",
      {DENSE,
-      {"posthoc_learned", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=gates", 37.29, NAN, 0},
-      {"posthoc_random", RUN_EVAL, "dense", "--attn=soft", 46.86, NAN, 0},
-      {"random_hard_k", RUN_EVAL, "dense", "--attn=hard --k={k}", NAN, NAN, 0},
-      {"kl_k", RUN_DISTILL, "dense", "--loss=kl --k={k}", 48.83, NAN, 0},
-      {"kl_2k", RUN_DISTILL, "dense", "--loss=kl --k={2k}", 40.24, NAN, 0},
-      {"kl_4k", RUN_DISTILL, "dense", "--loss=kl --k={4k}", 37.57, NAN, 0},
-      {"oracle_k", RUN_EVAL, "dense", "--attn=oracle --k={k}", 46.00, NAN, 0}}},
+      {"posthoc_learned", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=gates", 37.29, NAN},
+      {"posthoc_random", RUN_EVAL, "dense", "--attn=soft", 46.86, NAN},
+      {"random_hard_k", RUN_EVAL, "dense", "--attn=hard --k={k}", NAN, NAN},
+      {"kl_k", RUN_DISTILL, "dense", "--loss=kl --k={k}", 48.83, NAN},
+      {"kl_2k", RUN_DISTILL, "dense", "--loss=kl --k={2k}", 40.24, NAN},
+      {"kl_4k", RUN_DISTILL, "dense", "--loss=kl --k={4k}", 37.57, NAN},
+      {"oracle_k", RUN_EVAL, "dense", "--attn=oracle --k={k}", 46.00, NAN}}},
     {"capacity", "gate capacity: BCE distillation with d_g 32/64/128 and KL with d_g 32, at "
                  "three k",
      {DENSE,
-      {"bce_g32_k", RUN_DISTILL, "dense", "--loss=bce --d_g=32 --k={k}", NAN, NAN, 0},
-      {"bce_g32_2k", RUN_DISTILL, "dense", "--loss=bce --d_g=32 --k={2k}", NAN, NAN, 0},
-      {"bce_g32_4k", RUN_DISTILL, "dense", "--loss=bce --d_g=32 --k={4k}", NAN, NAN, 0},
-      {"bce_g64_k", RUN_DISTILL, "dense", "--loss=bce --d_g=64 --k={k}", NAN, NAN, 0},
-      {"bce_g64_2k", RUN_DISTILL, "dense", "--loss=bce --d_g=64 --k={2k}", NAN, NAN, 0},
-      {"bce_g64_4k", RUN_DISTILL, "dense", "--loss=bce --d_g=64 --k={4k}", NAN, NAN, 0},
-      {"bce_g128_k", RUN_DISTILL, "dense", "--loss=bce --d_g=128 --k={k}", NAN, NAN, 0},
-      {"bce_g128_2k", RUN_DISTILL, "dense", "--loss=bce --d_g=128 --k={2k}", NAN, NAN, 0},
-      {"bce_g128_4k", RUN_DISTILL, "dense", "--loss=bce --d_g=128 --k={4k}", NAN, NAN, 0},
-      {"kl_g32_k", RUN_DISTILL, "dense", "--loss=kl --d_g=32 --k={k}", NAN, NAN, 0},
-      {"kl_g32_2k", RUN_DISTILL, "dense", "--loss=kl --d_g=32 --k={2k}", NAN, NAN, 0},
-      {"kl_g32_4k", RUN_DISTILL, "dense", "--loss=kl --d_g=32 --k={4k}", NAN, NAN, 0}}},
+      {"bce_g32_k", RUN_DISTILL, "dense", "--loss=bce --d_g=32 --k={k}", NAN, NAN},
+      {"bce_g32_2k", RUN_DISTILL, "dense", "--loss=bce --d_g=32 --k={2k}", NAN, NAN},
+      {"bce_g32_4k", RUN_DISTILL, "dense", "--loss=bce --d_g=32 --k={4k}", NAN, NAN},
+      {"bce_g64_k", RUN_DISTILL, "dense", "--loss=bce --d_g=64 --k={k}", NAN, NAN},
+      {"bce_g64_2k", RUN_DISTILL, "dense", "--loss=bce --d_g=64 --k={2k}", NAN, NAN},
+      {"bce_g64_4k", RUN_DISTILL, "dense", "--loss=bce --d_g=64 --k={4k}", NAN, NAN},
+      {"bce_g128_k", RUN_DISTILL, "dense", "--loss=bce --d_g=128 --k={k}", NAN, NAN},
+      {"bce_g128_2k", RUN_DISTILL, "dense", "--loss=bce --d_g=128 --k={2k}", NAN, NAN},
+      {"bce_g128_4k", RUN_DISTILL, "dense", "--loss=bce --d_g=128 --k={4k}", NAN, NAN},
+      {"kl_g32_k", RUN_DISTILL, "dense", "--loss=kl --d_g=32 --k={k}", NAN, NAN},
+      {"kl_g32_2k", RUN_DISTILL, "dense", "--loss=kl --d_g=32 --k={2k}", NAN, NAN},
+      {"kl_g32_4k", RUN_DISTILL, "dense", "--loss=kl --d_g=32 --k={4k}", NAN, NAN}}},
     {"gradient", "the absorption gradient: soft gates learned vs random from the dense model "
                  "with 0, 2, 4 ... L layers unfrozen",
      {DENSE,
-      {"posthoc_learned", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=gates", 37.29, NAN, 0},
-      {"posthoc_random", RUN_EVAL, "dense", "--attn=soft", 46.86, NAN, 0},
+      {"posthoc_learned", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=gates", 37.29, NAN},
+      {"posthoc_random", RUN_EVAL, "dense", "--attn=soft", 46.86, NAN},
       {"learned_top2", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=gates+top:2", NAN, NAN, 2},
       {"random_top2", RUN_TRAIN, "dense", "--attn=soft --gate=random --train=top:2", NAN, NAN, 2},
       {"learned_top4", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=gates+top:4", NAN, NAN, 4},
       {"random_top4", RUN_TRAIN, "dense", "--attn=soft --gate=random --train=top:4", NAN, NAN, 4},
-      {"learned_topL", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=all", NAN, NAN, 0},
-      {"random_topL", RUN_TRAIN, "dense", "--attn=soft --gate=random --train=all", NAN, NAN, 0}}},
+      {"learned_topL", RUN_TRAIN, "dense", "--attn=soft --gate=learned --train=all", NAN, NAN},
+      {"random_topL", RUN_TRAIN, "dense", "--attn=soft --gate=random --train=all", NAN, NAN}}},
     {"concentration", "how concentrated dense attention is, per layer", {DENSE}},
+    {"moe-random", "MoE routers: learned vs frozen random vs hash, against a dense FFN, on addition "
+                   "with carry and on text",
+     {{"add_dense", RUN_TRAIN, NULL, "--ffn=dense", NAN, NAN, 0, TASK_ADDITION},
+      {"add_moe_learned", RUN_TRAIN, NULL, "--ffn=moe --router=learned", NAN, NAN, 0, TASK_ADDITION},
+      {"add_moe_random", RUN_TRAIN, NULL, "--ffn=moe --router=random", NAN, NAN, 0, TASK_ADDITION},
+      {"add_moe_hash", RUN_TRAIN, NULL, "--ffn=moe --router=hash", NAN, NAN, 0, TASK_ADDITION},
+      {"add_moe_control", RUN_TRAIN, NULL, "--ffn=moe --moe_dense_control=1", NAN, NAN, 0, TASK_ADDITION},
+      {"text_dense", RUN_TRAIN, NULL, "--ffn=dense", NAN, NAN, 0, TASK_TEXT},
+      {"text_moe_learned", RUN_TRAIN, NULL, "--ffn=moe --router=learned", NAN, NAN, 0, TASK_TEXT},
+      {"text_moe_random", RUN_TRAIN, NULL, "--ffn=moe --router=random", NAN, NAN, 0, TASK_TEXT},
+      {"text_moe_hash", RUN_TRAIN, NULL, "--ffn=moe --router=hash", NAN, NAN, 0, TASK_TEXT}}},
+    {"ffn-sparsity", "one-layer transformers with dense, GLU and MoE FFNs on addition with carry, "
+                     "and how much each sublayer matters (mean ablation)",
+     {{"add_dense", RUN_TRAIN, NULL, "--ffn=dense", NAN, NAN, 0, TASK_ADDITION},
+      {"add_swiglu", RUN_TRAIN, NULL, "--ffn=swiglu", NAN, NAN, 0, TASK_ADDITION},
+      {"add_moe_learned", RUN_TRAIN, NULL, "--ffn=moe --router=learned", NAN, NAN, 0, TASK_ADDITION},
+      {"add_moe_random", RUN_TRAIN, NULL, "--ffn=moe --router=random", NAN, NAN, 0, TASK_ADDITION},
+      {"add_dense_no_attn", RUN_EVAL, "add_dense", "--ablate=attn:0", NAN, NAN},
+      {"add_dense_no_ffn", RUN_EVAL, "add_dense", "--ablate=ffn:0", NAN, NAN},
+      {"add_swiglu_no_attn", RUN_EVAL, "add_swiglu", "--ablate=attn:0", NAN, NAN},
+      {"add_swiglu_no_ffn", RUN_EVAL, "add_swiglu", "--ablate=ffn:0", NAN, NAN},
+      {"add_moe_learned_no_attn", RUN_EVAL, "add_moe_learned", "--ablate=attn:0", NAN, NAN},
+      {"add_moe_learned_no_ffn", RUN_EVAL, "add_moe_learned", "--ablate=ffn:0", NAN, NAN},
+      {"add_moe_random_no_attn", RUN_EVAL, "add_moe_random", "--ablate=attn:0", NAN, NAN},
+      {"add_moe_random_no_ffn", RUN_EVAL, "add_moe_random", "--ablate=ffn:0", NAN, NAN}}},
+    {"routing-precision", "content-based routing on MQAR: top-1 dot-product precision after 0, 1, 2 "
+                          "attention blocks, after a random projection, and a Bloom-filter index",
+     {{"mqar_dense", RUN_TRAIN, NULL, "--attn=dense", NAN, NAN, 0, TASK_MQAR},
+      {"mqar_probe", RUN_PROBE, "mqar_dense", "", NAN, NAN}}},
 };
+#pragma GCC diagnostic pop
 #define N_RECIPES (int)(sizeof RECIPES / sizeof RECIPES[0])
 
 // Arm keys with the scale's values substituted for {k}, {2k}, {4k}, {L}, {L/2} and {seed}.
@@ -136,6 +187,11 @@ static void expand_keys(char *out, size_t cap, const char *keys, const Scale *sc
     out[o] = 0;
 }
 
+static const char *task_keys(const Scale *sc, Task t) {
+    return t == TASK_ADDITION ? sc->add_keys : t == TASK_TEXT ? sc->text_keys
+         : t == TASK_MQAR ? (sc->mqar_keys ? sc->mqar_keys : sc->keys) : sc->keys;
+}
+
 // Runs one arm and seed (or skips it when finished); returns the parsed result, or NULL.
 static cJSON *run_arm(const char *self, const char *out, const Scale *scale, const Arm *arm,
                       int seed, const char *overrides, int distill_steps) {
@@ -154,9 +210,13 @@ static cJSON *run_arm(const char *self, const char *out, const Scale *scale, con
             what = "resuming";
             snprintf(cmd, sizeof cmd, "'%s' train --resume='%s' --json", self, dir);
         } else if (arm->kind == RUN_TRAIN) {
-            snprintf(cmd, sizeof cmd, "'%s' train %s %s --seed=%d --gate_seed=%d --data_seed=%d%s%s%s "
-                     "--out='%s' --json", self, scale->keys, keys, seed, 1000 + seed, 1 + seed,
-                     overrides, arm->from ? " --init=" : "", arm->from ? from : "", dir);
+            snprintf(cmd, sizeof cmd, "'%s' train %s %s --seed=%d --gate_seed=%d --router_seed=%d "
+                     "--data_seed=%d%s%s%s --out='%s' --json", self, task_keys(scale, arm->task), keys,
+                     seed, 1000 + seed, 3000 + seed, 1 + seed, overrides, arm->from ? " --init=" : "",
+                     arm->from ? from : "", dir);
+        } else if (arm->kind == RUN_PROBE) {
+            what = "probing";
+            snprintf(cmd, sizeof cmd, "'%s' probe --ckpt='%s' %s --json", self, from, keys);
         } else if (arm->kind == RUN_DISTILL) {  // the scale's training keys do not apply
             what = "distilling";
             snprintf(cmd, sizeof cmd, "'%s' distill --from='%s' %s --gate_seed=%d --steps=%d "
@@ -220,27 +280,43 @@ static void mean_std(const double *x, int n, double *mean, double *std) {
 
 // An arm's metrics over seeds. Distillations are judged deployed under hard top-k.
 typedef struct {
-    double ppl, ppl_sd, acc, acc_sd, f1, f1_sd;
+    double ppl, ppl_sd, acc, acc_sd, f1, f1_sd, exact, exact_sd;
     int done;  // at least one seed finished
 } ArmStats;
 
 static ArmStats arm_stats(const Arm *a, cJSON *const *res, int seeds) {
-    double p[100], acc[100], f1[100];
+    double p[100], acc[100], f1[100], ex[100];
     ArmStats st = {0};
     for (int s = 0; s < seeds; s++) {
         p[s] = num(res[s], a->kind == RUN_DISTILL ? "hard_val_ppl" : "val_ppl");
         acc[s] = num(res[s], a->kind == RUN_DISTILL ? "hard_val_accuracy" : "val_accuracy");
         f1[s] = mean_of_array(res[s], "gate_f1");
+        ex[s] = num(res[s], "exact_match");
         st.done |= res[s] != NULL;
     }
+    mean_std(ex, seeds, &st.exact, &st.exact_sd);
     mean_std(p, seeds, &st.ppl, &st.ppl_sd);
     mean_std(acc, seeds, &st.acc, &st.acc_sd);
     mean_std(f1, seeds, &st.f1, &st.f1_sd);
     return st;
 }
 
+static const Arm *find_arm(const char *name);
+
+// Arms whose layer count or task the scale lacks are skipped (text MoE arms at tiny scale).
 static int arm_active(const Arm *a, const Scale *scale) {
-    return scale->n_layer > a->needs_layers;
+    if (a->from) {  // an arm built on a skipped one is skipped too
+        const Arm *f = find_arm(a->from);
+        if (f && !arm_active(f, scale)) return 0;
+    }
+    return scale->n_layer > a->needs_layers && (a->kind != RUN_TRAIN || task_keys(scale, a->task));
+}
+
+static const Arm *find_arm(const char *name) {
+    for (int r = 0; r < N_RECIPES; r++)
+        for (const Arm *a = RECIPES[r].arms; a->name; a++)
+            if (!strcmp(a->name, name)) return a;
+    return NULL;
 }
 
 static int arm_index(const Recipe *r, const char *name) {
@@ -377,14 +453,24 @@ static const struct { const char *label, *arm; } SUMMARY[] = {
 // One recipe's section of report.md; res[arm][seed], st[arm] its statistics.
 static void report_recipe(FILE *f, const Recipe *r, const Scale *scale, cJSON *res[MAX_ARMS][100],
                           const ArmStats *st) {
-    fprintf(f, "## %s: %s\n\n| arm | kind | val ppl | val accuracy | gate F1 | paper ppl | paper F1 |\n"
-               "|---|---|---|---|---|---|---|\n", r->name, r->what);
-    static const char *kinds[] = {"train", "distill (deployed hard top-k)", "eval"};
+    int has_exact = 0, has_gate = 0;
+    for (int i = 0; r->arms[i].name; i++) {
+        has_exact |= arm_active(&r->arms[i], scale) && isfinite(st[i].exact);
+        has_gate |= r->arms[i].kind == RUN_DISTILL || strstr(r->arms[i].keys, "attn=") != NULL ||
+                    !strcmp(r->arms[i].name, "dense");
+    }
+    fprintf(f, "## %s: %s\n\n| arm | kind | val ppl | val accuracy |%s%s paper ppl | paper F1 |\n"
+               "|---|---|---|---|%s%s---|---|\n", r->name, r->what, has_exact ? " exact match |" : "",
+            has_gate ? " gate F1 |" : "", has_exact ? "---|" : "", has_gate ? "---|" : "");
+    static const char *kinds[] = {"train", "distill (deployed hard top-k)", "eval", "probe"};
     for (int i = 0; r->arms[i].name; i++) {
         const Arm *a = &r->arms[i];
-        if (!arm_active(a, scale)) continue;
-        fprintf(f, "| %s | %s | %.3f ± %.3f | %.4f ± %.4f | %.3f | ", a->name, kinds[a->kind],
-                st[i].ppl, st[i].ppl_sd, st[i].acc, st[i].acc_sd, st[i].f1);
+        if (!arm_active(a, scale) || a->kind == RUN_PROBE) continue;
+        fprintf(f, "| %s | %s%s%s | %.3f ± %.3f | %.4f ± %.4f | ", a->name, kinds[a->kind],
+                a->kind == RUN_EVAL ? " " : "", a->kind == RUN_EVAL ? a->keys : "", st[i].ppl,
+                st[i].ppl_sd, st[i].acc, st[i].acc_sd);
+        if (has_exact) fprintf(f, "%.4f ± %.4f | ", st[i].exact, st[i].exact_sd);
+        if (has_gate) fprintf(f, "%.3f | ", st[i].f1);
         if (isfinite(a->paper)) fprintf(f, "%.2f | ", a->paper); else fprintf(f, "– | ");
         if (isfinite(a->paper_f1)) fprintf(f, "%.3f |\n", a->paper_f1); else fprintf(f, "– |\n");
     }
@@ -410,6 +496,42 @@ static void report_recipe(FILE *f, const Recipe *r, const Scale *scale, cJSON *r
         cJSON_ArrayForEach(v, g) mx = fmax(mx, fabs(v->valuedouble));
         fprintf(f, "\nGate-gradient norm of the learned hard gate (seed 0, max over layers): %g "
                    "(paper: 0).\n", mx);
+    }
+    // MoE: the learned router's gain over the random one, as a share of the dense FFN's gain.
+    static const char *const moe_sets[][4] = {{"add_dense", "add_moe_learned", "add_moe_random", "addition"},
+                                               {"text_dense", "text_moe_learned", "text_moe_random", "text"}};
+    for (int t = 0; t < 2; t++) {
+        int dd = arm_index(r, moe_sets[t][0]), ml = arm_index(r, moe_sets[t][1]), mr = arm_index(r, moe_sets[t][2]);
+        if (dd < 0 || ml < 0 || mr < 0 || !st[dd].done || !st[ml].done || !st[mr].done) continue;
+        fprintf(f, "\nMoE on %s: share of the random-router → dense-FFN gap captured by the learned "
+                   "router, in perplexity (ppl_random − ppl_learned) / (ppl_random − ppl_dense): **%.1f%%**",
+                moe_sets[t][3], 100 * (st[mr].ppl - st[ml].ppl) / (st[mr].ppl - st[dd].ppl));
+        if (isfinite(st[dd].exact))
+            fprintf(f, "; in exact match (em_learned − em_random) / (em_dense − em_random): **%.1f%%**",
+                    100 * (st[ml].exact - st[mr].exact) / (st[dd].exact - st[mr].exact));
+        fprintf(f, ". Meaningful only when the random → dense gap is well above the seed spread.\n");
+    }
+    int pb = arm_index(r, "mqar_probe");
+    if (pb >= 0 && res[pb][0]) {
+        fprintf(f, "\n| blocks before the probe | key precision | value precision | key precision, "
+                   "random projection |\n|---|---|---|---|\n");
+        const cJSON *kp = cJSON_GetObjectItemCaseSensitive(res[pb][0], "key_precision");
+        for (int d = 0; d < cJSON_GetArraySize(kp); d++) {
+            double v[3] = {0};
+            static const char *keys3[] = {"key_precision", "value_precision", "projected_key_precision"};
+            for (int j = 0; j < 3; j++) {
+                int n = 0;
+                for (int s2 = 0; s2 < 100 && res[pb][s2]; s2++, n++)
+                    v[j] += cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res[pb][s2], keys3[j]), d)->valuedouble;
+                v[j] /= n;
+            }
+            fprintf(f, "| %d | %.4f | %.4f | %.4f |\n", d, v[0], v[1], v[2]);
+        }
+        double bl = 0;
+        int n = 0;
+        for (int s2 = 0; s2 < 100 && res[pb][s2]; s2++, n++) bl += num(res[pb][s2], "bloom_precision");
+        fprintf(f, "\nBloom-filter index: %.4f. (Mean over seeds; the paper: one layer 98.4%%, zero "
+                   "layers 1.2%%, random projections 2.6%%, Bloom filter 90.9%%.)\n", bl / n);
     }
     int has_gradient = 0;
     for (int i = 0; r->arms[i].name; i++) has_gradient |= !strncmp(r->arms[i].name, "learned_top", 11);

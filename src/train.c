@@ -195,8 +195,12 @@ int cmd_train(int argc, char **argv) {
             eval_result_write_json(metrics, &ev, c.n_layer);
             diagnostics_write_moe_json(metrics, &m);
             fprintf(metrics, "}\n");
-            fprintf(log, "eval step %lld | val loss %.4f | ppl %.3f | accuracy %.4f\n",
+            fprintf(log, "eval step %lld | val loss %.4f | ppl %.3f | accuracy %.4f",
                     (long long)st.step, ev.loss, ev.ppl, ev.accuracy);
+            if (ev.has_classes)
+                fprintf(log, " | exact %.4f (carry %.4f, no carry %.4f)", ev.exact_match,
+                        ev.exact_by_class[1], ev.exact_by_class[0]);
+            fprintf(log, "\n");
             fflush(log);
         }
         fflush(metrics);

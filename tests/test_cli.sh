@@ -141,7 +141,10 @@ want={'exp1':{'dense','soft_learned','soft_random'},'exp2':{'hard_learned','hard
  'posthoc':{'dense','posthoc_learned','posthoc_random','random_hard_k','kl_k','kl_2k','kl_4k','oracle_k'},
  'capacity':{'dense'}|{f'{l}_g{g}_{k}' for l,g in (('bce',32),('bce',64),('bce',128),('kl',32)) for k in ('k','2k','4k')},
  'gradient':{'dense','posthoc_learned','posthoc_random','learned_topL','random_topL'},
- 'concentration':{'dense'}}
+ 'concentration':{'dense'},
+ 'moe-random':{'add_dense','add_moe_learned','add_moe_random','add_moe_hash','add_moe_control'},
+ 'ffn-sparsity':{'add_dense','add_swiglu','add_moe_learned','add_moe_random'}|{f'{m}_no_{s}' for m in ('add_dense','add_swiglu','add_moe_learned','add_moe_random') for s in ('attn','ffn')},
+ 'routing-precision':{'mqar_dense','mqar_probe'}}
 got={}
 for r in R: got.setdefault(r['recipe'],set()).add(r['arm']); assert r['result'] is not None, r
 assert got==want, got
@@ -151,7 +154,7 @@ for a in ('distill_dense','distill_soft','kl_k'): assert by[a]['result']['hard_v
 assert by['oracle_k']['keys']=='--attn=oracle --k=4' and by['kl_4k']['keys']=='--loss=kl --k=16'
 assert by['random_topL']['keys'].endswith('--train=all') and by['posthoc_learned']['result']['steps']==8"
 check "repro all: one run per arm name (shared runs are skipped, not re-run)" \
-    [ "$(grep -c 'training$' "$TMP/rp3.log")" -eq 9 ]
+    [ "$(grep -c 'training$' "$TMP/rp3.log")" -eq 16 ]
 for section in "## Summary" "| oracle top-k | oracle_k |" "| distill_soft | distill .* | 601.60 | 0.804 |" \
     "Share of the random → dense gap" "Share of the random → oracle gap" "| layers unfrozen |" \
     "| layer | top-k mass | entropy ratio |" "## capacity"; do
@@ -171,6 +174,43 @@ $RL repro exp4 --scale=tiny --seeds=2 --steps=8 --eval_batches=1 --out="$TMP/rp4
 check "repro exp4: fixed masks differ per seed" python3 -c "
 import json; R=[r for r in json.load(open('$TMP/rp4/results.json')) if r['arm']=='stoch_deploy_fixed']
 assert len(R)==2 and R[0]['keys']!=R[1]['keys'] and R[0]['result']['kept_fraction'][0]<1"
+
+# --- FFN variants, MoE, addition, probe (issue 6) ---------------------------------------------
+$RL repro moe-random,ffn-sparsity,routing-precision --scale=tiny --seeds=2 --steps=10 --out="$TMP/rm" \
+    >"$TMP/rm.log" 2>&1 || bad "repro moe recipes tiny: $(tail -3 "$TMP/rm.log")"
+check "repro moe-random/ffn-sparsity/routing-precision: every arm, both seeds" python3 -c "
+import json; R=json.load(open('$TMP/rm/results.json'))
+arms={(r['recipe'],r['arm']) for r in R}
+assert len(R)==2*len(arms) and all(r['result'] is not None for r in R), [r['arm'] for r in R if r['result'] is None]
+mr={a for (rc,a) in arms if rc=='moe-random'}
+assert mr=={'add_dense','add_moe_learned','add_moe_random','add_moe_hash','add_moe_control'}, mr  # no text at tiny
+by={(r['arm'],r['seed']): r['result'] for r in R}
+for a in ('add_dense','add_moe_learned','add_dense_no_ffn'): assert 0<=by[(a,0)]['exact_match']<=1 and len(by[(a,0)]['digit_accuracy'])==3
+assert len(by[('add_moe_hash',1)]['expert_util'][0])==4 and by[('add_moe_hash',1)]['router_entropy'][0] is None
+assert by[('add_moe_learned',0)]['router_entropy'][0]>0
+p=by[('mqar_probe',0)]; assert len(p['key_precision'])==3 and 0<=p['bloom_precision']<=1"
+for section in "MoE on addition: share of the random-router" "| add_dense_no_ffn | eval --ablate=ffn:0 |" \
+    "| blocks before the probe |" "Bloom-filter index"; do
+    check "repro moe report: $section" grep -q -- "$section" "$TMP/rm/report.md"
+done
+$RL train --data=addition --add_digits=2 --seq_len=8 --vocab_size=13 --n_layer=1 --d_model=32 --n_head=2 \
+    --d_ff=64 --ffn=moe --n_expert=4 --top_experts=2 --capacity_factor=1.0 --aux_loss=0.01 --batch=16 \
+    --steps=5 --eval_batches=0 --mqar_eval_examples=40 --log_every=1 --out="$TMP/add" >"$TMP/add.log" 2>&1 ||
+    bad "train addition moe: $(tail -2 "$TMP/add.log")"
+check "training lines log MoE utilisation, router entropy, drops and the aux loss" python3 -c "
+import json; L=[json.loads(l) for l in open('$TMP/add/metrics.jsonl')]
+t=[l for l in L if 'loss' in l]; e=[l for l in L if 'val_loss' in l]
+assert len(t)==5 and all(abs(sum(l['expert_util'][0])-1)<1e-3 and l['aux_loss']>0 and 0<=l['dropped'][0]<1 for l in t)
+assert e and 'exact_match_carry' in e[-1] and e[-1]['carry_examples']+e[-1]['no_carry_examples']==40"
+check "log line shows exact match by carry" grep -q "exact .*(carry .*, no carry" "$TMP/add.log"
+check "eval --ablate=attn:0 runs" $RL eval --ckpt="$TMP/add" --ablate=attn:0 --json >/dev/null
+expect_error "ablate in training" "evaluation only" $RL train $TINY --ablate=ffn:0 --steps=1
+expect_error "bad ablate spec" "key 'ablate'" $RL eval --ckpt="$TMP/add" --ablate=mlp:0
+expect_error "unknown ffn kind" "unknown kind 'moe2'" $RL train $TINY --ffn=moe2
+expect_error "top_experts above n_expert" "exceeds 'n_expert'" $RL train $TINY --ffn=moe --n_expert=1 --top_experts=2
+expect_error "addition seq_len too short" "needs seq_len >= 8" $RL train --data=addition --add_digits=2 --seq_len=6 --vocab_size=13
+expect_error "addition vocab too small" "vocab_size >= 13" $RL train --data=addition --add_digits=2 --seq_len=8 --vocab_size=12
+expect_error "probe on a non-MQAR model" "needs an MQAR model" $RL probe --ckpt="$TMP/add"
 
 # --- bad input -------------------------------------------------------------------------------
 expect_error "config typo" "unknown config key 'n_layers'.*did you mean 'n_layer'" $RL train --n_layers=2

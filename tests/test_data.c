@@ -8,6 +8,7 @@
 
 #include "check.h"
 #include "common.h"
+#include "addition.h"
 #include "dataset.h"
 #include "mqar.h"
 #include "shard.h"
@@ -375,6 +376,75 @@ static void test_errors(void) {
     expect_fatal(validate, &zero_alpha, "mqar_alpha", "alpha of 0");
 }
 
+// ----------------------------------------------------------------------------- addition
+// Decodes an example back to (a, b, answer digits) and checks the sum, the layout, the scored
+// positions, the carry flag, both answer orders, determinism and train/test disjointness.
+static void test_addition(void) {
+    for (int msd = 0; msd < 2; msd++) {
+        AdditionSpec s = {.seq_len = 14, .vocab_size = 13, .digits = 3, .msd_first = msd};
+        int32_t in[14], tg[14], in2[14], tg2[14];
+        int layout_ok = 1, sum_ok = 1, carry_ok = 1, scored_ok = 1, det_ok = 1, carries = 0;
+        for (int i = 0; i < 300; i++) {
+            int test = i % 2, c = addition_example(&s, 42, test, (uint64_t)i, in, tg);
+            addition_example(&s, 42, test, (uint64_t)i, in2, tg2);
+            det_ok &= !memcmp(in, in2, sizeof in) && !memcmp(tg, tg2, sizeof tg);
+            layout_ok &= in[3] == ADD_PLUS && in[7] == ADD_EQUALS && in[12] == ADD_PAD && in[13] == ADD_PAD;
+            int a = in[0] * 100 + in[1] * 10 + in[2], b = in[4] * 100 + in[5] * 10 + in[6];
+            int sum = a + b, got = 0, scored = 0;
+            for (int t = 0; t < 14; t++) scored += tg[t] >= 0;
+            scored_ok &= scored == 4 && tg[6] < 0 && tg[7] >= 0 && tg[10] >= 0 && tg[11] < 0;
+            for (int j = 0; j < 4; j++) {  // answer token j sits at input 8 + j = target of 7 + j
+                int d = tg[7 + j], place = msd ? 3 - j : j;
+                int p10 = place == 0 ? 1 : place == 1 ? 10 : place == 2 ? 100 : 1000;
+                got += d * p10;
+                if (j < 3) layout_ok &= in[8 + j] == d;
+            }
+            sum_ok &= got == sum;
+            int needs = (a % 10 + b % 10 >= 10) || ((a / 10) % 10 + (b / 10) % 10 + (a % 10 + b % 10 >= 10) >= 10) ||
+                        sum >= 1000 || (a % 100 + b % 100 >= 100);
+            carry_ok &= c == needs;
+            carries += c;
+        }
+        CHECK(det_ok, "addition (%s): examples are deterministic", msd ? "msd" : "lsd");
+        CHECK(layout_ok, "addition (%s): a + b = answer, padding after", msd ? "msd" : "lsd");
+        CHECK(sum_ok, "addition (%s): the scored digits spell a + b", msd ? "msd" : "lsd");
+        CHECK(scored_ok, "addition (%s): exactly the 4 answer digits are scored", msd ? "msd" : "lsd");
+        CHECK(carry_ok && carries > 50 && carries < 290, "addition (%s): carry flag right (%d of 300 carry)",
+              msd ? "msd" : "lsd", carries);
+    }
+    // Train and test never share a pair (2-digit operands: 10,000 pairs, ~1,000 in test).
+    AdditionSpec s = {.seq_len = 8, .vocab_size = 13, .digits = 2};
+    static unsigned char seen[2][10000];
+    int32_t in[8], tg[8];
+    for (int split = 0; split < 2; split++)
+        for (int i = 0; i < 5000; i++) {
+            addition_example(&s, 7 + split, split, (uint64_t)i, in, tg);
+            seen[split][(in[0] * 10 + in[1]) * 100 + in[3] * 10 + in[4]] = 1;
+        }
+    int shared = 0, n_test = 0;
+    for (int p = 0; p < 10000; p++) shared += seen[0][p] && seen[1][p], n_test += seen[1][p];
+    CHECK(shared == 0 && n_test > 600 && n_test < 1100, "addition: train and test disjoint (%d shared; "
+          "%d test pairs seen)", shared, n_test);
+    // the dataset: test windows are the test stream, classes are the carry flag
+    Config c;
+    config_defaults(&c);
+    config_set(&c, "data", "addition", "test"), config_set(&c, "seq_len", "8", "test");
+    config_set(&c, "vocab_size", "13", "test"), config_set(&c, "add_digits", "2", "test");
+    config_set(&c, "mqar_eval_examples", "50", "test");
+    config_resolve(&c);
+    DataSpec spec = dataspec_from_config(&c);
+    Dataset *val = dataset_open(&spec, SPLIT_VAL);
+    int ok = dataset_num_windows(val) == 50;
+    for (size_t w = 0; w < 50; w++) {
+        int32_t i2[8], t2[8];
+        dataset_window(val, w, in, tg);
+        int cls = addition_example(&s, spec.seed, 1, w, i2, t2);
+        ok &= !memcmp(in, i2, sizeof in) && dataset_window_class(val, w) == cls;
+    }
+    CHECK(ok, "addition dataset: windows and classes are the test stream's");
+    dataset_free(val);
+}
+
 int main(void) {
     snprintf(shard_dir, sizeof shard_dir, "/tmp/routelab_test_data_XXXXXX");
     if (!mkdtemp(shard_dir)) fatal("test: cannot create a temporary directory");
@@ -383,6 +453,7 @@ int main(void) {
     test_mqar_dataset();
     test_shards();
     test_errors();
+    test_addition();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", shard_dir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", shard_dir);
