@@ -5,7 +5,7 @@ CC      = gcc
 BLASDIR = /usr/lib/x86_64-linux-gnu/openblas-openmp
 CFLAGS  = -std=c11 -O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-parameter -g \
           -D_GNU_SOURCE -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp
-LDLIBS  = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lpcre2-8 -lcjson -linih -lm
+LDLIBS  = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -ldnnl -lpcre2-8 -lcjson -linih -lm
 SRC     = $(wildcard src/*.c)
 LIBOBJ  = $(patsubst src/%.c,build/%.o,$(filter-out src/main.c,$(SRC)))
 TESTS   = $(patsubst tests/%.c,build/%,$(wildcard tests/test_*.c))
@@ -55,12 +55,13 @@ data-kjv: deps routelab
 	./routelab tokenizer-train --input=data/kjv.txt --vocab_size=8192 --out=data/kjv-8k.bpe
 	./routelab prepare --input=data/kjv.txt --tokenizer=data/kjv-8k.bpe --out=data/kjv-8k
 
-# routelab vs the PyTorch twin on the same cores (QUICK=1: one row). Needs Debian's python3-torch.
+# routelab vs the PyTorch twin on the same cores (QUICK=1: one row, fp32; PRECISIONS=fp32,bf16
+# to choose). Needs Debian's python3-torch.
 bench: deps routelab
 	@/usr/bin/python3 -c "import torch" 2>/dev/null || { [ "$$(id -u)" = 0 ] && \
 	  apt-get install -y -qq python3-torch python3-numpy >/dev/null; } || \
 	  { echo "routelab: run: sudo apt-get install -y python3-torch python3-numpy" >&2; exit 1; }
-	/usr/bin/python3 bench/bench.py $(if $(QUICK),--quick)
+	/usr/bin/python3 bench/bench.py $(if $(QUICK),--quick) $(if $(PRECISIONS),--precisions $(PRECISIONS))
 
 # Heavier acceptance checks: MQAR accuracy, WikiText training, distillation (~10 min).
 check-long: deps routelab

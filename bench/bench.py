@@ -5,7 +5,10 @@ same thread count, in turns A B A B after warm-up, the peer in its best setting
 model FLOP rate as a share of the sgemm ceiling measured in the same run, peak memory, and
 routelab's per-operation breakdown; writes bench/results.json.
 
-    /usr/bin/python3 bench/bench.py [--quick] [--repeats 2] [--steps 5] [--warmup 2]
+    /usr/bin/python3 bench/bench.py [--quick] [--precisions fp32,bf16] [--repeats 2] [--steps 5]
+
+Each row runs in turns: routelab in every precision asked for, then the peer (fp32, its best),
+repeated; the ratio of each precision is against the peer's median of the same row.
 """
 import argparse
 import json
@@ -38,7 +41,10 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precisions", default=None,
+                    help="routelab precisions, comma-separated (default fp32,bf16; --quick: fp32)")
     args = ap.parse_args()
+    precisions = (args.precisions or ("fp32" if args.quick else "fp32,bf16")).split(",")
     if not os.path.exists(PEER):
         sys.exit(f"bench: the PyTorch peer {PEER} is missing (it lives in ../shared/bench)")
     rl = os.path.join(ROOT, "routelab")
@@ -46,41 +52,46 @@ def main():
     sgemm = [run_json([rl, "bench", "--sgemm", "--threads=%d" % args.threads])["sgemm_gflops"]]
     rows, breakdowns = [], []
     for config, mode, batch in (ROWS_QUICK if args.quick else ROWS_FULL):
-        ours, peer = [], []
+        ours, peer = {p: [] for p in precisions}, []
         for _ in range(args.repeats):
-            ours.append(run_json([rl, "bench", "--config=" + config, "--mode=" + mode,
-                                  "--batch=%d" % batch] + common))
+            for prec in precisions:
+                ours[prec].append(run_json([rl, "bench", "--config=" + config, "--mode=" + mode,
+                                            "--batch=%d" % batch, "--precision=" + prec] + common))
             peer.append(run_json(["/usr/bin/python3", PEER, "--config", config, "--mode", mode,
                                   "--batch", str(batch), "--steps", str(args.steps),
                                   "--warmup", str(args.warmup), "--threads", str(args.threads)]))
-        r_tok = statistics.median(o["tok_s"] for o in ours)
         p_tok = statistics.median(p["tok_s"] for p in peer)
-        gflops = statistics.median(o["gflops_model"] for o in ours)
-        row = dict(config=config, mode=mode, batch=batch, precision="fp32",
-                   routelab_tok_s=round(r_tok, 1), pytorch_tok_s=round(p_tok, 1),
-                   ratio=round(r_tok / p_tok, 3),
-                   routelab_peak_mib=round(max(o["peak_rss_mib"] for o in ours), 1),
-                   pytorch_peak_mib=round(max(p["peak_rss_mib"] for p in peer), 1),
-                   routelab_gflops=round(gflops, 1), pytorch_version=peer[0].get("torch_version"),
-                   threads=args.threads)
-        rows.append(row)
-        breakdowns.append((config, mode, batch, ours[-1]["ops_s_per_step"], ours[-1]["step_s_median"]))
-        print(f"{config:6s} {mode:13s} B={batch:<3d} routelab {r_tok:8.0f} tok/s  pytorch "
-              f"{p_tok:8.0f} tok/s  ratio {r_tok / p_tok:5.2f}  {gflops:6.1f} GFLOP/s  "
-              f"peak MiB {row['routelab_peak_mib']:.0f} vs {row['pytorch_peak_mib']:.0f}", flush=True)
+        for prec in precisions:
+            o = ours[prec]
+            r_tok = statistics.median(x["tok_s"] for x in o)
+            gflops = statistics.median(x["gflops_model"] for x in o)
+            row = dict(config=config, mode=mode, batch=batch, precision=prec,
+                       routelab_tok_s=round(r_tok, 1), pytorch_tok_s=round(p_tok, 1),
+                       ratio=round(r_tok / p_tok, 3),
+                       routelab_peak_mib=round(max(x["peak_rss_mib"] for x in o), 1),
+                       pytorch_peak_mib=round(max(p["peak_rss_mib"] for p in peer), 1),
+                       routelab_gflops=round(gflops, 1), pytorch_version=peer[0].get("torch_version"),
+                       threads=args.threads)
+            rows.append(row)
+            breakdowns.append((config, mode, batch, prec, o[-1]["ops_s_per_step"], o[-1]["step_s_median"]))
+            print(f"{config:6s} {mode:13s} B={batch:<3d} {prec:4s} routelab {r_tok:8.0f} tok/s  pytorch "
+                  f"{p_tok:8.0f} tok/s  ratio {r_tok / p_tok:5.2f}  {gflops:6.1f} GFLOP/s  "
+                  f"peak MiB {row['routelab_peak_mib']:.0f} vs {row['pytorch_peak_mib']:.0f}", flush=True)
     sgemm.append(run_json([rl, "bench", "--sgemm", "--threads=%d" % args.threads])["sgemm_gflops"])
     ceiling = statistics.median(sgemm)
     print(f"\nsgemm ceiling (2048^3, {args.threads} threads, measured in this run): {ceiling:.1f} GFLOP/s")
-    print(f"{'config':6s} {'mode':13s} {'B':>3s} {'routelab':>9s} {'pytorch':>9s} {'ratio':>6s} "
+    print(f"{'config':6s} {'mode':13s} {'B':>3s} {'prec':4s} {'routelab':>9s} {'pytorch':>9s} {'ratio':>6s} "
           f"{'% sgemm':>8s} {'MiB':>6s} {'peer MiB':>8s}")
     for r in rows:
         r["sgemm_gflops"] = ceiling
         r["percent_of_sgemm"] = round(100 * r["routelab_gflops"] / ceiling, 1)
-        print(f"{r['config']:6s} {r['mode']:13s} {r['batch']:3d} {r['routelab_tok_s']:9.0f} "
+        print(f"{r['config']:6s} {r['mode']:13s} {r['batch']:3d} {r['precision']:4s} {r['routelab_tok_s']:9.0f} "
               f"{r['pytorch_tok_s']:9.0f} {r['ratio']:6.2f} {r['percent_of_sgemm']:7.1f}% "
               f"{r['routelab_peak_mib']:6.0f} {r['pytorch_peak_mib']:8.0f}")
-    for config, mode, batch, ops, step in breakdowns[:1] + [b for b in breakdowns[1:] if b[1] == "soft"][:1]:
-        print(f"\nroutelab step breakdown, {config} {mode} B={batch} (median step {step:.3f} s):")
+    shown = [b for b in breakdowns if b[1] == "dense"][:len(precisions)] + \
+        [b for b in breakdowns if b[1] == "soft"][:1]
+    for config, mode, batch, prec, ops, step in shown:
+        print(f"\nroutelab step breakdown, {config} {mode} B={batch} {prec} (median step {step:.3f} s):")
         for name, s in sorted(ops.items(), key=lambda kv: -kv[1]):
             print(f"  {name:40s} {s:8.4f} s  {100 * s / step:5.1f}%")
     with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:

@@ -128,12 +128,12 @@ int cmd_bench(int argc, char **argv) {
     double flops_tok = 6 * n_nonemb + 6 * d * V + 12 * L * T * d;
     printf("{\"tok_s\": %.2f, \"step_s_median\": %.4f, \"peak_rss_mib\": %.1f, \"threads\": %d, "
            "\"config\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"n_layer\": %d, \"d_model\": %d, "
-           "\"seq_len\": %d, \"vocab_size\": %d, \"k\": %s, \"precision\": \"fp32\", \"steps\": %d, "
+           "\"seq_len\": %d, \"vocab_size\": %d, \"k\": %s, \"precision\": \"%s\", \"steps\": %d, "
            "\"warmup\": %d, \"fwd_s_median\": %.4f, \"bwd_s_median\": %.4f, \"opt_s_median\": %.4f, "
            "\"flops_per_token_model\": %.0f, \"gflops_model\": %.1f, \"loss_first\": %.4f, "
            "\"loss_last\": %.4f, \"ops_s_per_step\": {",
            N / med, med, peak_rss_bytes() / 1048576.0, omp_get_max_threads(), preset, c.attn, B,
-           c.n_layer, c.d_model, T, c.vocab_size, c.k, steps, warmup, median(fwd, steps),
+           c.n_layer, c.d_model, T, c.vocab_size, c.k, c.precision, steps, warmup, median(fwd, steps),
            median(bwd, steps), median(opt, steps), flops_tok, flops_tok * N / med / 1e9, loss_first,
            loss_last);
     double accounted = 0.0;

@@ -77,6 +77,8 @@ static const ConfigKey KEYS[] = {
     K(init, KEY_STR, "",
       "start from the weights of this checkpoint (run dir or file), optimizer fresh; gates of "
       "another d_g keep their own init"),
+    K(precision, KEY_STR, "fp32", "matrix products: fp32 | bf16 (bf16 operands, fp32 accumulation, "
+      "fp32 master weights and optimizer; attention products stay fp32)"),
     K(ablate, KEY_STR, "", "evaluation only: replace sublayer outputs by their mean over the batch's "
       "positions, e.g. attn:0, ffn:1, attn:0+ffn:0 (all: every layer)"),
     K(eval_every, KEY_INT, "200", "evaluate every N steps (0 = only at the end)"),
@@ -300,6 +302,9 @@ void config_resolve(Config *c) {
             "keys 'beta1'/'beta2' must be in [0, 1)");
     REQUIRE(c->attn_bias == 0 || c->attn_bias == 1, "key 'attn_bias' must be 0 or 1");
     REQUIRE(c->tie_embeddings == 0 || c->tie_embeddings == 1, "key 'tie_embeddings' must be 0 or 1");
+    if (!strcmp(c->precision, "fp32")) c->bf16 = 0;
+    else if (!strcmp(c->precision, "bf16")) c->bf16 = 1;
+    else fatal("key 'precision' must be fp32 or bf16, got '%s'", c->precision);
     if (strcmp(c->gelu, "erf") == 0) c->gelu_kind = GELU_ERF;
     else if (strcmp(c->gelu, "tanh") == 0) c->gelu_kind = GELU_TANH;
     else fatal("key 'gelu' must be erf or tanh, got '%s'", c->gelu);

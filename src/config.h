@@ -49,6 +49,7 @@ typedef struct {
     char train[STR_LEN];       // what is trainable (see freeze.c)
     char ablate[STR_LEN];      // evaluation: sublayer outputs replaced by their mean
     char init[STR_LEN];        // start from this checkpoint's weights (fresh optimizer)
+    char precision[STR_LEN];   // fp32 | bf16 (the large matrix products)
     int eval_every, eval_batches, ckpt_every, log_every, stop_after, threads;
     // data
     char data[STR_LEN];
@@ -60,6 +61,7 @@ typedef struct {
 
     // ---- derived by config_resolve(), not keys ----
     GeluKind gelu_kind;
+    int bf16;                  // precision == bf16
     TopkScope scope;
     GateGrad gate_grad_kind;
     AttnMode mode[MAX_LAYERS];

@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "freeze.h"
+#include "gemm_bf16.h"
 #include "ops.h"
 #include "profile.h"
 
@@ -36,6 +37,9 @@ void model_build(Model *m, const Config *c) {
     m->adam_t = xcalloc((size_t)m->table.count, sizeof(long));
     m->nthreads = omp_get_max_threads();
     model_apply_trainable(m);
+    if (c->bf16 && !gemm_bf16_available())
+        fatal("precision=bf16: oneDNN has no bf16 matmul for this CPU (it needs AVX-512); pass "
+              "--precision=fp32");
 }
 
 static void free_acts(Model *m) {
@@ -273,6 +277,7 @@ double model_forward(Model *m, const int *inputs, const int *targets, int B, int
     const Config *c = &m->cfg;
     if (T > c->seq_len) fatal("sequence of %d tokens is longer than seq_len %d", T, c->seq_len);
     ensure_acts(m, B, T);
+    ops_set_precision(c->bf16);
     size_t N = (size_t)B * T;
     int C = c->d_model, V = c->vocab_size, GW = c->n_head * c->d_g;
     float p = m->training ? c->dropout : 0.0f;
@@ -358,6 +363,7 @@ void model_backward(Model *m, float grad_scale) {
     const Config *c = &m->cfg;
     ASSERT(m->acts && m->n_scored > 0);
     if (c->ablate[0]) fatal("key 'ablate' is for evaluation only (routelab eval --ablate=...)");
+    ops_set_precision(c->bf16);
     int B = m->B, T = m->T, C = c->d_model, V = c->vocab_size;
     int GW = c->n_head * c->d_g;
     size_t N = (size_t)B * T;

@@ -8,11 +8,19 @@
 #include <string.h>
 
 #include "common.h"
+#include "gemm_bf16.h"
+
+static int matmul_bf16;  // precision of matmul_forward/backward (ops_set_precision)
+
+void ops_set_precision(int bf16) { matmul_bf16 = bf16; }
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                     size_t N, int C, int OC) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, OC, C, 1.0f, inp, C, weight, C,
-                0.0f, out, OC);
+    if (matmul_bf16)
+        gemm_bf16(0, 1, (int)N, OC, C, inp, C, weight, C, out, OC, 0);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, OC, C, 1.0f, inp, C, weight, C,
+                    0.0f, out, OC);
     if (!bias) return;
 #pragma omp parallel for schedule(static)
     for (size_t n = 0; n < N; n++) {
@@ -42,12 +50,17 @@ void column_sum_accumulate(float *out, const float *x, size_t N, int C) {
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, size_t N, int C, int OC,
                      int accumulate_dinp) {
-    if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, C, OC, 1.0f, dout, OC,
-                    weight, C, accumulate_dinp ? 1.0f : 0.0f, dinp, C);
-    if (dweight)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, (int)N, 1.0f, dout, OC, inp,
-                    C, 1.0f, dweight, C);
+    if (matmul_bf16) {
+        if (dinp) gemm_bf16(0, 0, (int)N, C, OC, dout, OC, weight, C, dinp, C, accumulate_dinp);
+        if (dweight) gemm_bf16(1, 0, OC, C, (int)N, dout, OC, inp, C, dweight, C, 1);
+    } else {
+        if (dinp)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, C, OC, 1.0f, dout, OC,
+                        weight, C, accumulate_dinp ? 1.0f : 0.0f, dinp, C);
+        if (dweight)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, (int)N, 1.0f, dout, OC, inp,
+                        C, 1.0f, dweight, C);
+    }
     if (dbias) column_sum_accumulate(dbias, dout, N, OC);
 }
 

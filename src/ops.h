@@ -9,6 +9,10 @@
 
 #include "config.h"
 
+// Precision of the matmul products below: 0 = fp32 (OpenBLAS sgemm), 1 = bf16 operands with
+// fp32 accumulation (gemm_bf16.h). The model sets it from its config before each pass.
+void ops_set_precision(int bf16);
+
 // out = inp W^T + b.  out (N,OC), inp (N,C), weight (OC,C), bias (OC) or NULL
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                     size_t N, int C, int OC);
