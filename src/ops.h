@@ -46,6 +46,31 @@ void residual_forward(float *out, const float *a, const float *b, size_t n);
 // so backward regenerates the same mask from (key, i) without storing it. In place.
 void dropout_apply(float *x, size_t n, float p, unsigned long long key);
 
+// exp(x) for x <= 0, written so that gcc vectorises loops over it (libm's expf is scalar
+// without -ffast-math): Cephes' range reduction and degree-6 polynomial, within 1 ulp of expf
+// on [-87, 0]; results below 2^-126 (x < -87.3) flush to 0. Branch-free on purpose: a
+// comparison-select on floats stops the vectoriser.
+static inline float exp_nonpositive(float x) {
+    float y = x * 1.44269504088896341f + 0.5f;
+    int ni = (int)y;
+    ni -= (float)ni > y;  // floor(y): truncation and a fix-up (floorf does not vectorise)
+    float n = (float)ni;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int e = ni + 127;
+    e &= -(e > 0);  // below 2^-126: exponent 0, so 2^n reads as 0
+    int bits = e << 23;
+    float two_n;
+    __builtin_memcpy(&two_n, &bits, sizeof two_n);  // 2^n by a bit cast
+    return p * two_n;
+}
+
 // Cross-entropy with ignore index. losses (N): per-position NLL (0 where ignored); lse (N): each
 // row's log-sum-exp, saved so backward needs one pass over V; returns the sum of NLL over scored
 // positions and *n_scored. logits (N,V), targets (N), -1 = ignore.
