@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "ops.h"
 
 // ----------------------------------------------------------------------------- the table
 static const RouteRule ROUTES[ATTN_NUM_MODES] = {
@@ -118,7 +119,12 @@ void attention_gate_scores(float *G, const float *gq, const float *gk, int b, in
                 q, W, k, W, 0.0f, G, T);
 }
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// sigmoid(x), branch-free so that loops over it vectorise (exp of -|x| never overflows).
+static inline float sigmoid_vec(float x) {
+    float neg = (float)(x < 0.0f), t = exp_nonpositive(-fabsf(x));
+    return (1.0f - neg + neg * t) / (1.0f + t);
+}
 
 // Keys query i keeps (keep[0..T), zero beyond i), by the mode's keep rule.
 void attention_keep_row(unsigned char *keep, int i, int b, int h, const float *S, const float *G,
@@ -175,26 +181,37 @@ static void weights_row(float *W, float *saveS, float *saves, float *lse, const 
     int T = a->T;
     GateUse use = route_rule(a->mode)->gate;
     int ste = use == GATE_RANKS_ONLY && a->gate_grad == GATE_GRAD_STE;
-    float mx = -INFINITY;
+    float mx = -INFINITY, inv_tau = 1.0f / a->tau;
+    if (use == GATE_ON_LOGITS)
+        for (int j = 0; j <= i; j++) saves[j] = sigmoid_vec(G[j] * inv_tau);
     for (int j = 0; j <= i; j++) {
-        if (!keep[j]) continue;
-        float z = S[j];
-        if (use == GATE_ON_LOGITS) {
-            float s = sigmoidf(G[j] / a->tau);
-            saves[j] = s;
-            z *= s;
+        float z = 0.0f;  // every visible entry is written: the exp loop below reads them all
+        if (keep[j]) {
+            z = use == GATE_ON_LOGITS ? S[j] * saves[j] : S[j];
+            mx = z > mx ? z : mx;
         }
         W[j] = z;
-        mx = z > mx ? z : mx;
     }
+    memset(W + i + 1, 0, (size_t)(T - i - 1) * sizeof(float));
     float sum = 0.0f;
-    for (int j = 0; j < T; j++) {
-        if (j <= i && keep[j]) {
-            W[j] = expf(W[j] - mx);
-            sum += W[j];
-        } else {
-            W[j] = 0.0f;
+    if (mx > -INFINITY) {
+        // Branch-free so gcc vectorises it: a dropped key's exponent is 0 (its W is 0 and
+        // finite) and its weight is multiplied by 0. Partial sums in 16 lanes, fixed order.
+        float lane[16] = {0};
+        int j = 0;
+        for (; j + 16 <= i + 1; j += 16)
+            for (int l = 0; l < 16; l++) {
+                float kf = (float)keep[j + l];
+                float w = exp_nonpositive((W[j + l] - mx) * kf) * kf;
+                W[j + l] = w;
+                lane[l] += w;
+            }
+        for (; j <= i; j++) {
+            float kf = (float)keep[j];
+            W[j] = exp_nonpositive((W[j] - mx) * kf) * kf;
+            lane[0] += W[j];
         }
+        for (int l = 0; l < 16; l++) sum += lane[l];
     }
     if (sum > 0.0f) {  // a row with no kept key (topk_scope=all) stays all zero
         float inv = 1.0f / sum;
@@ -205,12 +222,12 @@ static void weights_row(float *W, float *saveS, float *saves, float *lse, const 
     } else if (use == GATE_ON_PROBS) {
         memcpy(saveS, W, (size_t)T * sizeof(float));  // P, the dense causal softmax
         for (int j = 0; j <= i; j++) {
-            saves[j] = sigmoidf(G[j] / a->tau);
+            saves[j] = sigmoid_vec(G[j] * inv_tau);
             W[j] *= saves[j];
         }
     } else if (ste) {
         memcpy(saveS, S, (size_t)T * sizeof(float));
-        for (int j = 0; j <= i; j++) saves[j] = sigmoidf(G[j] / a->tau);
+        for (int j = 0; j <= i; j++) saves[j] = sigmoid_vec(G[j] * inv_tau);
         *lse = sum > 0.0f ? mx + logf(sum) : -INFINITY;
     }
 }
