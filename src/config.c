@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <ini.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,7 +293,7 @@ void config_resolve(Config *c) {
     REQUIRE(c->vocab_size >= 2, "key 'vocab_size' must be at least 2, got %d", c->vocab_size);
     REQUIRE(c->d_g >= 1, "key 'd_g' must be positive, got %d", c->d_g);
     REQUIRE(c->dropout >= 0 && c->dropout < 1, "key 'dropout' must be in [0, 1), got %g", c->dropout);
-    REQUIRE(c->tau > 0, "key 'tau' must be positive, got %g", c->tau);
+    REQUIRE(c->tau >= 1e-6f && isfinite(c->tau), "key 'tau' must be a number >= 1e-6, got %g", c->tau);
     REQUIRE(c->batch >= 1, "key 'batch' must be positive, got %d", c->batch);
     REQUIRE(c->grad_accum >= 1, "key 'grad_accum' must be positive, got %d", c->grad_accum);
     REQUIRE(c->steps >= 0, "key 'steps' must be >= 0, got %d", c->steps);
@@ -340,7 +341,8 @@ void config_resolve(Config *c) {
             c->top_experts);
     REQUIRE(c->top_experts <= c->n_expert, "key 'top_experts' (%d) exceeds 'n_expert' (%d)",
             c->top_experts, c->n_expert);
-    REQUIRE(c->capacity_factor >= 0, "key 'capacity_factor' must be >= 0, got %g", c->capacity_factor);
+    REQUIRE(c->capacity_factor >= 0 && c->capacity_factor <= 1000,
+            "key 'capacity_factor' must be in [0, 1000] (0 = no limit), got %g", c->capacity_factor);
     REQUIRE(c->aux_loss >= 0, "key 'aux_loss' must be >= 0, got %g", c->aux_loss);
     REQUIRE(c->d_expert >= 0, "key 'd_expert' must be >= 0, got %d", c->d_expert);
     REQUIRE(c->moe_dense_control == 0 || c->moe_dense_control == 1, "key 'moe_dense_control' must be 0 or 1");
@@ -353,7 +355,7 @@ void config_resolve(Config *c) {
         const char *num = set ? strchr(it, ':') + 1 : NULL;
         char *end = NULL;
         long l = num && strcmp(num, "all") ? strtol(num, &end, 10) : -1;
-        if (!set || (l < 0 && strcmp(num, "all")) || (end && *end) || l >= c->n_layer)
+        if (!set || (l < 0 && strcmp(num, "all")) || (end && (*end || end == num)) || l >= c->n_layer)
             fatal("key 'ablate': expected attn:L or ffn:L (L in 0..%d or all) joined by +, got '%s'",
                   c->n_layer - 1, it);
         for (int i = 0; i < c->n_layer; i++) if (l < 0 || i == l) set[i] = 1;
@@ -371,8 +373,9 @@ void config_resolve(Config *c) {
     else if (!strcmp(c->router, "hash")) router = ROUTER_HASH;
     else fatal("key 'router' must be learned, random or hash, got '%s'", c->router);
     int d_expert = c->d_expert ? c->d_expert : c->d_ff / c->n_expert;
-    REQUIRE(d_expert >= 1, "d_ff / n_expert is 0: set key 'd_expert'");
     resolve_per_layer(c, "ffn", c->ffn, vals);
+    for (int l = 0; l < c->n_layer; l++)
+        REQUIRE(strcmp(vals[l], "moe") || d_expert >= 1, "d_ff / n_expert is 0: set key 'd_expert'");
     for (int l = 0; l < c->n_layer; l++) {
         c->ffn_experts[l] = 1, c->ffn_width[l] = c->d_ff, c->ffn_router[l] = ROUTER_NONE;
         if (!strcmp(vals[l], "moe")) {

@@ -89,14 +89,12 @@ static void route(FfnActs *s, const float *x, const FfnWeights *w, const FfnArgs
         return;
     }
     matmul_forward(s->probs, x, w->router_w, NULL, N, a->C, E);
-    double ent = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : ent)
+#pragma omp parallel for schedule(static)
     for (size_t n = 0; n < N; n++) {
         float *p = s->probs + n * E, mx = p[0], sum = 0.0f;
         for (int e = 1; e < E; e++) mx = fmaxf(mx, p[e]);
         for (int e = 0; e < E; e++) sum += (p[e] = expf(p[e] - mx));
         for (int e = 0; e < E; e++) p[e] /= sum;
-        for (int e = 0; e < E; e++) ent -= p[e] > 0 ? p[e] * log(p[e]) : 0.0;
         int b0 = 0, b1 = -1;  // ties: lower index
         for (int e = 1; e < E; e++) if (p[e] > p[b0]) b0 = e;
         if (K == 2) {
@@ -108,6 +106,8 @@ static void route(FfnActs *s, const float *x, const FfnWeights *w, const FfnArgs
             s->choice[n] = b0, s->weight[n] = p[b0];
         }
     }
+    double ent = 0.0;  // serial: the same bits for the same run
+    for (size_t i = 0; i < N * (size_t)E; i++) ent -= s->probs[i] > 0 ? s->probs[i] * log(s->probs[i]) : 0.0;
     s->router_entropy = E > 1 ? ent / (double)N / log((double)E) : 0.0;
 }
 

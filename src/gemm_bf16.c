@@ -1,4 +1,6 @@
-// gemm_bf16.c: see gemm_bf16.h. oneDNN primitives are built once per shape and cached; the
+// gemm_bf16.c: see gemm_bf16.h. oneDNN primitives are built once per shape and cached (a
+// product seen with a second row count, as MoE experts' token counts change every step, gets
+// one plan with runtime dimensions instead); the
 // operands' bf16 copies live in two grow-only scratch buffers (callers are never inside a
 // parallel region, so one set suffices).
 #include "gemm_bf16.h"
@@ -55,12 +57,38 @@ static uint16_t *grow(uint16_t **buf, size_t *cap, size_t n) {
     return *buf;
 }
 
+// Memory descriptors of A (M,K), B (K,N) and C (M,N): transposes are strides.
+static void describe(dnnl_memory_desc_t *amd, dnnl_memory_desc_t *bmd, dnnl_memory_desc_t *cmd,
+                     dnnl_dim_t M, dnnl_dim_t N, dnnl_dim_t K, int ta, int tb, int lda, int ldb,
+                     int ldc) {
+    dnnl_dims_t ad = {M, K}, as = {ta ? 1 : lda, ta ? lda : 1};
+    dnnl_dims_t bd = {K, N}, bs = {tb ? 1 : ldb, tb ? ldb : 1};
+    dnnl_dims_t cd = {M, N}, cs = {ldc, 1};
+    DNNL_OK(dnnl_memory_desc_init_by_strides(amd, 2, ad, dnnl_bf16, as));
+    DNNL_OK(dnnl_memory_desc_init_by_strides(bmd, 2, bd, dnnl_bf16, bs));
+    DNNL_OK(dnnl_memory_desc_init_by_strides(cmd, 2, cd, dnnl_f32, cs));
+}
+
+// A plan for one shape, or (M = K = -1) for a family whose row count M and inner size K change
+// from call to call (MoE experts): then both are oneDNN runtime dimensions.
 static Plan *plan_for(int M, int N, int K, int ta, int tb, int lda, int ldb, int ldc, int acc) {
+    int family = 0;
     for (int i = 0; i < n_plans; i++) {
         Plan *p = &plans[i];
-        if (p->M == M && p->N == N && p->K == K && p->ta == ta && p->tb == tb && p->lda == lda &&
-            p->ldb == ldb && p->ldc == ldc && p->acc == acc)
-            return p;
+        if (p->N != N || p->ta != ta || p->tb != tb || p->lda != lda || p->ldb != ldb ||
+            p->ldc != ldc || p->acc != acc)
+            continue;
+        if (p->M == M && p->K == K) return p;
+        family++;
+    }
+    if (family) {  // the same product with another M or K: use (or make) the runtime plan
+        for (int i = 0; i < n_plans; i++) {
+            Plan *p = &plans[i];
+            if (p->M == -1 && p->N == N && p->ta == ta && p->tb == tb && p->lda == lda &&
+                p->ldb == ldb && p->ldc == ldc && p->acc == acc)
+                return p;
+        }
+        M = K = -1;
     }
     if (!engine) {
         DNNL_OK(dnnl_engine_create(&engine, dnnl_cpu, 0));
@@ -69,14 +97,9 @@ static Plan *plan_for(int M, int N, int K, int ta, int tb, int lda, int ldb, int
     if (n_plans == MAX_PLANS) fatal("gemm_bf16: more than %d distinct product shapes", MAX_PLANS);
     Plan *p = &plans[n_plans++];
     *p = (Plan){M, N, K, ta, tb, lda, ldb, ldc, acc, NULL, NULL, NULL, NULL};
-    // Transposes are strides: A is (M,K) viewed from row-major storage, B is (K,N).
-    dnnl_dims_t ad = {M, K}, as = {ta ? 1 : lda, ta ? lda : 1};
-    dnnl_dims_t bd = {K, N}, bs = {tb ? 1 : ldb, tb ? ldb : 1};
-    dnnl_dims_t cd = {M, N}, cs = {ldc, 1};
+    dnnl_dim_t m = M < 0 ? DNNL_RUNTIME_DIM_VAL : M, k = K < 0 ? DNNL_RUNTIME_DIM_VAL : K;
     dnnl_memory_desc_t amd, bmd, cmd;
-    DNNL_OK(dnnl_memory_desc_init_by_strides(&amd, 2, ad, dnnl_bf16, as));
-    DNNL_OK(dnnl_memory_desc_init_by_strides(&bmd, 2, bd, dnnl_bf16, bs));
-    DNNL_OK(dnnl_memory_desc_init_by_strides(&cmd, 2, cd, dnnl_f32, cs));
+    describe(&amd, &bmd, &cmd, m, N, k, ta, tb, lda, ldb, ldc);
     dnnl_matmul_desc_t desc;
     DNNL_OK(dnnl_matmul_desc_init(&desc, &amd, &bmd, NULL, &cmd));
     dnnl_primitive_attr_t attr = NULL;
@@ -96,9 +119,11 @@ static Plan *plan_for(int M, int N, int K, int ta, int tb, int lda, int ldb, int
     DNNL_OK(dnnl_primitive_create(&p->prim, pd));
     dnnl_primitive_desc_destroy(pd);
     if (attr) dnnl_primitive_attr_destroy(attr);
-    DNNL_OK(dnnl_memory_create(&p->a, &amd, engine, DNNL_MEMORY_NONE));
-    DNNL_OK(dnnl_memory_create(&p->b, &bmd, engine, DNNL_MEMORY_NONE));
-    DNNL_OK(dnnl_memory_create(&p->c, &cmd, engine, DNNL_MEMORY_NONE));
+    if (M >= 0) {  // fixed shapes keep their memory objects; runtime ones make them per call
+        DNNL_OK(dnnl_memory_create(&p->a, &amd, engine, DNNL_MEMORY_NONE));
+        DNNL_OK(dnnl_memory_create(&p->b, &bmd, engine, DNNL_MEMORY_NONE));
+        DNNL_OK(dnnl_memory_create(&p->c, &cmd, engine, DNNL_MEMORY_NONE));
+    }
     return p;
 }
 
@@ -115,12 +140,22 @@ void gemm_bf16(int trans_a, int trans_b, int M, int N, int K, const float *A, in
     convert_to_bf16(a, A, na);
     convert_to_bf16(b, B, nb);
     Plan *p = plan_for(M, N, K, trans_a, trans_b, lda, ldb, ldc, accumulate);
-    DNNL_OK(dnnl_memory_set_data_handle(p->a, a));
-    DNNL_OK(dnnl_memory_set_data_handle(p->b, b));
-    DNNL_OK(dnnl_memory_set_data_handle(p->c, C));
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c}};
+    dnnl_memory_t ma = p->a, mb = p->b, mc = p->c;
+    if (p->M < 0) {
+        dnnl_memory_desc_t amd, bmd, cmd;
+        describe(&amd, &bmd, &cmd, M, N, K, trans_a, trans_b, lda, ldb, ldc);
+        DNNL_OK(dnnl_memory_create(&ma, &amd, engine, a));
+        DNNL_OK(dnnl_memory_create(&mb, &bmd, engine, b));
+        DNNL_OK(dnnl_memory_create(&mc, &cmd, engine, C));
+    } else {
+        DNNL_OK(dnnl_memory_set_data_handle(ma, a));
+        DNNL_OK(dnnl_memory_set_data_handle(mb, b));
+        DNNL_OK(dnnl_memory_set_data_handle(mc, C));
+    }
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
     DNNL_OK(dnnl_primitive_execute(p->prim, stream, 3, args));
     DNNL_OK(dnnl_stream_wait(stream));
+    if (p->M < 0) dnnl_memory_destroy(ma), dnnl_memory_destroy(mb), dnnl_memory_destroy(mc);
 }
 
 const char *gemm_bf16_impl(void) { return last_impl; }

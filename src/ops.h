@@ -49,8 +49,15 @@ void dropout_apply(float *x, size_t n, float p, unsigned long long key);
 // exp(x) for x <= 0, written so that gcc vectorises loops over it (libm's expf is scalar
 // without -ffast-math): Cephes' range reduction and degree-6 polynomial, within 1 ulp of expf
 // on [-87, 0]; results below 2^-126 (x < -87.3) flush to 0. Branch-free on purpose: a
-// comparison-select on floats stops the vectoriser.
+// comparison-select on floats stops the vectoriser. |x| is first clamped to 104 on the bits
+// (an integer min), so -inf and huge negatives give 0, never an out-of-range conversion.
 static inline float exp_nonpositive(float x) {
+    int xb;
+    __builtin_memcpy(&xb, &x, sizeof xb);
+    int mag = xb & 0x7fffffff;
+    mag = mag < 0x42D00000 ? mag : 0x42D00000;  // 104.0f
+    xb = (int)((unsigned)xb & 0x80000000u) | mag;
+    __builtin_memcpy(&x, &xb, sizeof x);
     float y = x * 1.44269504088896341f + 0.5f;
     int ni = (int)y;
     ni -= (float)ni > y;  // floor(y): truncation and a fix-up (floorf does not vectorise)

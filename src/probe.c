@@ -96,27 +96,28 @@ int cmd_probe(int argc, char **argv) {
     for (int e = 0; e < examples; e++) {
         dataset_window(val, (size_t)e, in, tg);
         model_forward(&m, in, NULL, 1, T);
-        for (int q = 2 * pairs; q < T; q++) {
-            if (tg[q] < 0) continue;
-            int key_pos = -1;
-            for (int j = 0; j < 2 * pairs; j += 2) if (in[j] == in[q]) key_pos = j;
-            if (key_pos < 0) continue;
-            pc.queries++;
-            for (int d = 0; d <= L; d++) {
-                const float *rows = d ? m.layer[d - 1].res_ffn : m.encoded;
+        for (int d = 0; d <= L; d++) {
+            const float *rows = d ? m.layer[d - 1].res_ffn : m.encoded;
+            for (int t = 0; t < T; t++)  // the projection of every position, once per depth
+                for (int r = 0; r < proj_dim; r++) {
+                    double s = 0.0;
+                    for (int cc = 0; cc < C; cc++) s += (double)R[(size_t)r * C + cc] * rows[(size_t)t * C + cc];
+                    proj[(size_t)t * proj_dim + r] = (float)s;
+                }
+            for (int q = 2 * pairs; q < T; q++) {
+                if (tg[q] < 0) continue;
+                int key_pos = -1;
+                for (int j = 0; j < 2 * pairs; j += 2) if (in[j] == in[q]) key_pos = j;
+                if (key_pos < 0) continue;
                 int j = top1(rows + (size_t)q * C, C, q, rows);
                 pc.key_hits[d] += j == key_pos;
                 pc.value_hits[d] += j == key_pos + 1;
-                for (int t = 0; t <= q; t++)
-                    for (int r = 0; r < proj_dim; r++) {
-                        double s = 0.0;
-                        for (int cc = 0; cc < C; cc++) s += (double)R[(size_t)r * C + cc] * rows[(size_t)t * C + cc];
-                        proj[(size_t)t * proj_dim + r] = (float)s;
-                    }
                 pc.proj_key_hits[d] += top1(proj + (size_t)q * proj_dim, proj_dim, q, proj) == key_pos;
+                if (d) continue;  // once per query:
+                pc.queries++;
+                int start = bloom_window(in, q, in[q], W, M, H);
+                pc.bloom_hits += start >= 0 && key_pos >= start && key_pos < start + W;
             }
-            int start = bloom_window(in, q, in[q], W, M, H);
-            pc.bloom_hits += start >= 0 && key_pos >= start && key_pos < start + W;
         }
     }
     double nq = pc.queries ? (double)pc.queries : 1.0;

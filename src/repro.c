@@ -417,12 +417,12 @@ static void plot_concentration(const char *out, cJSON *const *res, int seeds, in
         double m = 0, e = 0;
         int n = 0;
         for (int s = 0; s < seeds; s++) {
-            if (!res[s]) continue;
-            m += cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res[s], "topk_mass"), l)->valuedouble;
-            e += cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res[s], "entropy_ratio"), l)->valuedouble;
-            n++;
+            const cJSON *mm = res[s] ? cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res[s], "topk_mass"), l) : NULL;
+            const cJSON *ee = res[s] ? cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res[s], "entropy_ratio"), l) : NULL;
+            if (!cJSON_IsNumber(mm) || !cJSON_IsNumber(ee)) continue;
+            m += mm->valuedouble, e += ee->valuedouble, n++;
         }
-        fprintf(d, "%d %g %g\n", l, m / n, e / n);
+        if (n) fprintf(d, "%d %g %g\n", l, m / n, e / n);
     }
     fclose(d);
     FILE *g = xfopen(script, "w", "gnuplot script");
@@ -521,15 +521,19 @@ static void report_recipe(FILE *f, const Recipe *r, const Scale *scale, cJSON *r
             static const char *keys3[] = {"key_precision", "value_precision", "projected_key_precision"};
             for (int j = 0; j < 3; j++) {
                 int n = 0;
-                for (int s2 = 0; s2 < 100 && res[pb][s2]; s2++, n++)
-                    v[j] += cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res[pb][s2], keys3[j]), d)->valuedouble;
-                v[j] /= n;
+                for (int s2 = 0; s2 < 100; s2++) {
+                    const cJSON *x = res[pb][s2] ? cJSON_GetArrayItem(
+                        cJSON_GetObjectItemCaseSensitive(res[pb][s2], keys3[j]), d) : NULL;
+                    if (cJSON_IsNumber(x)) v[j] += x->valuedouble, n++;
+                }
+                v[j] = n ? v[j] / n : NAN;
             }
             fprintf(f, "| %d | %.4f | %.4f | %.4f |\n", d, v[0], v[1], v[2]);
         }
         double bl = 0;
         int n = 0;
-        for (int s2 = 0; s2 < 100 && res[pb][s2]; s2++, n++) bl += num(res[pb][s2], "bloom_precision");
+        for (int s2 = 0; s2 < 100; s2++)
+            if (isfinite(num(res[pb][s2], "bloom_precision"))) bl += num(res[pb][s2], "bloom_precision"), n++;
         fprintf(f, "\nBloom-filter index: %.4f. (Mean over seeds; the paper: one layer 98.4%%, zero "
                    "layers 1.2%%, random projections 2.6%%, Bloom filter 90.9%%.)\n", bl / n);
     }
@@ -552,7 +556,7 @@ static void report_recipe(FILE *f, const Recipe *r, const Scale *scale, cJSON *r
         fprintf(f, "\n| layer | top-k mass | entropy ratio |\n|---|---|---|\n");
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(res[d][0], "topk_mass");
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(res[d][0], "entropy_ratio");
-        for (int l = 0; l < cJSON_GetArraySize(m); l++)
+        for (int l = 0; l < cJSON_GetArraySize(m) && l < cJSON_GetArraySize(e); l++)
             fprintf(f, "| %d | %.4f | %.4f |\n", l, cJSON_GetArrayItem(m, l)->valuedouble,
                     cJSON_GetArrayItem(e, l)->valuedouble);
         fprintf(f, "\n(seed 0; the plot `concentration.png` averages over seeds; k = %d.)\n", scale->k);

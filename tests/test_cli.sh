@@ -211,6 +211,10 @@ expect_error "top_experts above n_expert" "exceeds 'n_expert'" $RL train $TINY -
 expect_error "addition seq_len too short" "needs seq_len >= 8" $RL train --data=addition --add_digits=2 --seq_len=6 --vocab_size=13
 expect_error "addition vocab too small" "vocab_size >= 13" $RL train --data=addition --add_digits=2 --seq_len=8 --vocab_size=12
 expect_error "probe on a non-MQAR model" "needs an MQAR model" $RL probe --ckpt="$TMP/add"
+expect_error "ablate with no layer" "key 'ablate'" $RL eval --ckpt="$TMP/add" --ablate=attn:
+expect_error "capacity_factor out of range" "key 'capacity_factor'" $RL train $TINY --ffn=moe --capacity_factor=1e30
+expect_error "tau too small" "key 'tau'" $RL train $TINY --attn=soft --tau=1e-9
+check "a dense model with d_ff < n_expert is fine" $RL train $TINY --d_ff=2 --steps=1 --eval_batches=1 --out="$TMP/dff2" >/dev/null 2>&1
 
 # --- bad input -------------------------------------------------------------------------------
 expect_error "config typo" "unknown config key 'n_layers'.*did you mean 'n_layer'" $RL train --n_layers=2
