@@ -489,6 +489,10 @@ static void report_recipe(FILE *f, const Recipe *r, const Scale *scale, cJSON *r
                    "(ppl_random − ppl_oracle): **%.1f%%** (the paper calls its gate near-oracle: "
                    "48.83 against 46.00).\n",
                 100 * (st[rh].ppl - st[kk].ppl) / (st[rh].ppl - st[ok].ppl));
+    if (rh >= 0 && ok >= 0 && st[rh].ppl <= st[ok].ppl)
+        fprintf(f, "\n**Caution:** the random hard gate (%.3f) is no worse than the oracle (%.3f) here, "
+                   "so that share means nothing: attention is too diffuse at this scale for top-k to "
+                   "matter (see the top-k mass).\n", st[rh].ppl, st[ok].ppl);
     int hl = arm_index(r, "hard_learned");
     if (hl >= 0 && res[hl][0]) {
         const cJSON *g = cJSON_GetObjectItemCaseSensitive(res[hl][0], "gate_grad_norm"), *v;
