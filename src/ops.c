@@ -129,39 +129,33 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
 #define INV_SQRT_2 0.7071067811865476f
 #define INV_SQRT_2PI 0.3989422804014327f
 
-void gelu_forward(float *out, const float *inp, size_t n, GeluKind kind) {
+// GELU and its slope at one point, exact (erf) or tanh-approximated; the plain FFN and the GEGLU
+// gate share them.
+static inline float gelu_value(float x, GeluKind kind) {
+    if (kind == GELU_ERF) return 0.5f * x * (1.0f + erff(x * INV_SQRT_2));
+    return 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * (x + 0.044715f * x * x * x)));
+}
+
+static inline float gelu_slope(float x, GeluKind kind) {
     if (kind == GELU_ERF) {
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * (1.0f + erff(inp[i] * INV_SQRT_2));
-    } else {
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            float x = inp[i];
-            out[i] = 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * (x + 0.044715f * x * x * x)));
-        }
+        float cdf = 0.5f * (1.0f + erff(x * INV_SQRT_2));
+        float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
+        return cdf + x * pdf;
     }
+    float th = tanhf(SQRT_2_OVER_PI * (x + 0.044715f * x * x * x));
+    float sech2 = 1.0f - th * th;
+    float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * x * x);
+    return 0.5f * (1.0f + th) + 0.5f * x * sech2 * du;
+}
+
+void gelu_forward(float *out, const float *inp, size_t n, GeluKind kind) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = gelu_value(inp[i], kind);
 }
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, GeluKind kind) {
-    if (kind == GELU_ERF) {
 #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            float x = inp[i];
-            float cdf = 0.5f * (1.0f + erff(x * INV_SQRT_2));
-            float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
-            dinp[i] = dout[i] * (cdf + x * pdf);
-        }
-    } else {
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            float x = inp[i];
-            float u = SQRT_2_OVER_PI * (x + 0.044715f * x * x * x);
-            float th = tanhf(u);
-            float sech2 = 1.0f - th * th;
-            float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * x * x);
-            dinp[i] = dout[i] * (0.5f * (1.0f + th) + 0.5f * x * sech2 * du);
-        }
-    }
+    for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * gelu_slope(inp[i], kind);
 }
 
 // The gate's activation and its derivative (SwiGLU: silu; GEGLU: GELU).
@@ -169,13 +163,8 @@ static inline void glu_act(float g, int swish, GeluKind kind, float *v, float *d
     if (swish) {
         float sg = 1.0f / (1.0f + expf(-g));
         *v = g * sg, *dv = sg * (1.0f + g * (1.0f - sg));
-    } else if (kind == GELU_ERF) {
-        float cdf = 0.5f * (1.0f + erff(g * INV_SQRT_2));
-        *v = g * cdf, *dv = cdf + g * INV_SQRT_2PI * expf(-0.5f * g * g);
     } else {
-        float th = tanhf(SQRT_2_OVER_PI * (g + 0.044715f * g * g * g));
-        float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * g * g);
-        *v = 0.5f * g * (1.0f + th), *dv = 0.5f * (1.0f + th) + 0.5f * g * (1.0f - th * th) * du;
+        *v = gelu_value(g, kind), *dv = gelu_slope(g, kind);
     }
 }
 

@@ -33,6 +33,11 @@ typedef struct {
     "--lr=3e-3 --dropout=0 --eval_every=500 --eval_batches=0 --mqar_eval_examples=2000 " \
     "--log_every=0 --ckpt_every=500"
 
+// The KJV text model of the small scale (make data-kjv): main recipes and MoE text arms alike.
+#define SMALL_TEXT "--data=data/kjv-8k --vocab_size=8192 --n_layer=4 --d_model=128 --n_head=4 " \
+    "--d_ff=512 --seq_len=256 --batch=8 --steps=600 --warmup=60 --lr=1e-3 --dropout=0.1 " \
+    "--eval_every=200 --eval_batches=20 --log_every=0 --ckpt_every=200"
+
 static const Scale SCALES[] = {
     // MQAR, 4 pairs: dense attention solves it within the 400 steps (about 30 s a run).
     {"tiny", "--data=mqar --n_layer=2 --d_model=128 --n_head=2 --d_ff=256 --seq_len=32 --k=4 "
@@ -42,10 +47,7 @@ static const Scale SCALES[] = {
      4, 2, 150, TINY_ADD, NULL, NULL},
     // KJV (make data-kjv), 8192-token BPE: about 3.5 min a training run on 2 cores, so the core
     // recipes (exp1,exp2,exp3,posthoc) with 3 seeds take about 75 min.
-    {"small", "--data=data/kjv-8k --vocab_size=8192 --n_layer=4 --d_model=128 --n_head=4 "
-              "--d_ff=512 --seq_len=256 --k=32 --batch=8 --steps=600 --warmup=60 --lr=1e-3 "
-              "--dropout=0.1 --eval_every=200 --eval_batches=20 --log_every=0 --ckpt_every=200",
-     32, 4, 300, SMALL_ADD, NULL,
+    {"small", SMALL_TEXT " --k=32", 32, 4, 300, SMALL_ADD, SMALL_TEXT,
      "--data=mqar --n_layer=2 --d_model=128 --n_head=2 --d_ff=256 --seq_len=64 --k=8 --vocab_size=128 "
      "--mqar_pairs=8 --batch=64 --steps=1500 --warmup=100 --lr=1e-3 --dropout=0 --eval_every=500 "
      "--eval_batches=4 --mqar_eval_examples=256 --log_every=0 --ckpt_every=500"},
@@ -78,6 +80,9 @@ typedef struct {
 // Trailing Arm fields (needs_layers, task) default to 0 where a row leaves them out.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+// Routed FFNs carry the Switch balancing loss (0.01), as learned routers are trained in practice;
+// it reaches a frozen random router's input only, and a hash router not at all.
+#define MOE "--ffn=moe --aux_loss=0.01"
 #define DENSE {"dense", RUN_TRAIN, NULL, "--attn=dense", 37.32, NAN}
 static const Recipe RECIPES[] = {
     {"exp1", "soft gate: learned vs frozen random vs dense",
@@ -137,20 +142,20 @@ static const Recipe RECIPES[] = {
     {"moe-random", "MoE routers: learned vs frozen random vs hash, against a dense FFN, on addition "
                    "with carry and on text",
      {{"add_dense", RUN_TRAIN, NULL, "--ffn=dense", NAN, NAN, 0, TASK_ADDITION},
-      {"add_moe_learned", RUN_TRAIN, NULL, "--ffn=moe --router=learned", NAN, NAN, 0, TASK_ADDITION},
-      {"add_moe_random", RUN_TRAIN, NULL, "--ffn=moe --router=random", NAN, NAN, 0, TASK_ADDITION},
-      {"add_moe_hash", RUN_TRAIN, NULL, "--ffn=moe --router=hash", NAN, NAN, 0, TASK_ADDITION},
+      {"add_moe_learned", RUN_TRAIN, NULL, MOE " --router=learned", NAN, NAN, 0, TASK_ADDITION},
+      {"add_moe_random", RUN_TRAIN, NULL, MOE " --router=random", NAN, NAN, 0, TASK_ADDITION},
+      {"add_moe_hash", RUN_TRAIN, NULL, MOE " --router=hash", NAN, NAN, 0, TASK_ADDITION},
       {"add_moe_control", RUN_TRAIN, NULL, "--ffn=moe --moe_dense_control=1", NAN, NAN, 0, TASK_ADDITION},
       {"text_dense", RUN_TRAIN, NULL, "--ffn=dense", NAN, NAN, 0, TASK_TEXT},
-      {"text_moe_learned", RUN_TRAIN, NULL, "--ffn=moe --router=learned", NAN, NAN, 0, TASK_TEXT},
-      {"text_moe_random", RUN_TRAIN, NULL, "--ffn=moe --router=random", NAN, NAN, 0, TASK_TEXT},
-      {"text_moe_hash", RUN_TRAIN, NULL, "--ffn=moe --router=hash", NAN, NAN, 0, TASK_TEXT}}},
+      {"text_moe_learned", RUN_TRAIN, NULL, MOE " --router=learned", NAN, NAN, 0, TASK_TEXT},
+      {"text_moe_random", RUN_TRAIN, NULL, MOE " --router=random", NAN, NAN, 0, TASK_TEXT},
+      {"text_moe_hash", RUN_TRAIN, NULL, MOE " --router=hash", NAN, NAN, 0, TASK_TEXT}}},
     {"ffn-sparsity", "one-layer transformers with dense, GLU and MoE FFNs on addition with carry, "
                      "and how much each sublayer matters (mean ablation)",
      {{"add_dense", RUN_TRAIN, NULL, "--ffn=dense", NAN, NAN, 0, TASK_ADDITION},
       {"add_swiglu", RUN_TRAIN, NULL, "--ffn=swiglu", NAN, NAN, 0, TASK_ADDITION},
-      {"add_moe_learned", RUN_TRAIN, NULL, "--ffn=moe --router=learned", NAN, NAN, 0, TASK_ADDITION},
-      {"add_moe_random", RUN_TRAIN, NULL, "--ffn=moe --router=random", NAN, NAN, 0, TASK_ADDITION},
+      {"add_moe_learned", RUN_TRAIN, NULL, MOE " --router=learned", NAN, NAN, 0, TASK_ADDITION},
+      {"add_moe_random", RUN_TRAIN, NULL, MOE " --router=random", NAN, NAN, 0, TASK_ADDITION},
       {"add_dense_no_attn", RUN_EVAL, "add_dense", "--ablate=attn:0", NAN, NAN},
       {"add_dense_no_ffn", RUN_EVAL, "add_dense", "--ablate=ffn:0", NAN, NAN},
       {"add_swiglu_no_attn", RUN_EVAL, "add_swiglu", "--ablate=attn:0", NAN, NAN},
@@ -450,6 +455,43 @@ static const struct { const char *label, *arm; } SUMMARY[] = {
 };
 #define N_SUMMARY (int)(sizeof SUMMARY / sizeof SUMMARY[0])
 
+// How the routed arms spread their tokens (the final evaluation batch, mean over routed layers
+// and seeds): a collapsed learned router would explain a gap to the random one by itself.
+static void report_routing_health(FILE *f, const Recipe *r, const Scale *scale, cJSON *res[MAX_ARMS][100]) {
+    int header = 0;
+    for (int i = 0; r->arms[i].name; i++) {
+        const Arm *a = &r->arms[i];
+        if (!arm_active(a, scale) || a->kind != RUN_TRAIN || !strstr(a->keys, "ffn=moe")) continue;
+        double ent = 0, hi = 0, lo = 0, drop = 0;
+        int n = 0, n_ent = 0;
+        for (int s = 0; s < 100 && res[i][s]; s++) {
+            const cJSON *H = cJSON_GetObjectItemCaseSensitive(res[i][s], "router_entropy");
+            const cJSON *U = cJSON_GetObjectItemCaseSensitive(res[i][s], "expert_util");
+            const cJSON *D = cJSON_GetObjectItemCaseSensitive(res[i][s], "dropped");
+            for (int l = 0; l < cJSON_GetArraySize(U); l++) {
+                const cJSON *u = cJSON_GetArrayItem(U, l), *h = cJSON_GetArrayItem(H, l), *v;
+                int E = cJSON_GetArraySize(u);
+                if (E < 1) continue;  // not a routed layer
+                double mx = 0, mn = 1;
+                cJSON_ArrayForEach(v, u) mx = fmax(mx, v->valuedouble), mn = fmin(mn, v->valuedouble);
+                const cJSON *d = cJSON_GetArrayItem(D, l);
+                if (cJSON_IsNumber(h)) ent += h->valuedouble, n_ent++;  // already over ln E
+                hi += mx, lo += mn, drop += cJSON_IsNumber(d) ? d->valuedouble : 0, n++;
+            }
+        }
+        if (!n) continue;
+        if (!header++)
+            fprintf(f, "\n| routed arm | per-token router entropy / ln E | busiest expert's share | idlest "
+                       "expert's share | dropped |\n|---|---|---|---|---|\n");
+        char e[32] = "n/a";
+        if (n_ent) snprintf(e, sizeof e, "%.3f", ent / n_ent);
+        fprintf(f, "| %s | %s | %.3f | %.3f | %.3g |\n", a->name, e, hi / n, lo / n, drop / n);
+    }
+    if (header)
+        fprintf(f, "\nRouting health on the last evaluation batch, mean over routed layers and seeds "
+                   "(a hash router has no probabilities: entropy n/a).\n");
+}
+
 // One recipe's section of report.md; res[arm][seed], st[arm] its statistics.
 static void report_recipe(FILE *f, const Recipe *r, const Scale *scale, cJSON *res[MAX_ARMS][100],
                           const ArmStats *st) {
@@ -515,6 +557,7 @@ static void report_recipe(FILE *f, const Recipe *r, const Scale *scale, cJSON *r
                     100 * (st[ml].exact - st[mr].exact) / (st[dd].exact - st[mr].exact));
         fprintf(f, ". Meaningful only when the random → dense gap is well above the seed spread.\n");
     }
+    report_routing_health(f, r, scale, res);
     int pb = arm_index(r, "mqar_probe");
     if (pb >= 0 && res[pb][0]) {
         fprintf(f, "\n| blocks before the probe | key precision | value precision | key precision, "

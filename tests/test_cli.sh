@@ -187,10 +187,11 @@ assert mr=={'add_dense','add_moe_learned','add_moe_random','add_moe_hash','add_m
 by={(r['arm'],r['seed']): r['result'] for r in R}
 for a in ('add_dense','add_moe_learned','add_dense_no_ffn'): assert 0<=by[(a,0)]['exact_match']<=1 and len(by[(a,0)]['digit_accuracy'])==3
 assert len(by[('add_moe_hash',1)]['expert_util'][0])==4 and by[('add_moe_hash',1)]['router_entropy'][0] is None
-assert by[('add_moe_learned',0)]['router_entropy'][0]>0
+assert by[('add_moe_learned',0)]['router_entropy'][0]>0 and by[('add_moe_learned',0)]['aux_loss']>0  # Switch loss on
 p=by[('mqar_probe',0)]; assert len(p['key_precision'])==3 and 0<=p['bloom_precision']<=1"
 for section in "MoE on addition: share of the random-router" "| add_dense_no_ffn | eval --ablate=ffn:0 |" \
-    "| blocks before the probe |" "Bloom-filter index"; do
+    "| blocks before the probe |" "Bloom-filter index" "| routed arm | per-token router entropy" \
+    "| add_moe_hash | n/a |"; do
     check "repro moe report: $section" grep -q -- "$section" "$TMP/rm/report.md"
 done
 $RL train --data=addition --add_digits=2 --seq_len=8 --vocab_size=13 --n_layer=1 --d_model=32 --n_head=2 \
