@@ -173,7 +173,11 @@ void glu_forward(float *out, const float *inp, size_t R, int F, int swish, GeluK
     for (size_t r = 0; r < R; r++) {
         const float *g = inp + r * 2 * F, *u = g + F;
         float *o = out + r * F, v, dv;
-        for (int j = 0; j < F; j++) glu_act(g[j], swish, kind, &v, &dv), o[j] = v * u[j];
+        for (int j = 0; j < F; j++) {
+            if (swish) glu_act(g[j], 1, kind, &v, &dv);
+            else v = gelu_value(g[j], kind);  // the forward needs no slope
+            o[j] = v * u[j];
+        }
     }
 }
 

@@ -208,8 +208,23 @@ static cJSON *run_arm(const char *self, const char *out, const Scale *scale, con
     join_path(ckpt, sizeof ckpt, dir, "model.ckpt");
     if (arm->from) snprintf(from, sizeof from, "%s/%s/seed%d", out, arm->from, seed);
     expand_keys(keys, sizeof keys, arm->keys, scale, seed);
+    // What the run is, without the binary's path: kept beside the result, so that a finished
+    // run of the same arm name but other settings (an older scale, other overrides) is flagged.
+    char signature[8192], signature_path[4200];
+    snprintf(signature, sizeof signature, "%d|%s|%s|%d|%s|%d\n", (int)arm->kind,
+             arm->kind == RUN_TRAIN ? task_keys(scale, arm->task) : "", keys, seed,
+             arm->kind == RUN_TRAIN ? overrides : "", arm->kind == RUN_DISTILL ? distill_steps : 0);
+    join_path(signature_path, sizeof signature_path, dir, "run.signature");
     if (file_exists(result_path)) {
         printf("  %-20s seed %d: done already (skipped)\n", arm->name, seed);
+        if (file_exists(signature_path)) {
+            size_t n;
+            char *old = read_file(signature_path, &n, "run signature");
+            if (strcmp(old, signature) != 0)
+                warnf("%s was run with other settings than this command's (scale, keys or "
+                      "overrides): its result is reused; delete that directory to re-run it", dir);
+            xfree(old);
+        }
     } else {
         make_dirs(dir);
         const char *what = "training";
@@ -253,6 +268,9 @@ static cJSON *run_arm(const char *self, const char *out, const Scale *scale, con
         if (!completed)  // stopped early (signal, time limit): keep the checkpoint, end the sweep
             fatal("run %s seed %d stopped before its last step: re-run the same repro command to "
                   "resume the sweep", arm->name, seed);
+        FILE *sig = xfopen(signature_path, "w", "run signature");
+        fputs(signature, sig);
+        fclose(sig);
         if (rename(tmp, result_path) != 0) fatal("cannot rename '%s'", tmp);
     }
     size_t len;
@@ -465,8 +483,10 @@ static void report_routing_health(FILE *f, const Recipe *r, const Scale *scale, 
         const Arm *a = &r->arms[i];
         if (!arm_active(a, scale) || a->kind != RUN_TRAIN || !strstr(a->keys, "ffn=moe")) continue;
         double ent = 0, hi = 0, lo = 0, drop = 0;
-        int n = 0, n_ent = 0;
-        for (int s = 0; s < 100 && res[i][s]; s++) {
+        int n = 0, n_ent = 0, seeds = 0;
+        for (int s = 0; s < 100; s++) {
+            if (!res[i][s]) continue;  // a failed seed: the others still count
+            seeds++;
             const cJSON *H = cJSON_GetObjectItemCaseSensitive(res[i][s], "router_entropy");
             const cJSON *U = cJSON_GetObjectItemCaseSensitive(res[i][s], "expert_util");
             const cJSON *D = cJSON_GetObjectItemCaseSensitive(res[i][s], "dropped");
@@ -484,14 +504,15 @@ static void report_routing_health(FILE *f, const Recipe *r, const Scale *scale, 
         if (!n) continue;
         if (!header++)
             fprintf(f, "\n| routed arm | per-token router entropy / ln E | busiest expert's share | idlest "
-                       "expert's share | dropped |\n|---|---|---|---|---|\n");
+                       "expert's share | dropped share of choices | seeds |\n|---|---|---|---|---|---|\n");
         char e[32] = "n/a";
         if (n_ent) snprintf(e, sizeof e, "%.3f", ent / n_ent);
-        fprintf(f, "| %s | %s | %.3f | %.3f | %.3g |\n", a->name, e, hi / n, lo / n, drop / n);
+        fprintf(f, "| %s | %s | %.3f | %.3f | %.3g | %d |\n", a->name, e, hi / n, lo / n, drop / n, seeds);
     }
     if (header)
         fprintf(f, "\nRouting health on the last evaluation batch, mean over routed layers and seeds "
-                   "(a hash router has no probabilities: entropy n/a).\n");
+                   "(a hash router has no probabilities: entropy n/a; nothing is dropped unless "
+                   "`capacity_factor` is set).\n");
 }
 
 // One recipe's section of report.md; res[arm][seed], st[arm] its statistics.

@@ -194,6 +194,10 @@ for section in "MoE on addition: share of the random-router" "| add_dense_no_ffn
     "| add_moe_hash | n/a |"; do
     check "repro moe report: $section" grep -q -- "$section" "$TMP/rm/report.md"
 done
+$RL repro routing-precision --scale=tiny --seeds=1 --steps=11 --out="$TMP/rm" >"$TMP/rm2.log" 2>&1
+check "repro flags a finished run made with other settings" grep -q "mqar_dense/seed0 was run with other settings" "$TMP/rm2.log"
+check "repro does not flag a finished run made with the same settings" \
+    bash -c "! grep -q 'mqar_probe/seed0 was run with other' '$TMP/rm2.log'"
 $RL train --data=addition --add_digits=2 --seq_len=8 --vocab_size=13 --n_layer=1 --d_model=32 --n_head=2 \
     --d_ff=64 --ffn=moe --n_expert=4 --top_experts=2 --capacity_factor=1.0 --aux_loss=0.01 --batch=16 \
     --steps=5 --eval_batches=0 --mqar_eval_examples=40 --log_every=1 --out="$TMP/add" >"$TMP/add.log" 2>&1 ||
