@@ -526,8 +526,8 @@ static void report_recipe(FILE *f, const Recipe *r, const Scale *scale, cJSON *r
                     !strcmp(r->arms[i].name, "dense");
     }
     fprintf(f, "## %s: %s\n\n| arm | kind | val ppl | val accuracy |%s%s paper ppl | paper F1 |\n"
-               "|---|---|---|---|%s%s---|---|\n", r->name, r->what, has_exact ? " exact match |" : "",
-            has_gate ? " gate F1 |" : "", has_exact ? "---|" : "", has_gate ? "---|" : "");
+               "|---|---|---|---|%s%s---|---|\n", r->name, r->what, has_exact ? " exact match | exact match per seed |" : "",
+            has_gate ? " gate F1 |" : "", has_exact ? "---|---|" : "", has_gate ? "---|" : "");
     static const char *kinds[] = {"train", "distill (deployed hard top-k)", "eval", "probe"};
     for (int i = 0; r->arms[i].name; i++) {
         const Arm *a = &r->arms[i];
@@ -535,7 +535,12 @@ static void report_recipe(FILE *f, const Recipe *r, const Scale *scale, cJSON *r
         fprintf(f, "| %s | %s%s%s | %.3f ± %.3f | %.4f ± %.4f | ", a->name, kinds[a->kind],
                 a->kind == RUN_EVAL ? " " : "", a->kind == RUN_EVAL ? a->keys : "", st[i].ppl,
                 st[i].ppl_sd, st[i].acc, st[i].acc_sd);
-        if (has_exact) fprintf(f, "%.4f ± %.4f | ", st[i].exact, st[i].exact_sd);
+        if (has_exact) {  // per seed too: small tasks often split into solved and stuck seeds
+            fprintf(f, "%.4f ± %.4f | ", st[i].exact, st[i].exact_sd);
+            for (int s = 0, n = 0; s < 100; s++)
+                if (res[i][s]) fprintf(f, "%s%.3f", n++ ? " / " : "", num(res[i][s], "exact_match"));
+            fprintf(f, " | ");
+        }
         if (has_gate) fprintf(f, "%.3f | ", st[i].f1);
         if (isfinite(a->paper)) fprintf(f, "%.2f | ", a->paper); else fprintf(f, "– | ");
         if (isfinite(a->paper_f1)) fprintf(f, "%.3f |\n", a->paper_f1); else fprintf(f, "– |\n");
