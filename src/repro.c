@@ -535,7 +535,9 @@ static void report_recipe(FILE *f, const Recipe *r, const Scale *scale, cJSON *r
         fprintf(f, "| %s | %s%s%s | %.3f ± %.3f | %.4f ± %.4f | ", a->name, kinds[a->kind],
                 a->kind == RUN_EVAL ? " " : "", a->kind == RUN_EVAL ? a->keys : "", st[i].ppl,
                 st[i].ppl_sd, st[i].acc, st[i].acc_sd);
-        if (has_exact) {  // per seed too: small tasks often split into solved and stuck seeds
+        if (has_exact && !isfinite(st[i].exact)) {  // a text arm beside addition arms
+            fprintf(f, "– | – | ");
+        } else if (has_exact) {  // per seed too: small tasks often split into solved and stuck seeds
             fprintf(f, "%.4f ± %.4f | ", st[i].exact, st[i].exact_sd);
             for (int s = 0, n = 0; s < 100; s++)
                 if (res[i][s]) fprintf(f, "%s%.3f", n++ ? " / " : "", num(res[i][s], "exact_match"));
