@@ -158,7 +158,11 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, G
     for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * gelu_slope(inp[i], kind);
 }
 
-// The gate's activation and its derivative (SwiGLU: silu; GEGLU: GELU).
+// The gate's activation (SwiGLU: silu; GEGLU: GELU), and with its derivative for backward.
+static inline float glu_value(float g, int swish, GeluKind kind) {
+    return swish ? g * (1.0f / (1.0f + expf(-g))) : gelu_value(g, kind);
+}
+
 static inline void glu_act(float g, int swish, GeluKind kind, float *v, float *dv) {
     if (swish) {
         float sg = 1.0f / (1.0f + expf(-g));
@@ -172,12 +176,8 @@ void glu_forward(float *out, const float *inp, size_t R, int F, int swish, GeluK
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < R; r++) {
         const float *g = inp + r * 2 * F, *u = g + F;
-        float *o = out + r * F, v, dv;
-        for (int j = 0; j < F; j++) {
-            if (swish) glu_act(g[j], 1, kind, &v, &dv);
-            else v = gelu_value(g[j], kind);  // the forward needs no slope
-            o[j] = v * u[j];
-        }
+        float *o = out + r * F;
+        for (int j = 0; j < F; j++) o[j] = glu_value(g[j], swish, kind) * u[j];
     }
 }
 
