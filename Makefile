@@ -3,28 +3,32 @@ CC      = gcc
 # OpenBLAS's OpenMP build: BLAS calls made inside our parallel regions run single-threaded in
 # the same thread team, so OpenMP and OpenBLAS never fight over the two cores.
 BLASDIR = /usr/lib/x86_64-linux-gnu/openblas-openmp
+# Source folders by layer, lowest first (tools/check_layers.sh enforces the order).
+LAYERS  = core model data run exp cmd
 CFLAGS  = -std=c11 -O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-parameter -g \
-          -D_GNU_SOURCE -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp
+          -D_GNU_SOURCE $(addprefix -Isrc/,$(LAYERS)) -I/usr/include/x86_64-linux-gnu/openblas-openmp
 LDLIBS  = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -ldnnl -lpcre2-8 -lcjson -linih -lm
-SRC     = $(wildcard src/*.c)
-LIBOBJ  = $(patsubst src/%.c,build/%.o,$(filter-out src/main.c,$(SRC)))
+SRC     = $(wildcard $(addsuffix /*.c,$(addprefix src/,$(LAYERS))))
+HDR     = $(wildcard $(addsuffix /*.h,$(addprefix src/,$(LAYERS))))
+LIBOBJ  = $(patsubst src/%.c,build/%.o,$(filter-out src/cmd/main.c,$(SRC)))
 TESTS   = $(patsubst tests/%.c,build/%,$(wildcard tests/test_*.c))
 DEPS    = deps
 
-.PHONY: all test run clean deps check-long bench data-kjv
+.PHONY: all test run clean deps check-long bench data-kjv check-layers
 
 all: routelab
 
-build/%.o: src/%.c $(wildcard src/*.h) | build
+build/%.o: src/%.c $(HDR) | build
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 build/libroutelab.a: $(LIBOBJ)
 	rm -f $@ && ar rcs $@ $^
 
-routelab: build/main.o build/libroutelab.a
+routelab: build/cmd/main.o build/libroutelab.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-build/test_%: tests/test_%.c tests/check.h build/libroutelab.a
+build/test_%: tests/test_%.c tests/check.h build/libroutelab.a | build
 	$(CC) $(CFLAGS) -Itests $< build/libroutelab.a -o $@ $(LDLIBS)
 
 build:
@@ -34,7 +38,11 @@ build:
 deps:
 	@sh tools/install_deps.sh
 
-test: deps routelab $(TESTS)
+# No lower layer includes a header of a higher one (see tools/check_layers.sh).
+check-layers:
+	@sh tools/check_layers.sh
+
+test: deps check-layers routelab $(TESTS)
 	@bash tests/run.sh
 
 # The main job on built-in data: a 2-layer model learns multi-query associative recall
