@@ -55,7 +55,7 @@ def main():
         ours, peer = {p: [] for p in precisions}, []
         for _ in range(args.repeats):
             for prec in precisions:
-                ours[prec].append(run_json([rl, "bench", "--config=" + config, "--mode=" + mode,
+                ours[prec].append(run_json([rl, "bench", "--preset=" + config, "--mode=" + mode,
                                             "--batch=%d" % batch, "--precision=" + prec] + common))
             peer.append(run_json(["/usr/bin/python3", PEER, "--config", config, "--mode", mode,
                                   "--batch", str(batch), "--steps", str(args.steps),

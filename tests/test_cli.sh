@@ -74,15 +74,16 @@ for mode in soft stochastic; do
     n=$(grep -c '"loss"' "$TMP/part_$mode/metrics.jsonl")
     check "stop_after=5 stops after 5 steps ($mode)" [ "$n" -eq 5 ]
     $RL train --resume="$TMP/part_$mode" >/dev/null 2>&1 || bad "resume $mode"
-    grep -o '"loss": [^,]*' "$TMP/full_$mode/metrics.jsonl" >"$TMP/a"
-    grep -o '"loss": [^,]*' "$TMP/part_$mode/metrics.jsonl" >"$TMP/b"
+    grep -o '"loss": *[^,]*' "$TMP/full_$mode/metrics.jsonl" >"$TMP/a"
+    grep -o '"loss": *[^,]*' "$TMP/part_$mode/metrics.jsonl" >"$TMP/b"
     check "resumed loss sequence is bit-identical ($mode)" cmp -s "$TMP/a" "$TMP/b"
     check "12 losses after resume ($mode)" [ "$(wc -l <"$TMP/b")" -eq 12 ]
     $RL eval --ckpt="$TMP/full_$mode" --json >"$TMP/ea" 2>/dev/null
     $RL eval --ckpt="$TMP/part_$mode" --json >"$TMP/eb" 2>/dev/null
+    cp "$TMP/ea" "$TMP/out_eval_$mode.json"
     check "resumed final model evaluates identically ($mode)" \
-        cmp -s <(sed 's/"checkpoint": "[^"]*"//; s/"eval_seconds": [0-9.]*//' "$TMP/ea") \
-        <(sed 's/"checkpoint": "[^"]*"//; s/"eval_seconds": [0-9.]*//' "$TMP/eb")
+        cmp -s <(sed 's/"checkpoint": *"[^"]*"//; s/"eval_seconds": *[0-9.e+-]*//' "$TMP/ea") \
+        <(sed 's/"checkpoint": *"[^"]*"//; s/"eval_seconds": *[0-9.e+-]*//' "$TMP/eb")
 done
 
 # --- SIGTERM writes a checkpoint and exits cleanly; resume completes -------------------------
@@ -111,6 +112,7 @@ assert len(tr)==20 and all('lr' in l and 'step' in l for l in tr) and ev
 assert len(ev[-1]['gate_f1'])==2 and len(tr[0]['gate_grad_norm'])==2 and tr[0]['gate_grad_norm'][0]>0"
 for mode in dense oracle hard window stochastic random_fixed soft_prob; do
     $RL eval --ckpt="$TMP/j" --attn=$mode --k=4 --json >"$TMP/e.json" 2>"$TMP/e.err"
+    cp "$TMP/e.json" "$TMP/out_eval_$mode.json"
     check "eval --attn=$mode --k=4" python3 -c "
 import json; d=json.load(open('$TMP/e.json')); assert d['attn']=='$mode' and d['val_loss']>0
 kf=d['kept_fraction']; assert (kf[0]==1.0) == ('$mode' in ('dense','soft_prob')), kf"
@@ -241,6 +243,52 @@ check "failed resume keeps the checkpoint" cmp -s "$TMP/before.ckpt" "$TMP/j/mod
 expect_error "eval cannot change the shape" "fixed by the checkpoint" $RL eval --ckpt="$TMP/j" --n_layer=3
 expect_error "NaN loss" "diverged|gradient norm" $RL train $TINY --steps=200 --lr=1e12 --warmup=0 --grad_clip=0 --out="$TMP/nan"
 expect_error "unknown command" "unknown command" $RL frobnicate
+
+# --- one option parser (issue "Architecture before growth" 5): every numeric option is checked,
+# every typo gets the closest name, --threads applies everywhere -------------------------------
+expect_error "train: non-numeric config value" "key 'steps' expects an integer" $RL train $TINY --steps=x
+expect_error "train: non-numeric --threads" "train: --threads expects an integer" $RL train $TINY --threads=x
+expect_error "train: option typo" "unknown option '--jsno'.*did you mean '--json'" $RL train $TINY --jsno
+expect_error "train: --config file not found" "config file .*not found" $RL train --config="$TMP/none.ini"
+expect_error "eval: non-numeric value" "key 'eval_batches' expects an integer" $RL eval --ckpt="$TMP/j" --eval_batches=x
+expect_error "eval: non-numeric --threads" "eval: --threads expects an integer" $RL eval --ckpt="$TMP/j" --threads=two
+expect_error "eval: typo" "unknown option '--jsn'.*did you mean '--json'" $RL eval --ckpt="$TMP/j" --jsn
+expect_error "eval: config key typo" "unknown config key 'atn'.*did you mean 'attn'" $RL eval --ckpt="$TMP/j" --atn=hard
+printf 'n_layer = 3\n' >"$TMP/shape.ini"
+expect_error "eval --config=FILE cannot change the shape" "'n_layer' in config file .*fixed by the checkpoint" \
+    $RL eval --ckpt="$TMP/j" --config="$TMP/shape.ini"
+check "eval --config=FILE: a run's own config.ini is accepted" \
+    $RL eval --ckpt="$TMP/j" --config="$TMP/j/config.ini" --eval_batches=1 --json >/dev/null 2>&1
+expect_error "sample: non-numeric --top_k" "sample: --top_k expects an integer, got 'x'" $RL sample --ckpt="$TMP/j" --top_k=x
+expect_error "sample: non-numeric --temperature" "sample: --temperature expects a number" $RL sample --ckpt="$TMP/j" --temperature=hot
+expect_error "sample: --tokens out of range" "sample: --tokens must be an integer >= 1" $RL sample --ckpt="$TMP/j" --tokens=0
+expect_error "sample: non-numeric --seed" "sample: --seed expects an integer" $RL sample --ckpt="$TMP/j" --seed=1x
+expect_error "sample: typo" "unknown option '--top_kk'.*did you mean '--top_k'" $RL sample --ckpt="$TMP/j" --top_kk=3
+expect_error "distill: non-numeric value" "key 'steps' expects an integer" $RL distill --from="$TMP/j" --steps=x
+expect_error "distill: typo" "unknown config key 'stesp'.*did you mean 'steps'" $RL distill --from="$TMP/j" --stesp=3
+expect_error "probe: non-numeric --examples" "probe: --examples expects an integer" $RL probe --ckpt="$TMP/j" --examples=many
+expect_error "probe: --bloom_bits out of range" "probe: --bloom_bits must be an integer in \[8, 4096\]" $RL probe --ckpt="$TMP/j" --bloom_bits=5000
+expect_error "probe: typo" "unknown option '--exampels'.*did you mean '--examples'" $RL probe --ckpt="$TMP/j" --exampels=3
+expect_error "bench: non-numeric --steps" "bench: --steps expects an integer" $RL bench $TINY --steps=x
+expect_error "bench: non-numeric --threads" "bench: --threads expects an integer" $RL bench $TINY --threads=x
+expect_error "bench: typo" "unknown option '--stesp'.*did you mean '--steps'" $RL bench $TINY --stesp=2
+expect_error "bench: unknown preset" "bench: --preset must be paper or small" $RL bench --preset=huge
+expect_error "prepare: non-numeric --val_fraction" "prepare: --val_fraction expects a number" $RL prepare --val_fraction=x
+expect_error "prepare: typo" "unknown option '--tokeniser'.*did you mean '--tokenizer'" $RL prepare --tokeniser=bytes
+expect_error "prepare: non-numeric --threads" "prepare: --threads expects an integer" $RL prepare --threads=x
+expect_error "tokenizer-train: non-numeric --vocab_size" "tokenizer-train: --vocab_size expects an integer" $RL tokenizer-train --vocab_size=x
+expect_error "tokenizer-train: --vocab_size out of range" "tokenizer-train: --vocab_size must be an integer in \[256, 65536\]" $RL tokenizer-train --vocab_size=9
+expect_error "tokenizer-train: typo" "unknown option '--vocab_sise'.*did you mean '--vocab_size'" $RL tokenizer-train --vocab_sise=300
+expect_error "refcheck: typo" "unknown option '--cse'.*did you mean '--case'" $RL refcheck "$TMP" --cse=dense
+expect_error "refcheck: non-numeric --threads" "refcheck: --threads expects an integer" $RL refcheck "$TMP" --threads=x
+expect_error "repro: non-numeric --seeds" "repro: --seeds" $RL repro exp1 --seeds=x
+# repro: --distill_steps=x converted by the exp change (src/exp/repro.c has its own parser today)
+$RL eval --ckpt="$TMP/j" --threads=1 --json >"$TMP/out_eval_threads.json" 2>/dev/null
+check "eval --threads=1 --json reports \"threads\": 1" /usr/bin/python3 -c "
+import json; assert json.load(open('$TMP/out_eval_threads.json'))['threads']==1"
+$RL eval --ckpt="$TMP/j" --threads=2 --json >"$TMP/out_eval_threads2.json" 2>/dev/null
+check "eval --threads=2 --json reports \"threads\": 2" /usr/bin/python3 -c "
+import json; assert json.load(open('$TMP/out_eval_threads2.json'))['threads']==2"
 expect_error "vocab too small for MQAR" "vocab" $RL train $TINY --vocab_size=6
 
 # --- prepare + train on real text + eval ------------------------------------------------------
@@ -257,6 +305,7 @@ if [ -f "$SHARED/data/wikitext-103-raw/wiki.valid.raw" ]; then
 import json; L=[json.loads(l)['loss'] for l in open('$TMP/wr/metrics.jsonl') if '\"loss\"' in l]
 a=sum(L[:5])/5; b=sum(L[-5:])/5; assert b < a - 0.5, (a, b)"
     $RL eval --ckpt="$TMP/wr" --json >"$TMP/we.json" 2>/dev/null
+    cp "$TMP/we.json" "$TMP/out_eval_wiki.json"
     check "eval reports perplexity on shards" python3 -c "
 import json,math; d=json.load(open('$TMP/we.json')); assert 1 < d['val_ppl'] < 512 and abs(math.log(d['val_ppl'])-d['val_loss'])<1e-3"
     check "sample decodes text" $RL sample --ckpt="$TMP/wr" --tokens=20 --prompt="The" >/dev/null 2>&1
@@ -264,6 +313,45 @@ import json,math; d=json.load(open('$TMP/we.json')); assert 1 < d['val_ppl'] < 5
 else
     echo "SKIP: ../shared/data not found: real-text tests skipped"
 fi
+
+# --- strict JSON (issue "Architecture before growth" 6): every --json output of every command
+# and every metrics.jsonl line parses as RFC 8259 JSON: no NaN / Infinity, non-finite is null --
+$RL probe --ckpt="$TMP/j" --examples=8 --json >"$TMP/out_probe.json" 2>/dev/null || bad "probe --json"
+$RL distill --from="$TMP/j" --loss=kl --steps=3 --eval_batches=1 --out="$TMP/dist" --json \
+    >"$TMP/out_distill.json" 2>/dev/null || bad "distill --json"
+$RL bench $TINY --steps=2 --warmup=1 --threads=1 >"$TMP/out_bench.json" 2>/dev/null || bad "bench"
+check "bench --threads=1 reports threads 1" /usr/bin/python3 -c "
+import json; d=json.load(open('$TMP/out_bench.json')); assert d['threads']==1 and d['k']==8 and 'other' in d['ops_s_per_step']"
+$RL bench --sgemm --threads=1 >"$TMP/out_sgemm.json" 2>/dev/null || bad "bench --sgemm"
+cp "$TMP/j.json" "$TMP/out_train.json"
+# a loss that is enormous from the start: val_ppl = exp(val_loss) overflows to inf (-> null)
+$RL train $TINY --steps=3 --eval_every=1 --init_std=1e3 --out="$TMP/huge" --json >"$TMP/out_train_huge.json" 2>/dev/null ||
+    bad "train with init_std=1e3"
+check "a non-finite value is written as null" /usr/bin/python3 -c "
+import json; d=json.load(open('$TMP/out_train_huge.json')); assert d['val_ppl'] is None and d['val_loss']>1000, d"
+# the loss itself becomes non-finite (init_std 1e19): the run fails; what it wrote stays strict
+$RL train $TINY --steps=5 --eval_every=1 --init_std=1e19 --out="$TMP/inf" >/dev/null 2>&1 &&
+    bad "train with init_std=1e19 should diverge"
+check "the diverged run wrote metrics" [ -s "$TMP/inf/metrics.jsonl" ]
+strict_json() {
+    /usr/bin/python3 -c "
+import json, sys
+def strict(c): raise ValueError('non-standard JSON constant ' + c)
+n = 0
+for path in sys.argv[1:]:
+    for i, line in enumerate(open(path)):
+        if not line.strip(): continue
+        try: json.loads(line, parse_constant=strict)
+        except ValueError as e: sys.exit('%s:%d: %s' % (path, i + 1, e))
+        n += 1
+assert n >= len(sys.argv) - 1, 'empty output'
+" "$@"
+}
+mapfile -t outs < <(ls "$TMP"/out_*.json)
+check "every --json output is strict JSON (${#outs[@]} files)" strict_json "${outs[@]}"
+mapfile -t logs < <(find "$TMP" -name metrics.jsonl -o -name result.json -o -name dataset.json | sort)
+check "every metrics.jsonl line, result.json, dataset.json is strict JSON (${#logs[@]} files)" \
+    strict_json "${logs[@]}"
 
 echo "cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

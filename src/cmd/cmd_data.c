@@ -1,46 +1,24 @@
 // cmd_data.c: the data commands of the CLI: `routelab prepare` (text -> token shards) and
 // `routelab tokenizer-train` (text -> trained BPE file).
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd.h"
 #include "common.h"
+#include "json_out.h"
+#include "options.h"
+#include "result_keys.h"
 #include "shard.h"
 #include "tokenizer.h"
 
 // ----------------------------------------------------------------------------- options
-typedef struct {
-    const char *key;    // without the leading "--"
-    const char *value;  // default, replaced by --key=value
-} Option;
-
-// Fills opts from argv[1..]; returns 1 when --help was asked for.
-static int parse_options(int argc, char **argv, Option *opts, size_t n_opts) {
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) return 1;
-        const char *eq = strchr(arg, '=');
-        if (strncmp(arg, "--", 2) != 0 || !eq)
-            fatal("%s: argument '%s' is not of the form --key=value (see `routelab %s --help`)",
-                  argv[0], arg, argv[0]);
-        size_t klen = (size_t)(eq - arg - 2);
-        size_t k = 0;
-        while (k < n_opts && !(strlen(opts[k].key) == klen && !strncmp(opts[k].key, arg + 2, klen)))
-            k++;
-        if (k == n_opts)
-            fatal("%s: unknown option '%.*s' (see `routelab %s --help`)", argv[0],
-                  (int)(eq - arg), arg, argv[0]);
-        opts[k].value = eq + 1;
-    }
-    return 0;
-}
-
 static const char *require_option(const char *cmd, const Option *o, const char *example) {
-    if (!o->value || !*o->value)
-        fatal("%s: --%s is required, e.g. --%s=%s (see `routelab %s --help`)", cmd, o->key,
-              o->key, example, cmd);
-    return o->value;
+    const char *v = *(const char *const *)o->dest;
+    if (!v || !*v)
+        fatal("%s: --%s is required, e.g. --%s=%s (see `routelab %s --help`)", cmd, o->name,
+              o->name, example, cmd);
+    return v;
 }
 
 // Reads the comma-separated files of --input back to back; sources gets each path.
@@ -78,21 +56,26 @@ static const char PREPARE_USAGE[] =
     "                 train.bin (no shuffling); in (0, 1), default 0.1\n";
 
 int cmd_prepare(int argc, char **argv) {
-    Option opts[] = {{"input", NULL}, {"tokenizer", NULL}, {"out", NULL}, {"val_fraction", "0.1"}};
-    if (parse_options(argc, argv, opts, sizeof opts / sizeof *opts)) {
+    const char *input_opt, *spec_opt, *out_opt;
+    double val_fraction;
+    const Option opts[] = {
+        {"input", OPT_STRING, &input_opt, NULL, "text files, comma-separated", 0, 0},
+        {"tokenizer", OPT_STRING, &spec_opt, NULL, "bytes | gpt2 | gpt2:DIR | PATH", 0, 0},
+        {"out", OPT_STRING, &out_opt, NULL, "output directory", 0, 0},
+        {"val_fraction", OPT_DOUBLE, &val_fraction, "0.1", "last share of tokens for val", 0, 1},
+    };
+    const char *cmd = "prepare";
+    OptSpec os = {.cmd = cmd, .opts = opts, .n_opts = sizeof opts / sizeof *opts};
+    if (options_parse(&os, argc, argv)) {
         fputs(PREPARE_USAGE, stdout);
         return 0;
     }
-    const char *cmd = argv[0];
     const char *input = require_option(cmd, &opts[0], "data/input.txt");
     const char *spec = require_option(cmd, &opts[1], "gpt2");
     const char *out_dir = require_option(cmd, &opts[2], "data/shards");
-    char *end;
-    errno = 0;
-    double val_fraction = strtod(opts[3].value, &end);
-    if (errno || end == opts[3].value || *end || !(val_fraction > 0 && val_fraction < 1))
-        fatal("%s: --val_fraction='%s' must be a number in (0, 1), e.g. --val_fraction=0.1", cmd,
-              opts[3].value);
+    if (!(val_fraction > 0 && val_fraction < 1))
+        fatal("%s: --val_fraction=%g must be a number in (0, 1), e.g. --val_fraction=0.1", cmd,
+              val_fraction);
 
     double t0 = now_seconds();
     Tokenizer *tok = tokenizer_load(spec);
@@ -118,19 +101,17 @@ int cmd_prepare(int argc, char **argv) {
     shard_write(path, ids, n_train);
     join_path(path, sizeof path, out_dir, "val.bin");
     shard_write(path, ids + n_train, n_val);
-    cJSON_AddStringToObject(info, "tokenizer", tokenizer_spec(tok));
-    cJSON_AddNumberToObject(info, "vocab_size", vocab);
-    cJSON_AddNumberToObject(info, "train_tokens", (double)n_train);
-    cJSON_AddNumberToObject(info, "val_tokens", (double)n_val);
-    cJSON_AddNumberToObject(info, "val_fraction", val_fraction);
-    cJSON_AddNumberToObject(info, "text_bytes", (double)len);
+    // dataset.json: the DatasetInfo that dataset.c reads back (tokenizer, vocab_size)
+    cJSON_AddStringToObject(info, RK_TOKENIZER, tokenizer_spec(tok));
+    json_add_number(info, RK_VOCAB_SIZE, vocab);
+    json_add_number(info, "train_tokens", (double)n_train);
+    json_add_number(info, "val_tokens", (double)n_val);
+    json_add_number(info, "val_fraction", val_fraction);
+    json_add_number(info, "text_bytes", (double)len);
     cJSON_AddItemToObject(info, "sources", sources);
-    char *json = cJSON_Print(info);
-    size_t json_len = strlen(json);
-    json = xrealloc(json, json_len + 2);
-    json[json_len++] = '\n';
+    char *json = json_to_line(info);
     join_path(path, sizeof path, out_dir, "dataset.json");
-    write_file_atomic(path, json, json_len);
+    write_file_atomic(path, json, strlen(json));
 
     printf("prepared %s: %zu tokens (train %zu, val %zu) from %zu bytes, %.3f bytes/token, "
            "tokenizer %s (vocab %d), %.2f s\n", out_dir, n, n_train, n_val, len,
@@ -152,26 +133,23 @@ static const char TRAIN_USAGE[] =
     "  --vocab_size   256..65536, default 8192\n"
     "  --verbose      1 prints progress, 0 only the summary\n";
 
-static long parse_long(const char *cmd, const char *key, const char *s, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        fatal("%s: --%s='%s' must be an integer in [%ld, %ld]", cmd, key, s, lo, hi);
-    return v;
-}
-
 int cmd_tokenizer_train(int argc, char **argv) {
-    Option opts[] = {{"input", NULL}, {"out", NULL}, {"vocab_size", "8192"}, {"verbose", "1"}};
-    if (parse_options(argc, argv, opts, sizeof opts / sizeof *opts)) {
+    const char *input_opt, *out_opt;
+    int vocab, verbose;
+    const Option opts[] = {
+        {"input", OPT_STRING, &input_opt, NULL, "text files, comma-separated", 0, 0},
+        {"out", OPT_STRING, &out_opt, NULL, "path of the trained BPE", 0, 0},
+        {"vocab_size", OPT_INT, &vocab, "8192", "tokens, bytes included", 256, 65536},
+        {"verbose", OPT_INT, &verbose, "1", "1: progress; 0: only the summary", 0, 1},
+    };
+    const char *cmd = "tokenizer-train";
+    OptSpec os = {.cmd = cmd, .opts = opts, .n_opts = sizeof opts / sizeof *opts};
+    if (options_parse(&os, argc, argv)) {
         fputs(TRAIN_USAGE, stdout);
         return 0;
     }
-    const char *cmd = argv[0];
     const char *input = require_option(cmd, &opts[0], "data/input.txt");
     const char *out = require_option(cmd, &opts[1], "data/bpe8k.txt");
-    int vocab = (int)parse_long(cmd, "vocab_size", opts[2].value, 256, 65536);
-    int verbose = (int)parse_long(cmd, "verbose", opts[3].value, 0, 1);
 
     size_t len;
     char *text = read_inputs(input, &len, NULL);

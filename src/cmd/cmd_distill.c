@@ -14,6 +14,8 @@
 #include "dataset.h"
 #include "distill.h"
 #include "eval.h"
+#include "json_out.h"
+#include "result_keys.h"
 
 static void usage(void) {
     printf("usage: routelab distill --from=RUNDIR|CKPT --loss=kl|bce [--k=K] [--steps=N]\n"
@@ -118,12 +120,19 @@ int cmd_distill(int argc, char **argv) {
     TrainState st = {0};
     checkpoint_save(out_ckpt, &m, &st);
     if (json) {
-        printf("{\"loss_kind\": \"%s\", \"k\": %d, \"final_loss\": %.6g, \"dense_val_ppl\": %.6g, "
-               "\"hard_val_ppl\": %.6g, \"hard_val_accuracy\": %.6f, \"gate_f1\": [",
-               loss_name, k, loss, dense.ppl, hard.ppl, hard.accuracy);
-        for (int l = 0; l < c.n_layer; l++)
-            printf("%.6f%s", dense.diag[l].gate_f1, l + 1 < c.n_layer ? ", " : "");
-        printf("], \"checkpoint\": \"%s\"}\n", out_ckpt);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, RK_LOSS_KIND, loss_name);
+        json_add_number(o, "k", k);
+        json_add_number(o, RK_FINAL_LOSS, loss);
+        json_add_number(o, RK_DENSE_VAL_PPL, dense.ppl);
+        json_add_number(o, RK_HARD_VAL_PPL, hard.ppl);
+        json_add_number(o, RK_HARD_VAL_ACCURACY, hard.accuracy);
+        double f1[MAX_LAYERS];
+        for (int l = 0; l < c.n_layer; l++) f1[l] = dense.diag[l].gate_f1;
+        json_add_doubles(o, RK_GATE_F1, f1, (size_t)c.n_layer);
+        cJSON_AddStringToObject(o, "checkpoint", out_ckpt);
+        json_print_line(stdout, o);
+        cJSON_Delete(o);
     } else {
         printf("gate F1 vs oracle top-%d per layer:", k);
         for (int l = 0; l < c.n_layer; l++) printf(" %.3f", dense.diag[l].gate_f1);

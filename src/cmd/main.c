@@ -2,17 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cmd.h"
 #include "common.h"
-#include "refcheck.h"
-#include "tokenizer.h"
-
-int cmd_train(int argc, char **argv);
-int cmd_eval(int argc, char **argv);
-int cmd_sample(int argc, char **argv);
-int cmd_distill(int argc, char **argv);
-int cmd_probe(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
-int cmd_repro(int argc, char **argv);
 
 typedef struct {
     const char *name;

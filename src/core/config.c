@@ -148,6 +148,9 @@ static const char *closest_key(const char *name) {
     return best;
 }
 
+int config_edit_distance(const char *a, const char *b) { return edit_distance(a, b); }
+const char *config_closest_key(const char *name) { return closest_key(name); }
+
 void config_set(Config *c, const char *key, const char *value, const char *source) {
     const ConfigKey *k = find_key(key);
     if (!k) {

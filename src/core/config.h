@@ -94,6 +94,10 @@ void config_write_ini(const Config *c, FILE *f);
 char *config_to_string(const Config *c);  // INI text, caller frees
 void config_print_help(FILE *f);
 int config_is_key(const char *key);
+// For typo hints: edit distance of two names, and the config key nearest to name (NULL when
+// none is within 3 edits).
+int config_edit_distance(const char *a, const char *b);
+const char *config_closest_key(const char *name);
 
 const char *attn_mode_name(AttnMode m);
 int attn_mode_parse(const char *s, AttnMode *out);  // 1 if known

@@ -7,6 +7,7 @@
 
 #include "common.h"
 #include "ops.h"
+#include "result_keys.h"
 
 typedef struct {
     double mass, ent;
@@ -120,56 +121,49 @@ void diagnostics_compute(LayerDiag *diag, const Model *m) {
     xfree(cnt);
 }
 
-void diagnostics_write_json(FILE *f, const LayerDiag *diag, int n_layer) {
-#define LIST(name, field, fmt)                                                 \
-    do {                                                                       \
-        fprintf(f, "\"%s\": [", name);                                         \
-        for (int l = 0; l < n_layer; l++)                                      \
-            fprintf(f, fmt "%s", diag[l].field, l + 1 < n_layer ? ", " : ""); \
-        fprintf(f, "]");                                                       \
+void diagnostics_add_json(cJSON *obj, const LayerDiag *diag, int n_layer) {
+    size_t L = n_layer > 0 ? (size_t)n_layer : 0;
+    double v[MAX_LAYERS] = {0};
+    long rows[MAX_LAYERS] = {0};
+#define LIST(key, field)                                   \
+    do {                                                   \
+        for (size_t l = 0; l < L; l++) v[l] = diag[l].field; \
+        json_add_doubles(obj, key, v, L);                  \
     } while (0)
-    LIST("topk_mass", topk_mass, "%.6g");
-    fprintf(f, ", ");
-    LIST("entropy_ratio", entropy_ratio, "%.6g");
-    fprintf(f, ", ");
-    LIST("gate_precision", gate_precision, "%.6g");
-    fprintf(f, ", ");
-    LIST("gate_recall", gate_recall, "%.6g");
-    fprintf(f, ", ");
-    LIST("gate_f1", gate_f1, "%.6g");
-    fprintf(f, ", ");
-    LIST("kept_fraction", kept_fraction, "%.6g");
-    fprintf(f, ", ");
-    LIST("empty_rows", empty_rows, "%ld");
-    fprintf(f, ", ");
-    LIST("gate_grad_norm", gate_grad_norm, "%.6g");
+    LIST(RK_TOPK_MASS, topk_mass);
+    LIST(RK_ENTROPY_RATIO, entropy_ratio);
+    LIST(RK_GATE_PRECISION, gate_precision);
+    LIST(RK_GATE_RECALL, gate_recall);
+    LIST(RK_GATE_F1, gate_f1);
+    LIST(RK_KEPT_FRACTION, kept_fraction);
+    for (size_t l = 0; l < L; l++) rows[l] = diag[l].empty_rows;
+    json_add_longs(obj, RK_EMPTY_ROWS, rows, L);
+    LIST(RK_GATE_GRAD_NORM, gate_grad_norm);
 #undef LIST
 }
 
-void diagnostics_write_moe_json(FILE *f, const Model *m) {
+void diagnostics_add_moe_json(cJSON *obj, const Model *m) {
     int L = m->cfg.n_layer, any = 0;
     for (int l = 0; l < L; l++) any |= m->cfg.ffn_router[l] != ROUTER_NONE;
     if (!any || !m->acts) return;
-    fprintf(f, ", \"aux_loss\": %.6g, \"router_entropy\": [", m->aux_loss);
-    for (int l = 0; l < L; l++) {
-        const FfnActs *a = &m->layer[l].ffn;
-        if (m->cfg.ffn_router[l] == ROUTER_NONE || !isfinite(a->router_entropy)) fprintf(f, "null");
-        else fprintf(f, "%.6g", a->router_entropy);
-        fprintf(f, "%s", l + 1 < L ? ", " : "], \"expert_util\": [");
-    }
+    json_add_number(obj, RK_AUX_LOSS, m->aux_loss);
+    cJSON *ent = cJSON_AddArrayToObject(obj, RK_ROUTER_ENTROPY);
+    for (int l = 0; l < L; l++)  // null for plain FFN layers and hash routers (NaN)
+        cJSON_AddItemToArray(ent, m->cfg.ffn_router[l] == ROUTER_NONE
+                                      ? cJSON_CreateNull() : json_number(m->layer[l].ffn.router_entropy));
+    cJSON *util = cJSON_AddArrayToObject(obj, RK_EXPERT_UTIL);
     for (int l = 0; l < L; l++) {
         if (m->cfg.ffn_router[l] == ROUTER_NONE) {
-            fprintf(f, "null");
-        } else {
-            fprintf(f, "[");
-            for (int e = 0; e < m->cfg.ffn_experts[l]; e++)
-                fprintf(f, "%.4g%s", m->layer[l].ffn.util[e], e + 1 < m->cfg.ffn_experts[l] ? ", " : "]");
+            cJSON_AddItemToArray(util, cJSON_CreateNull());
+            continue;
         }
-        fprintf(f, "%s", l + 1 < L ? ", " : "], \"dropped\": [");
+        cJSON *u = cJSON_CreateArray();
+        for (int e = 0; e < m->cfg.ffn_experts[l]; e++)
+            cJSON_AddItemToArray(u, json_number(m->layer[l].ffn.util[e]));
+        cJSON_AddItemToArray(util, u);
     }
-    for (int l = 0; l < L; l++) {
-        if (m->cfg.ffn_router[l] == ROUTER_NONE) fprintf(f, "null");
-        else fprintf(f, "%.6g", m->layer[l].ffn.dropped);
-        fprintf(f, "%s", l + 1 < L ? ", " : "]");
-    }
+    cJSON *drop = cJSON_AddArrayToObject(obj, RK_DROPPED);
+    for (int l = 0; l < L; l++)
+        cJSON_AddItemToArray(drop, m->cfg.ffn_router[l] == ROUTER_NONE
+                                       ? cJSON_CreateNull() : json_number(m->layer[l].ffn.dropped));
 }

@@ -11,6 +11,7 @@
 #define ROUTELAB_DIAGNOSTICS_H
 #include <stdio.h>
 
+#include "json_out.h"
 #include "model.h"
 
 typedef struct {
@@ -23,13 +24,13 @@ typedef struct {
 void diagnostics_compute(LayerDiag *diag, const Model *m);
 // Gate gradient norms only (cheap; after backward).
 void diagnostics_gate_grad_norms(LayerDiag *diag, const Model *m);
-// Writes "key": [l0, l1, ...] pairs (no braces) for metrics.jsonl and --json.
-void diagnostics_write_json(FILE *f, const LayerDiag *diag, int n_layer);
-// MoE layers of the last forward, when the model has any (else nothing): writes
-// , "aux_loss": x, "router_entropy": [..], "expert_util": [[..], ..], "dropped": [..]
+// Adds "key": [l0, l1, ...] arrays to obj (json_out.h), for metrics.jsonl and --json.
+void diagnostics_add_json(cJSON *obj, const LayerDiag *diag, int n_layer);
+// MoE layers of the last forward, when the model has any (else nothing): adds
+// "aux_loss": x, "router_entropy": [..], "expert_util": [[..], ..], "dropped": [..]
 // with null for plain FFN layers. router_entropy is H(p) / log E, mean over tokens (null for
 // hash routers); expert_util is each expert's share of the dispatched rows; dropped is the
 // share of token choices over capacity.
-void diagnostics_write_moe_json(FILE *f, const Model *m);
+void diagnostics_add_moe_json(cJSON *obj, const Model *m);
 
 #endif

@@ -3,14 +3,18 @@
 // one JSON line: tokens/s (batch x seq_len / median step), the per-operation breakdown, the
 // model FLOP rate and peak memory. `--sgemm` instead measures OpenBLAS's sgemm ceiling.
 #include <cblas.h>
+#include <limits.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "adamw.h"
 #include "common.h"
+#include "json_out.h"
 #include "model.h"
+#include "options.h"
 #include "profile.h"
+#include "result_keys.h"
 
 static double median(double *x, int n) { return median_of(x, (size_t)n); }
 
@@ -33,24 +37,29 @@ static double sgemm_ceiling(int n, int reps) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *preset = "paper";
+    const char *preset = "paper", *mode = NULL;
     int steps = 5, warmup = 2, sgemm = 0;
+    const Option opts[] = {
+        {"preset", OPT_STRING, &preset, "paper", "model preset: paper | small", 0, 0},
+        {"steps", OPT_INT, &steps, "5", "timed steps", 1, INT_MAX},
+        {"warmup", OPT_INT, &warmup, "2", "untimed steps first", 0, INT_MAX},
+        {"sgemm", OPT_FLAG, &sgemm, NULL, "measure the sgemm ceiling instead", 0, 0},
+        {"mode", OPT_STRING, &mode, NULL, "the same as --attn", 0, 0},
+    };
+    OptSpec os = {.cmd = "bench", .opts = opts, .n_opts = sizeof opts / sizeof *opts,
+                  .config_keys = 1};
     Config c;
     config_defaults(&c);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: routelab bench [--config=paper|small] [--attn=MODE] [--batch=B]\n"
-                   "       [--steps=5] [--warmup=2] [--threads=N] [--key=value ...] | --sgemm\n"
-                   "  Times full training steps on random tokens and prints one JSON line:\n"
-                   "  tok_s, step_s_median, fwd/bwd/opt medians, the per-operation breakdown,\n"
-                   "  gflops_model (6 N_nonemb + 6 d V + 12 L T d FLOPs per token, as the PyTorch\n"
-                   "  peer counts), peak_rss_mib. paper: 6 layers, d 256, 4 heads, T 512, vocab\n"
-                   "  50257, k 64; small: 4 layers, d 128, 4 heads, T 256, vocab 8192, k 32.\n"
-                   "  --sgemm prints the GFLOP/s of a 2048^3 OpenBLAS sgemm (the ceiling).\n");
-            return 0;
-        }
-        if (!strncmp(a, "--config=", 9)) preset = a + 9;
+    if (options_parse(&os, argc, argv)) {
+        printf("usage: routelab bench [--preset=paper|small] [--config=FILE] [--attn=MODE]\n"
+               "       [--batch=B] [--steps=5] [--warmup=2] [--threads=N] [--key=value ...] | --sgemm\n"
+               "  Times full training steps on random tokens and prints one JSON line:\n"
+               "  tok_s, step_s_median, fwd/bwd/opt medians, the per-operation breakdown,\n"
+               "  gflops_model (6 N_nonemb + 6 d V + 12 L T d FLOPs per token, as the PyTorch\n"
+               "  peer counts), peak_rss_mib. paper: 6 layers, d 256, 4 heads, T 512, vocab\n"
+               "  50257, k 64; small: 4 layers, d 128, 4 heads, T 256, vocab 8192, k 32.\n"
+               "  --sgemm prints the GFLOP/s of a 2048^3 OpenBLAS sgemm (the ceiling).\n");
+        return 0;
     }
     if (!strcmp(preset, "small")) {
         config_set(&c, "n_layer", "4", "preset small");
@@ -61,31 +70,24 @@ int cmd_bench(int argc, char **argv) {
         config_set(&c, "k", "32", "preset small");
         config_set(&c, "batch", "8", "preset small");
     } else if (strcmp(preset, "paper") != 0) {
-        fatal("bench: --config must be paper or small, got '%s'", preset);
+        fatal("bench: --preset must be paper or small, got '%s'", preset);
     }
     config_set(&c, "dropout", "0", "bench");  // as the peer: dropout 0
     config_set(&c, "lr", "3e-4", "bench");
     config_set(&c, "threads", "2", "bench");
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *eq = strchr(a, '=');
-        if (!strncmp(a, "--config=", 9)) continue;
-        if (!strcmp(a, "--sgemm")) { sgemm = 1; continue; }
-        if (!strncmp(a, "--steps=", 8)) { steps = atoi(a + 8); continue; }
-        if (!strncmp(a, "--warmup=", 9)) { warmup = atoi(a + 9); continue; }
-        if (!strncmp(a, "--mode=", 7)) { config_set(&c, "attn", a + 7, "command line"); continue; }
-        if (strncmp(a, "--", 2) || !eq) fatal("bench: unexpected argument '%s' (see --help)", a);
-        char key[64];
-        snprintf(key, sizeof key, "%.*s", (int)(eq - a - 2), a + 2);
-        config_set(&c, key, eq + 1, "command line");
-    }
+    options_apply_config(&os, &c, argc, argv);  // --config=FILE, then --key=value
+    if (mode) config_set(&c, "attn", mode, "command line");
     config_resolve(&c);
     if (c.threads > 0) omp_set_num_threads(c.threads);
     if (sgemm) {
-        printf("{\"sgemm_gflops\": %.1f, \"n\": 2048, \"threads\": %d}\n", sgemm_ceiling(2048, 5),
-               omp_get_max_threads());
+        cJSON *o = cJSON_CreateObject();
+        json_add_number(o, "sgemm_gflops", sgemm_ceiling(2048, 5));
+        json_add_number(o, "n", 2048);
+        json_add_number(o, RK_THREADS, omp_get_max_threads());
+        json_print_line(stdout, o);
+        cJSON_Delete(o);
         return 0;
     }
-    if (steps < 1 || warmup < 0) fatal("bench: --steps must be >= 1 and --warmup >= 0");
     Model m;
     model_build(&m, &c);
     int B = c.batch, T = c.seq_len;
@@ -126,22 +128,43 @@ int cmd_bench(int argc, char **argv) {
     double d = c.d_model, V = c.vocab_size, L = c.n_layer;
     double n_nonemb = (double)unique - gates - V * d - (double)c.seq_len * d;
     double flops_tok = 6 * n_nonemb + 6 * d * V + 12 * L * T * d;
-    printf("{\"tok_s\": %.2f, \"step_s_median\": %.4f, \"peak_rss_mib\": %.1f, \"threads\": %d, "
-           "\"config\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"n_layer\": %d, \"d_model\": %d, "
-           "\"seq_len\": %d, \"vocab_size\": %d, \"k\": %s, \"precision\": \"%s\", \"steps\": %d, "
-           "\"warmup\": %d, \"fwd_s_median\": %.4f, \"bwd_s_median\": %.4f, \"opt_s_median\": %.4f, "
-           "\"flops_per_token_model\": %.0f, \"gflops_model\": %.1f, \"loss_first\": %.4f, "
-           "\"loss_last\": %.4f, \"ops_s_per_step\": {",
-           N / med, med, peak_rss_bytes() / 1048576.0, omp_get_max_threads(), preset, c.attn, B,
-           c.n_layer, c.d_model, T, c.vocab_size, c.k, c.precision, steps, warmup, median(fwd, steps),
-           median(bwd, steps), median(opt, steps), flops_tok, flops_tok * N / med / 1e9, loss_first,
-           loss_last);
+    double n_tok = (double)N;
+    cJSON *o = cJSON_CreateObject();
+    json_add_number(o, "tok_s", n_tok / med);
+    json_add_number(o, "step_s_median", med);
+    json_add_number(o, RK_PEAK_RSS_MIB, peak_rss_bytes() / 1048576.0);
+    json_add_number(o, RK_THREADS, omp_get_max_threads());
+    cJSON_AddStringToObject(o, "config", preset);
+    cJSON_AddStringToObject(o, "mode", c.attn);
+    json_add_number(o, "batch", B);
+    json_add_number(o, "n_layer", c.n_layer);
+    json_add_number(o, "d_model", c.d_model);
+    json_add_number(o, "seq_len", T);
+    json_add_number(o, "vocab_size", c.vocab_size);
+    // k: a number, or the per-layer list as text (it was written bare before)
+    char *kend = NULL;
+    long kv = strtol(c.k, &kend, 10);
+    if (c.k[0] && !*kend) json_add_number(o, "k", (double)kv);
+    else cJSON_AddStringToObject(o, "k", c.k);
+    cJSON_AddStringToObject(o, "precision", c.precision);
+    json_add_number(o, RK_STEPS, steps);
+    json_add_number(o, "warmup", warmup);
+    json_add_number(o, "fwd_s_median", median(fwd, steps));
+    json_add_number(o, "bwd_s_median", median(bwd, steps));
+    json_add_number(o, "opt_s_median", median(opt, steps));
+    json_add_number(o, "flops_per_token_model", flops_tok);
+    json_add_number(o, "gflops_model", flops_tok * n_tok / med / 1e9);
+    json_add_number(o, "loss_first", loss_first);
+    json_add_number(o, "loss_last", loss_last);
+    cJSON *ops = cJSON_AddObjectToObject(o, "ops_s_per_step");
     double accounted = 0.0;
     for (int op = 0; op < OP_COUNT; op++) {
-        printf("\"%s\": %.4f, ", profile_op_name((ProfileOp)op), profile_seconds[op] / steps);
+        json_add_number(ops, profile_op_name((ProfileOp)op), profile_seconds[op] / steps);
         accounted += profile_seconds[op];
     }
-    printf("\"other\": %.4f}}\n", (total - accounted) / steps);
+    json_add_number(ops, "other", (total - accounted) / steps);
+    json_print_line(stdout, o);
+    cJSON_Delete(o);
     xfree(inputs), xfree(targets), xfree(step_s), xfree(fwd), xfree(bwd), xfree(opt);
     model_free(&m);
     return 0;

@@ -2,11 +2,14 @@
 #include "eval.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "checkpoint.h"
 #include "common.h"
+#include "options.h"
+#include "result_keys.h"
 
 void evaluate(EvalResult *r, Model *m, Dataset *ds, int B, int max_batches, int with_diag) {
     memset(r, 0, sizeof *r);
@@ -68,57 +71,55 @@ void evaluate(EvalResult *r, Model *m, Dataset *ds, int B, int max_batches, int 
     xfree(targets);
 }
 
-void eval_result_write_json(FILE *f, const EvalResult *r, int n_layer) {
-    fprintf(f, "\"val_loss\": %.6f, \"val_ppl\": %.6g, \"val_accuracy\": %.6f, \"val_tokens\": %zu",
-            r->loss, r->ppl, r->accuracy, r->tokens);
+void eval_result_add_json(cJSON *obj, const EvalResult *r, int n_layer) {
+    json_add_number(obj, RK_VAL_LOSS, r->loss);
+    json_add_number(obj, RK_VAL_PPL, r->ppl);
+    json_add_number(obj, RK_VAL_ACCURACY, r->accuracy);
+    json_add_number(obj, RK_VAL_TOKENS, (double)r->tokens);
     if (r->has_classes) {
-        fprintf(f, ", \"exact_match\": %.6f, \"exact_match_carry\": ", r->exact_match);
-        if (isfinite(r->exact_by_class[1])) fprintf(f, "%.6f", r->exact_by_class[1]); else fprintf(f, "null");
-        fprintf(f, ", \"exact_match_no_carry\": ");
-        if (isfinite(r->exact_by_class[0])) fprintf(f, "%.6f", r->exact_by_class[0]); else fprintf(f, "null");
-        fprintf(f, ", \"carry_examples\": %zu, \"no_carry_examples\": %zu, \"digit_accuracy\": [",
-                r->examples_by_class[1], r->examples_by_class[0]);
-        for (int p = 0; p < r->n_positions; p++)
-            fprintf(f, "%.6f%s", r->position_accuracy[p], p + 1 < r->n_positions ? ", " : "");
-        fprintf(f, "]");
+        json_add_number(obj, RK_EXACT_MATCH, r->exact_match);
+        json_add_number(obj, RK_EXACT_MATCH_CARRY, r->exact_by_class[1]);  // null: no example
+        json_add_number(obj, RK_EXACT_MATCH_NO_CARRY, r->exact_by_class[0]);
+        json_add_number(obj, RK_CARRY_EXAMPLES, (double)r->examples_by_class[1]);
+        json_add_number(obj, RK_NO_CARRY_EXAMPLES, (double)r->examples_by_class[0]);
+        json_add_doubles(obj, RK_DIGIT_ACCURACY, r->position_accuracy,
+                         r->n_positions > 0 ? (size_t)r->n_positions : 0);
     }
-    if (r->has_diag) {
-        fprintf(f, ", ");
-        diagnostics_write_json(f, r->diag, n_layer);
-    }
+    if (r->has_diag) diagnostics_add_json(obj, r->diag, n_layer);
 }
 
 int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: routelab eval --ckpt=RUNDIR|FILE [--attn=MODE] [--k=K] [--data=...] "
-                   "[--eval_batches=N] [--json]\n"
-                   "  Evaluates a checkpoint on the validation split: loss, perplexity, accuracy\n"
-                   "  and per-layer routing diagnostics. Routing keys (attn, k, gate_grad,\n"
-                   "  topk_scope, tau) may differ from training: \"train with X, deploy with Y\".\n"
-                   "  The swap is closed loop: each layer's mask comes from the hidden states of\n"
-                   "  the masked forward. eval_batches=0 evaluates the whole split.\n"
-                   "  --ablate=attn:L|ffn:L[+...] replaces those sublayer outputs by their mean\n"
-                   "  over the batch's positions (how much each sublayer matters).\n");
-            return 0;
-        }
-        if (!strncmp(argv[i], "--ckpt=", 7)) ckpt = argv[i] + 7;
-        else if (!strcmp(argv[i], "--json")) json = 1;
+    const Option opts[] = {
+        {"ckpt", OPT_STRING, &ckpt, NULL, "run directory or checkpoint file", 0, 0},
+        {"json", OPT_FLAG, &json, NULL, "print the result as one JSON object", 0, 0},
+    };
+    // Routing, data and batching may differ from training ("train with X, deploy with Y").
+    static const char *const allowed[] = {"attn", "k", "gate_grad", "topk_scope", "tau", "data",
+                                          "batch", "eval_batches", "threads", "mqar_eval_examples",
+                                          "mask_seed", "data_seed", "out", "ablate", NULL};
+    OptSpec os = {.cmd = "eval", .opts = opts, .n_opts = sizeof opts / sizeof *opts,
+                  .config_keys = 1, .changeable = allowed,
+                  .fixed_hint = "only routing, data and batch keys can change at evaluation"};
+    if (options_parse(&os, argc, argv)) {
+        printf("usage: routelab eval --ckpt=RUNDIR|FILE [--attn=MODE] [--k=K] [--data=...] "
+               "[--eval_batches=N] [--json]\n"
+               "  Evaluates a checkpoint on the validation split: loss, perplexity, accuracy\n"
+               "  and per-layer routing diagnostics. Routing keys (attn, k, gate_grad,\n"
+               "  topk_scope, tau) may differ from training: \"train with X, deploy with Y\".\n"
+               "  The swap is closed loop: each layer's mask comes from the hidden states of\n"
+               "  the masked forward. eval_batches=0 evaluates the whole split.\n"
+               "  --ablate=attn:L|ffn:L[+...] replaces those sublayer outputs by their mean\n"
+               "  over the batch's positions (how much each sublayer matters).\n");
+        return 0;
     }
     if (!ckpt) fatal("eval: give --ckpt=RUNDIR (a run directory) or --ckpt=FILE");
     char path[4096];
     checkpoint_resolve_path(path, sizeof path, ckpt);
     Config c;
     checkpoint_read_config(path, &c);
-    // Routing, data and batching may differ from training ("train with X, deploy with Y").
-    static const char *const own[] = {"--ckpt=", "--json", NULL};
-    static const char *const allowed[] = {"attn", "k", "gate_grad", "topk_scope", "tau", "data",
-                                          "batch", "eval_batches", "threads", "mqar_eval_examples",
-                                          "mask_seed", "data_seed", "out", "ablate", NULL};
-    config_apply_overrides(&c, argc, argv, own, allowed, "eval",
-                           "only routing, data and batch keys can change at evaluation");
+    options_apply_config(&os, &c, argc, argv);
     config_resolve(&c);
     Model m;
     model_build(&m, &c);
@@ -129,11 +130,18 @@ int cmd_eval(int argc, char **argv) {
     EvalResult r;
     evaluate(&r, &m, val, c.batch, c.eval_batches, 1);
     double dt = now_seconds() - t0;
+    int threads = omp_get_max_threads();
     if (json) {
-        printf("{\"checkpoint\": \"%s\", \"attn\": \"%s\", \"k\": \"%s\", ", path, c.attn, c.k);
-        eval_result_write_json(stdout, &r, c.n_layer);
-        diagnostics_write_moe_json(stdout, &m);
-        printf(", \"eval_seconds\": %.3f}\n", dt);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "checkpoint", path);
+        cJSON_AddStringToObject(o, "attn", c.attn);
+        cJSON_AddStringToObject(o, "k", c.k);
+        eval_result_add_json(o, &r, c.n_layer);
+        diagnostics_add_moe_json(o, &m);
+        json_add_number(o, "eval_seconds", dt);
+        json_add_number(o, RK_THREADS, threads);
+        json_print_line(stdout, o);
+        cJSON_Delete(o);
     } else {
         model_print_summary(&m, stdout);
         printf("eval %s on %s: loss %.4f  ppl %.3f  accuracy %.4f  (%zu tokens, %zu windows, %.1fs)\n",

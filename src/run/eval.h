@@ -7,6 +7,8 @@
 #define ROUTELAB_EVAL_H
 #include <stdio.h>
 
+#include "json_out.h"
+
 #include "dataset.h"
 #include "diagnostics.h"
 #include "model.h"
@@ -27,8 +29,7 @@ typedef struct {
 
 // max_batches 0 = every window. Leaves the model in evaluation mode (dropout off).
 void evaluate(EvalResult *r, Model *m, Dataset *ds, int B, int max_batches, int with_diag);
-void eval_result_write_json(FILE *f, const EvalResult *r, int n_layer);
-
-int cmd_eval(int argc, char **argv);
+// Adds the result's keys (val_*, addition's exact match, per-layer diagnostics) to obj.
+void eval_result_add_json(cJSON *obj, const EvalResult *r, int n_layer);
 
 #endif

@@ -8,6 +8,7 @@
 //   W tokens, each summarised by a Bloom filter of its token ids (M bits, H hashes); the query
 //   goes to the most recent window whose filter claims k; precision = share of queries whose
 //   window holds the key's position.
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +16,24 @@
 #include "checkpoint.h"
 #include "common.h"
 #include "dataset.h"
+#include "json_out.h"
 #include "model.h"
+#include "options.h"
+#include "result_keys.h"
 
 typedef struct {
     long queries, key_hits[MAX_LAYERS + 1], value_hits[MAX_LAYERS + 1];
     long proj_key_hits[MAX_LAYERS + 1], bloom_hits;
 } ProbeCounts;
+
+// The result of `probe --json` (arrays over depth d = 0..L).
+typedef struct {
+    long queries;
+    size_t depths;
+    double key_precision[MAX_LAYERS + 1], value_precision[MAX_LAYERS + 1];
+    double projected_key_precision[MAX_LAYERS + 1], bloom_precision;
+    int proj_dim, bloom_window, bloom_bits, bloom_hashes;
+} ProbeResult;
 
 static int top1(const float *h, int C, int q, const float *rows) {
     // rows (T, C); argmax over j < q of <h, rows_j>, ties to the lower index
@@ -49,30 +62,26 @@ static int bloom_window(const int *tokens, int q, int key, int W, int M, int H) 
 int cmd_probe(int argc, char **argv) {
     const char *ckpt = NULL;
     int examples = 256, proj_dim = 16, W = 8, M = 64, H = 2, json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: routelab probe --ckpt=RUNDIR [--examples=256] [--proj_dim=16]\n"
-                   "       [--bloom_window=8] [--bloom_bits=64] [--bloom_hashes=2] [--json]\n"
-                   "  Routing precision on MQAR test examples: for each query, does the top-1 of\n"
-                   "  the dot product of residual-stream states after d blocks (d = 0..L) find the\n"
-                   "  position of the queried key (and of its value)? Also after a random\n"
-                   "  projection to proj_dim, and for a Bloom-filter index over windows of tokens.\n");
-            return 0;
-        }
-        if (!strncmp(a, "--ckpt=", 7)) ckpt = a + 7;
-        else if (!strncmp(a, "--examples=", 11)) examples = atoi(a + 11);
-        else if (!strncmp(a, "--proj_dim=", 11)) proj_dim = atoi(a + 11);
-        else if (!strncmp(a, "--bloom_window=", 15)) W = atoi(a + 15);
-        else if (!strncmp(a, "--bloom_bits=", 13)) M = atoi(a + 13);
-        else if (!strncmp(a, "--bloom_hashes=", 15)) H = atoi(a + 15);
-        else if (!strcmp(a, "--json")) json = 1;
-        else fatal("probe: unexpected argument '%s' (see routelab probe --help)", a);
+    const Option opts[] = {
+        {"ckpt", OPT_STRING, &ckpt, NULL, "an MQAR run directory or checkpoint", 0, 0},
+        {"examples", OPT_INT, &examples, "256", "MQAR test examples", 1, INT_MAX},
+        {"proj_dim", OPT_INT, &proj_dim, "16", "width of the random projection", 1, INT_MAX},
+        {"bloom_window", OPT_INT, &W, "8", "tokens per Bloom-filter window", 1, INT_MAX},
+        {"bloom_bits", OPT_INT, &M, "64", "bits per Bloom filter", 8, 4096},
+        {"bloom_hashes", OPT_INT, &H, "2", "hashes per Bloom filter", 1, 16},
+        {"json", OPT_FLAG, &json, NULL, "print the result as one JSON object", 0, 0},
+    };
+    OptSpec os = {.cmd = "probe", .opts = opts, .n_opts = sizeof opts / sizeof *opts};
+    if (options_parse(&os, argc, argv)) {
+        printf("usage: routelab probe --ckpt=RUNDIR [--examples=256] [--proj_dim=16]\n"
+               "       [--bloom_window=8] [--bloom_bits=64] [--bloom_hashes=2] [--json]\n"
+               "  Routing precision on MQAR test examples: for each query, does the top-1 of\n"
+               "  the dot product of residual-stream states after d blocks (d = 0..L) find the\n"
+               "  position of the queried key (and of its value)? Also after a random\n"
+               "  projection to proj_dim, and for a Bloom-filter index over windows of tokens.\n");
+        return 0;
     }
     if (!ckpt) fatal("probe: give --ckpt=RUNDIR (an MQAR run)");
-    if (examples < 1 || proj_dim < 1 || W < 1 || M < 8 || M > 4096 || H < 1 || H > 16)
-        fatal("probe: need examples >= 1, proj_dim >= 1, bloom_window >= 1, bloom_bits in 8..4096, "
-              "bloom_hashes in 1..16");
     char path[4096];
     checkpoint_resolve_path(path, sizeof path, ckpt);
     Model m;
@@ -122,12 +131,26 @@ int cmd_probe(int argc, char **argv) {
     }
     double nq = pc.queries ? (double)pc.queries : 1.0;
     if (json) {
-        printf("{\"queries\": %ld, \"key_precision\": [", pc.queries);
-        for (int d = 0; d <= L; d++) printf("%.6f%s", pc.key_hits[d] / nq, d < L ? ", " : "], \"value_precision\": [");
-        for (int d = 0; d <= L; d++) printf("%.6f%s", pc.value_hits[d] / nq, d < L ? ", " : "], \"projected_key_precision\": [");
-        for (int d = 0; d <= L; d++) printf("%.6f%s", pc.proj_key_hits[d] / nq, d < L ? ", " : "], ");
-        printf("\"bloom_precision\": %.6f, \"proj_dim\": %d, \"bloom_window\": %d, \"bloom_bits\": %d, "
-               "\"bloom_hashes\": %d}\n", pc.bloom_hits / nq, proj_dim, W, M, H);
+        ProbeResult r = {.queries = pc.queries, .depths = (size_t)L + 1,
+                         .bloom_precision = pc.bloom_hits / nq, .proj_dim = proj_dim,
+                         .bloom_window = W, .bloom_bits = M, .bloom_hashes = H};
+        for (int d = 0; d <= L; d++) {
+            r.key_precision[d] = pc.key_hits[d] / nq;
+            r.value_precision[d] = pc.value_hits[d] / nq;
+            r.projected_key_precision[d] = pc.proj_key_hits[d] / nq;
+        }
+        cJSON *o = cJSON_CreateObject();
+        json_add_number(o, RK_QUERIES, (double)r.queries);
+        json_add_doubles(o, RK_KEY_PRECISION, r.key_precision, r.depths);
+        json_add_doubles(o, RK_VALUE_PRECISION, r.value_precision, r.depths);
+        json_add_doubles(o, RK_PROJECTED_KEY_PRECISION, r.projected_key_precision, r.depths);
+        json_add_number(o, RK_BLOOM_PRECISION, r.bloom_precision);
+        json_add_number(o, "proj_dim", r.proj_dim);
+        json_add_number(o, "bloom_window", r.bloom_window);
+        json_add_number(o, "bloom_bits", r.bloom_bits);
+        json_add_number(o, "bloom_hashes", r.bloom_hashes);
+        json_print_line(stdout, o);
+        cJSON_Delete(o);
     } else {
         printf("routing precision on %ld MQAR queries (%d examples), top-1 of dot products:\n",
                pc.queries, examples);

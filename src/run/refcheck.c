@@ -15,6 +15,7 @@
 #include "common.h"
 #include "diagnostics.h"
 #include "distill.h"
+#include "options.h"
 #include "model.h"
 
 typedef struct {
@@ -352,22 +353,24 @@ static int run_set(const char *dir, const char *only, int verbose, int *passed, 
 }
 
 int cmd_refcheck(int argc, char **argv) {
-    const char *dir = NULL, *only = NULL;
+    const char *dir = NULL, *only = NULL, *pos[2] = {NULL, NULL};
     int verbose = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: routelab refcheck DIR [--case=NAME] [--verbose]\n"
-                   "  Checks logits, loss, diagnostics, every gradient and three AdamW steps\n"
-                   "  against reference cases dumped by the PyTorch twin (../shared/ref format).\n"
-                   "  DIR is one case set (holding index.json) or a directory of sets.\n"
-                   "  Exit status 0 only when every case passes.\n");
-            return 0;
-        } else if (!strncmp(argv[i], "--case=", 7)) only = argv[i] + 7;
-        else if (!strcmp(argv[i], "--verbose")) verbose = 1;
-        else if (argv[i][0] == '-') fatal("refcheck: unknown option '%s' (see --help)", argv[i]);
-        else if (!dir) dir = argv[i];
-        else fatal("refcheck: one DIR only, got '%s' too", argv[i]);
+    const Option opts[] = {
+        {"case", OPT_STRING, &only, NULL, "only the case of this name", 0, 0},
+        {"verbose", OPT_FLAG, &verbose, NULL, "print every comparison", 0, 0},
+    };
+    OptSpec os = {.cmd = "refcheck", .opts = opts, .n_opts = sizeof opts / sizeof *opts,
+                  .positional = pos, .max_positional = 2};
+    if (options_parse(&os, argc, argv)) {
+        printf("usage: routelab refcheck DIR [--case=NAME] [--verbose]\n"
+               "  Checks logits, loss, diagnostics, every gradient and three AdamW steps\n"
+               "  against reference cases dumped by the PyTorch twin (../shared/ref format).\n"
+               "  DIR is one case set (holding index.json) or a directory of sets.\n"
+               "  Exit status 0 only when every case passes.\n");
+        return 0;
     }
+    dir = pos[0];
+    if (os.n_positional > 1) fatal("refcheck: one DIR only, got '%s' too", pos[1]);
     if (!dir) fatal("refcheck: give the reference directory, e.g. routelab refcheck ../shared/ref");
     if (!dir_exists(dir)) fatal("refcheck: '%s' is not a directory", dir);
     int passed = 0, failed = 0, skipped = 0;

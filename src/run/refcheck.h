@@ -5,7 +5,7 @@
 #define ROUTELAB_REFCHECK_H
 
 // routelab refcheck DIR [--case=NAME] [--verbose]; DIR is a case set (with index.json) or a
-// directory of case sets. Returns 0 when every case passes (skipped cases are listed).
-int cmd_refcheck(int argc, char **argv);
+// directory of case sets. Returns 0 when every case passes (skipped cases are listed). Its
+// entry point cmd_refcheck is declared with every command's in src/cmd/cmd.h.
 
 #endif

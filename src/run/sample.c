@@ -1,6 +1,7 @@
 // sample.c: `routelab sample`: text generation from a checkpoint (temperature, top-k, seed).
 // The tokenizer is the one the training data was prepared with (its dataset.json), or --tokenizer.
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "checkpoint.h"
 #include "common.h"
 #include "model.h"
+#include "options.h"
 #include "tokenizer.h"
 
 // The tokenizer spec recorded by `routelab prepare` in DIR/dataset.json, or NULL.
@@ -30,29 +32,26 @@ int cmd_sample(int argc, char **argv) {
     const char *ckpt = NULL, *prompt = "", *tok_spec = NULL;
     int n_tokens = 200, top_k = 40;
     float temperature = 0.8f;
-    unsigned long seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: routelab sample --ckpt=RUNDIR|FILE [--prompt=TEXT] [--tokens=200]\n"
-                   "       [--temperature=0.8] [--top_k=40] [--seed=1] [--tokenizer=SPEC]\n"
-                   "  Generates text with the checkpoint's routing. The tokenizer defaults to the\n"
-                   "  one recorded in the training data's dataset.json; on MQAR (no tokenizer)\n"
-                   "  token ids are printed. temperature 0 = greedy; top_k 0 = no truncation.\n");
-            return 0;
-        }
-        if (!strncmp(a, "--ckpt=", 7)) ckpt = a + 7;
-        else if (!strncmp(a, "--prompt=", 9)) prompt = a + 9;
-        else if (!strncmp(a, "--tokenizer=", 12)) tok_spec = a + 12;
-        else if (!strncmp(a, "--tokens=", 9)) n_tokens = atoi(a + 9);
-        else if (!strncmp(a, "--top_k=", 8)) top_k = atoi(a + 8);
-        else if (!strncmp(a, "--temperature=", 14)) temperature = strtof(a + 14, NULL);
-        else if (!strncmp(a, "--seed=", 7)) seed = strtoul(a + 7, NULL, 10);
-        else fatal("sample: unknown option '%s' (see --help)", a);
+    long seed = 1;
+    const Option opts[] = {
+        {"ckpt", OPT_STRING, &ckpt, NULL, "run directory or checkpoint file", 0, 0},
+        {"prompt", OPT_STRING, &prompt, "", "text (token ids on MQAR)", 0, 0},
+        {"tokenizer", OPT_STRING, &tok_spec, NULL, "tokenizer spec (default: the data's)", 0, 0},
+        {"tokens", OPT_INT, &n_tokens, "200", "tokens to generate", 1, INT_MAX},
+        {"top_k", OPT_INT, &top_k, "40", "keep the k most likely tokens (0 = all)", 0, INT_MAX},
+        {"temperature", OPT_FLOAT, &temperature, "0.8", "0 = greedy", 0, 1e30},
+        {"seed", OPT_LONG, &seed, "1", "sampling seed", 0, (double)LONG_MAX},
+    };
+    OptSpec os = {.cmd = "sample", .opts = opts, .n_opts = sizeof opts / sizeof *opts};
+    if (options_parse(&os, argc, argv)) {
+        printf("usage: routelab sample --ckpt=RUNDIR|FILE [--prompt=TEXT] [--tokens=200]\n"
+               "       [--temperature=0.8] [--top_k=40] [--seed=1] [--tokenizer=SPEC]\n"
+               "  Generates text with the checkpoint's routing. The tokenizer defaults to the\n"
+               "  one recorded in the training data's dataset.json; on MQAR (no tokenizer)\n"
+               "  token ids are printed. temperature 0 = greedy; top_k 0 = no truncation.\n");
+        return 0;
     }
     if (!ckpt) fatal("sample: give --ckpt=RUNDIR or --ckpt=FILE");
-    if (n_tokens < 1 || temperature < 0 || top_k < 0)
-        fatal("sample: --tokens must be positive, --temperature and --top_k non-negative");
     char path[4096];
     checkpoint_resolve_path(path, sizeof path, ckpt);
     Model m;
@@ -86,7 +85,7 @@ int cmd_sample(int argc, char **argv) {
     if (n == 0) ids[n++] = tok && V > 50256 ? 50256 : 0;  // GPT-2's <|endoftext|>, else token 0
     size_t prompt_len = n;
     Rng rng;
-    rng_seed(&rng, seed);
+    rng_seed(&rng, (unsigned long)seed);
     float *probs = xcalloc((size_t)V, sizeof(float));
     int *window = xcalloc((size_t)T, sizeof(int));
     m.training = 0;

@@ -15,6 +15,8 @@
 #include "diagnostics.h"
 #include "eval.h"
 #include "model.h"
+#include "options.h"
+#include "result_keys.h"
 
 static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) { stop_requested = sig; }
@@ -38,14 +40,58 @@ static void truncate_metrics(const char *path, long last_step) {
     for (char *line = text; *line;) {
         char *nl = strchr(line, '\n');
         size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
-        const char *s = strstr(line, "\"step\": ");
-        long step = s && s < line + n ? atol(s + 8) : 0;
+        const char *s = strstr(line, "\"" RK_STEP "\":");  // "step": N or "step":N
+        long step = s && s < line + n ? atol(s + strlen(RK_STEP) + 3) : 0;
         if (nl && step <= last_step) memcpy(o, line, n), o += n;
         line += n;
     }
     write_file_atomic(path, out, (size_t)(o - out));
     xfree(text);
     xfree(out);
+}
+
+// One line of metrics.jsonl for a training step.
+typedef struct {
+    long long step;
+    double loss, lr, grad_norm, tokens_per_s, elapsed_s;
+    double gate_grad_norm[MAX_LAYERS];
+} StepMetrics;
+
+static void write_step_metrics(FILE *f, const StepMetrics *s, const Model *m) {
+    cJSON *o = cJSON_CreateObject();
+    json_add_number(o, RK_STEP, (double)s->step);
+    json_add_number(o, RK_LOSS, s->loss);
+    json_add_number(o, RK_LR, s->lr);
+    json_add_number(o, RK_GRAD_NORM, s->grad_norm);
+    json_add_number(o, RK_TOKENS_PER_S, s->tokens_per_s);
+    json_add_number(o, RK_ELAPSED_S, s->elapsed_s);
+    json_add_doubles(o, RK_GATE_GRAD_NORM, s->gate_grad_norm, (size_t)m->cfg.n_layer);
+    diagnostics_add_moe_json(o, m);  // MoE layers: last micro-batch
+    json_print_line(f, o);
+    cJSON_Delete(o);
+}
+
+// The result of `train --json` (and of repro's result.json for a training run).
+typedef struct {
+    const char *run_dir;
+    long long steps;
+    int completed;
+    double train_loss, tokens_per_s, peak_rss_mib;
+    const EvalResult *eval;
+} TrainResult;
+
+static void print_train_result(FILE *f, const TrainResult *r, const Model *m) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, RK_RUN_DIR, r->run_dir);
+    json_add_number(o, RK_STEPS, (double)r->steps);
+    cJSON_AddBoolToObject(o, RK_COMPLETED, r->completed);
+    json_add_number(o, RK_TRAIN_LOSS, r->train_loss);
+    eval_result_add_json(o, r->eval, m->cfg.n_layer);
+    diagnostics_add_moe_json(o, m);
+    json_add_number(o, RK_TOKENS_PER_S, r->tokens_per_s);
+    json_add_number(o, RK_PEAK_RSS_MIB, r->peak_rss_mib);
+    json_print_line(f, o);
+    cJSON_Delete(o);
 }
 
 static void format_eta(char *buf, size_t cap, double seconds) {
@@ -56,13 +102,15 @@ static void format_eta(char *buf, size_t cap, double seconds) {
 int cmd_train(int argc, char **argv) {
     const char *resume = NULL;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage();
-            return 0;
-        }
-        if (!strncmp(argv[i], "--resume=", 9)) resume = argv[i] + 9;
-        if (!strcmp(argv[i], "--json")) json = 1;
+    const Option opts[] = {
+        {"resume", OPT_STRING, &resume, NULL, "continue the run of this directory", 0, 0},
+        {"json", OPT_FLAG, &json, NULL, "print the final result as one JSON object", 0, 0},
+    };
+    OptSpec os = {.cmd = "train", .opts = opts, .n_opts = sizeof opts / sizeof *opts,
+                  .config_keys = 1};
+    if (options_parse(&os, argc, argv)) {
+        usage();
+        return 0;
     }
     Config c;
     char ckpt_path[4096];
@@ -71,19 +119,16 @@ int cmd_train(int argc, char **argv) {
         checkpoint_read_config(ckpt_path, &c);
         c.stop_after = 0;  // a limit of the interrupted invocation, not of the run
         // Only keys that do not alter the computation may change on resume.
-        static const char *const own[] = {"--resume=", "--json", NULL};
         static const char *const allowed[] = {"steps", "stop_after", "eval_every", "ckpt_every",
                                               "log_every", "eval_batches", NULL};
-        config_apply_overrides(&c, argc, argv, own, allowed, "train --resume",
-                               "only steps, stop_after, eval_every, ckpt_every, log_every, "
-                               "eval_batches may change");
+        os.cmd = "train --resume";
+        os.changeable = allowed;
+        os.fixed_hint = "only steps, stop_after, eval_every, ckpt_every, log_every, eval_batches "
+                        "may change";
+        options_apply_config(&os, &c, argc, argv);
     } else {
         config_defaults(&c);
-        static const char *extra[] = {"resume", NULL};
-        int n = config_parse_args(&c, argc, argv, 1, extra);
-        for (int i = 1; i < n; i++)
-            if (strcmp(argv[i], "--json") != 0)
-                fatal("train: unexpected argument '%s' (options are --key=value; see --help)", argv[i]);
+        options_apply_config(&os, &c, argc, argv);
     }
     config_resolve(&c);
     if (c.threads > 0) omp_set_num_threads(c.threads);
@@ -172,14 +217,9 @@ int cmd_train(int argc, char **argv) {
         done_here++;
         recent_loss[n_recent++ % 10] = loss;
         double tok_s = N * c.grad_accum / dt;
-        fprintf(metrics, "{\"step\": %lld, \"loss\": %.17g, \"lr\": %.6g, \"grad_norm\": %.6g, "
-                         "\"tokens_per_s\": %.1f, \"elapsed_s\": %.3f, \"gate_grad_norm\": [",
-                (long long)st.step, loss, lr, norm, tok_s, st.elapsed_s);
-        for (int l = 0; l < c.n_layer; l++)
-            fprintf(metrics, "%.6g%s", diag[l].gate_grad_norm, l + 1 < c.n_layer ? ", " : "");
-        fprintf(metrics, "]");
-        diagnostics_write_moe_json(metrics, &m);  // MoE layers: last micro-batch
-        fprintf(metrics, "}\n");
+        StepMetrics sm = {(long long)st.step, loss, lr, norm, tok_s, st.elapsed_s, {0}};
+        for (int l = 0; l < c.n_layer; l++) sm.gate_grad_norm[l] = diag[l].gate_grad_norm;
+        write_step_metrics(metrics, &sm, &m);
         int last = st.step == c.steps;
         if (c.log_every > 0 && (st.step % c.log_every == 0 || last || st.step == 1)) {
             char eta[32];
@@ -191,10 +231,12 @@ int cmd_train(int argc, char **argv) {
         if ((c.eval_every > 0 && st.step % c.eval_every == 0) || last) {
             evaluate(&ev, &m, val, B, c.eval_batches, 1);
             have_eval = 1;
-            fprintf(metrics, "{\"step\": %lld, ", (long long)st.step);
-            eval_result_write_json(metrics, &ev, c.n_layer);
-            diagnostics_write_moe_json(metrics, &m);
-            fprintf(metrics, "}\n");
+            cJSON *o = cJSON_CreateObject();
+            json_add_number(o, RK_STEP, (double)st.step);
+            eval_result_add_json(o, &ev, c.n_layer);
+            diagnostics_add_moe_json(o, &m);
+            json_print_line(metrics, o);
+            cJSON_Delete(o);
             fprintf(log, "eval step %lld | val loss %.4f | ppl %.3f | accuracy %.4f",
                     (long long)st.step, ev.loss, ev.ppl, ev.accuracy);
             if (ev.has_classes)
@@ -224,12 +266,9 @@ int cmd_train(int argc, char **argv) {
     int nr = n_recent < 10 ? n_recent : 10;
     for (int i = 0; i < nr; i++) train_loss += recent_loss[i] / nr;
     if (json) {
-        printf("{\"run_dir\": \"%s\", \"steps\": %lld, \"completed\": %s, \"train_loss\": %.6f, ",
-               dir, (long long)st.step, st.step >= c.steps ? "true" : "false", train_loss);
-        eval_result_write_json(stdout, &ev, c.n_layer);
-        diagnostics_write_moe_json(stdout, &m);
-        printf(", \"tokens_per_s\": %.1f, \"peak_rss_mib\": %.1f}\n", tok_s,
-               peak_rss_bytes() / 1048576.0);
+        TrainResult r = {dir, (long long)st.step, st.step >= c.steps, train_loss, tok_s,
+                         peak_rss_bytes() / 1048576.0, &ev};
+        print_train_result(stdout, &r, &m);
     } else {
         printf("done: %lld steps | train loss %.4f | val loss %.4f | val ppl %.3f | val accuracy "
                "%.4f | %.0f tok/s (median) | peak RSS %.0f MiB\ncheckpoint: %s\n",
