@@ -150,7 +150,7 @@ typedef struct {
 
 static void matmul_run(void *v) {
     MatmulCtx *c = v;
-    matmul_forward(c->op.out, c->inp, c->w, c->b, c->N, c->C, c->OC);
+    matmul_forward(c->op.out, c->inp, c->w, c->b, c->N, c->C, c->OC, PREC_FP32);
 }
 
 static void test_matmul(void) {
@@ -178,7 +178,7 @@ static void test_matmul(void) {
     for (size_t i = 0; i < N * C; i++) dinp[i] = 123.0f;
     for (size_t i = 0; i < (size_t)OC * C; i++) dw[i] = 1.0f;
     for (int i = 0; i < OC; i++) db[i] = 2.0f;
-    matmul_backward(dinp, dw, db, r, c.inp, c.w, N, C, OC, 0);
+    matmul_backward(dinp, dw, db, r, c.inp, c.w, N, C, OC, 0, PREC_FP32);
     for (size_t i = 0; i < (size_t)OC * C; i++) dw[i] -= 1.0f;
     for (int i = 0; i < OC; i++) db[i] -= 2.0f;
     fd_check("matmul dinp", c.inp, dinp, N * C, &OPS_FD, op_eval, &c);
@@ -187,11 +187,11 @@ static void test_matmul(void) {
     // accumulate_dinp adds; NULL gradients are skipped; no bias
     float *dinp2 = falloc(N * C);
     memcpy(dinp2, dinp, N * C * sizeof(float));
-    matmul_backward(dinp2, NULL, NULL, r, c.inp, c.w, N, C, OC, 1);
+    matmul_backward(dinp2, NULL, NULL, r, c.inp, c.w, N, C, OC, 1, PREC_FP32);
     double e2 = 0.0;
     for (size_t i = 0; i < N * C; i++) e2 = fmax(e2, fabs(dinp2[i] - 2.0 * dinp[i]));
     CHECK(e2 < 1e-5, "matmul_backward accumulate_dinp: max err %g", e2);
-    matmul_backward(NULL, dw, NULL, r, c.inp, c.w, N, C, OC, 0);  // dinp NULL: no crash
+    matmul_backward(NULL, dw, NULL, r, c.inp, c.w, N, C, OC, 0, PREC_FP32);  // dinp NULL: no crash
     float *bias = c.b;
     c.b = NULL;
     matmul_run(&c);
@@ -697,8 +697,8 @@ static void attn_case(const AttnCase *cs, int nthreads) {
             int i = (int)((e / T) % T), j = (int)(e % T);
             feed[e] = j <= i && rng_uniform(&rng) < 0.6f ? 1.0f : 0.0f;
         }
-        a->mask_feed = feed;
-        a->mask_feed_per_batch = cs->feed == 2;
+        a->given_keep = feed;
+        a->given_keep_per_batch = cs->feed == 2;
     }
     char what[160];
     const FdOpts *fo = nthreads > 1 ? &ATTN_FD_SAMPLED : &ATTN_FD;
@@ -1079,11 +1079,11 @@ static void model_case(const char *label, const char *const *kv, const char *con
         const ParamInfo *p = &m.table.info[i];
         char what[200];
         if (p->role == ROLE_GATE) {  // the gate is in the graph in soft, soft_prob, hard + ste
-            AttnMode md = c.mode[p->layer];
+            AttnMode md = m.plan.attn.mode[p->layer];
             int in_graph = md == ATTN_SOFT || md == ATTN_SOFT_PROB ||
-                           (md == ATTN_HARD && c.gate_grad_kind == GATE_GRAD_STE);
+                           (md == ATTN_HARD && m.plan.attn.gate_grad == GATE_GRAD_STE);
             CHECK(m.gets_grad[i] == (m.trainable[i] && in_graph) &&
-                      (!c.gate_frozen[p->layer] || !m.trainable[i]),
+                      (!m.plan.attn.gate_frozen[p->layer] || !m.trainable[i]),
                   "%s: %s gets_grad %d (trainable %d, mode %s)", label, p->name, m.gets_grad[i],
                   m.trainable[i], attn_mode_name(md));
         } else {
@@ -1106,7 +1106,7 @@ static void model_case(const char *label, const char *const *kv, const char *con
     CHECK(n_grad > 0, "%s: no tensor gets a gradient", label);
     // the hard gate (gate_grad none) enters through its ranking only
     for (int l = 0; l < c.n_layer; l++) {
-        if (c.mode[l] != ATTN_HARD || c.gate_grad_kind != GATE_GRAD_NONE) continue;
+        if (m.plan.attn.mode[l] != ATTN_HARD || m.plan.attn.gate_grad != GATE_GRAD_NONE) continue;
         int moved = 0, tried = 0;
         for (int t = 0; t < 20; t++) {
             float *g = t & 1 ? m.w.layer[l].gate_k : m.w.layer[l].gate_q;
@@ -1170,7 +1170,7 @@ static void test_model_ste_gate(void) {
     model_zero_grad(&m);
     model_forward(&m, in, tg, 2, 8);
     model_backward(&m, 1.0f);
-    AttnArgs a = model_attn_args(&m, 0);
+    AttnArgs a = model_attn_args(&m, 0, NULL);
     AttnCtx x;
     memset(&x, 0, sizeof x);
     x.a = a;
@@ -1178,7 +1178,7 @@ static void test_model_ste_gate(void) {
     x.gq = m.layer[0].gq;
     x.gk = m.layer[0].gk;
     x.r = m.datty;
-    AttnCase cs = {ATTN_HARD, c.layer_k[0], c.scope, GATE_GRAD_STE, c.tau, 0, 2, 8, 2, 8, 4, 0, ""};
+    AttnCase cs = {ATTN_HARD, m.plan.attn.k[0], m.plan.attn.scope, GATE_GRAD_STE, c.tau, 0, 2, 8, 2, 8, 4, 0, ""};
     size_t TT = (size_t)2 * 2 * 8 * 8, N = 16, GW = 8;
     unsigned char *keep = xcalloc(TT, 1);
     for (size_t e = 0; e < TT; e++) keep[e] = m.layer[0].att[e] != 0.0f;

@@ -26,7 +26,9 @@ void diagnostics_gate_grad_norms(LayerDiag *diag, const Model *m) {
     }
 }
 
-void diagnostics_compute(LayerDiag *diag, const Model *m) {
+void diagnostics_compute(LayerDiag *diag, const Model *m) { diagnostics_compute_given(diag, m, NULL); }
+
+void diagnostics_compute_given(LayerDiag *diag, const Model *m, const KeepMasks *given) {
     const Config *c = &m->cfg;
     ASSERT(m->acts);
     int B = m->B, T = m->T, NH = c->n_head, GW = NH * c->d_g;
@@ -38,11 +40,11 @@ void diagnostics_compute(LayerDiag *diag, const Model *m) {
     Counts *cnt = xcalloc((size_t)nt, sizeof(Counts));
     for (int l = 0; l < c->n_layer; l++) {
         const LayerActs *L = &m->layer[l];
-        matmul_forward(gq, L->ln1, m->w.layer[l].gate_q, NULL, N, c->d_model, GW);
-        matmul_forward(gk, L->ln1, m->w.layer[l].gate_k, NULL, N, c->d_model, GW);
-        AttnArgs a = model_attn_args(m, l);
-        int k = c->layer_k[l];
-        int keeps_all = route_rule(a.mode)->keep == KEEP_ALL_VISIBLE && !a.mask_feed;
+        matmul_forward(gq, L->ln1, m->w.layer[l].gate_q, NULL, N, c->d_model, GW, m->plan.precision);
+        matmul_forward(gk, L->ln1, m->w.layer[l].gate_k, NULL, N, c->d_model, GW, m->plan.precision);
+        AttnArgs a = model_attn_args(m, l, given);
+        int k = a.k;
+        int keeps_all = route_rule(a.mode)->keep == KEEP_ALL_VISIBLE && !a.given_keep;
         memset(cnt, 0, (size_t)nt * sizeof(Counts));
 #pragma omp parallel for schedule(static) num_threads(nt)
         for (int bh = 0; bh < B * NH; bh++) {
@@ -148,27 +150,27 @@ void diagnostics_write_json(FILE *f, const LayerDiag *diag, int n_layer) {
 
 void diagnostics_write_moe_json(FILE *f, const Model *m) {
     int L = m->cfg.n_layer, any = 0;
-    for (int l = 0; l < L; l++) any |= m->cfg.ffn_router[l] != ROUTER_NONE;
+    for (int l = 0; l < L; l++) any |= m->plan.ffn.router[l] != ROUTER_NONE;
     if (!any || !m->acts) return;
     fprintf(f, ", \"aux_loss\": %.6g, \"router_entropy\": [", m->aux_loss);
     for (int l = 0; l < L; l++) {
         const FfnActs *a = &m->layer[l].ffn;
-        if (m->cfg.ffn_router[l] == ROUTER_NONE || !isfinite(a->router_entropy)) fprintf(f, "null");
+        if (m->plan.ffn.router[l] == ROUTER_NONE || !isfinite(a->router_entropy)) fprintf(f, "null");
         else fprintf(f, "%.6g", a->router_entropy);
         fprintf(f, "%s", l + 1 < L ? ", " : "], \"expert_util\": [");
     }
     for (int l = 0; l < L; l++) {
-        if (m->cfg.ffn_router[l] == ROUTER_NONE) {
+        if (m->plan.ffn.router[l] == ROUTER_NONE) {
             fprintf(f, "null");
         } else {
             fprintf(f, "[");
-            for (int e = 0; e < m->cfg.ffn_experts[l]; e++)
-                fprintf(f, "%.4g%s", m->layer[l].ffn.util[e], e + 1 < m->cfg.ffn_experts[l] ? ", " : "]");
+            for (int e = 0; e < m->plan.ffn.experts[l]; e++)
+                fprintf(f, "%.4g%s", m->layer[l].ffn.util[e], e + 1 < m->plan.ffn.experts[l] ? ", " : "]");
         }
         fprintf(f, "%s", l + 1 < L ? ", " : "], \"dropped\": [");
     }
     for (int l = 0; l < L; l++) {
-        if (m->cfg.ffn_router[l] == ROUTER_NONE) fprintf(f, "null");
+        if (m->plan.ffn.router[l] == ROUTER_NONE) fprintf(f, "null");
         else fprintf(f, "%.6g", m->layer[l].ffn.dropped);
         fprintf(f, "%s", l + 1 < L ? ", " : "]");
     }
