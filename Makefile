@@ -28,7 +28,7 @@ build/libroutelab.a: $(LIBOBJ)
 routelab: build/cmd/main.o build/libroutelab.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-build/test_%: tests/test_%.c tests/check.h build/libroutelab.a | build
+build/test_%: tests/test_%.c $(wildcard tests/*.h) build/libroutelab.a | build
 	$(CC) $(CFLAGS) -Itests $< build/libroutelab.a -o $@ $(LDLIBS)
 
 build:

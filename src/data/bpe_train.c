@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "heap.h"
 #include "tokenizer_internal.h"
 
 // ----------------------------------------------------------------------------- unique words
@@ -149,51 +150,24 @@ typedef struct {
     uint64_t key;
 } HeapItem;
 
-typedef struct {
-    HeapItem *item;
-    size_t n, cap;
-} PairHeap;
-
 // Higher count first; among equal counts the smaller (left, right), which makes ties
 // deterministic.
-static int item_before(HeapItem a, HeapItem b) {
-    return a.count > b.count || (a.count == b.count && a.key < b.key);
+static int item_before(const void *pa, const void *pb) {
+    const HeapItem *a = pa, *b = pb;
+    return a->count > b->count || (a->count == b->count && a->key < b->key);
 }
 
-static void heap_push(PairHeap *h, int64_t count, uint64_t key) {
-    if (h->n == h->cap) {
-        h->cap = h->cap ? 2 * h->cap : 1 << 14;
-        h->item = xrealloc(h->item, h->cap * sizeof(HeapItem));
-    }
-    HeapItem it = {count, key};
-    size_t i = h->n++;
-    while (i > 0 && item_before(it, h->item[(i - 1) / 2])) {
-        h->item[i] = h->item[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->item[i] = it;
-}
+HEAP_DEFINE(pair_heap, HeapItem, item_before, 1 << 14)
 
-static HeapItem heap_pop(PairHeap *h) {
-    HeapItem top = h->item[0], last = h->item[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && item_before(h->item[c + 1], h->item[c])) c++;
-        if (!item_before(h->item[c], last)) break;
-        h->item[i] = h->item[c];
-        i = c;
-    }
-    if (h->n) h->item[i] = last;
-    return top;
+static void push_pair(Heap *h, int64_t count, uint64_t key) {
+    pair_heap_push(h, &(HeapItem){count, key});
 }
 
 // ----------------------------------------------------------------------------- training
 typedef struct {
     Words words;
     PairTable pairs;
-    PairHeap heap;
+    Heap heap;  // of HeapItem, by item_before
     uint32_t *dirty;  // (dirty_cap) pairs whose count rose during the current merge
     size_t n_dirty, dirty_cap;
     uint8_t *in_span;  // (span_cap) scratch: token i is part of an occurrence of the merged pair
@@ -311,7 +285,7 @@ void bpe_train(const char *text, size_t len, int vocab_size, const char *out_pat
         }
     }
     for (size_t s = 0; s < tr.pairs.n; s++)
-        heap_push(&tr.heap, tr.pairs.stat[s].count, tr.pairs.stat[s].key);
+        push_pair(&tr.heap, tr.pairs.stat[s].count, tr.pairs.stat[s].key);
 
     int n_wanted = vocab_size - 256, n_done = 0;
     int32_t *left = xcalloc((size_t)n_wanted + 1, sizeof(int32_t));
@@ -321,11 +295,11 @@ void bpe_train(const char *text, size_t len, int vocab_size, const char *out_pat
         HeapItem best = {0, 0};
         uint32_t s = 0;
         while (tr.heap.n) {
-            best = heap_pop(&tr.heap);
+            best = pair_heap_pop(&tr.heap);
             s = pair_index(&tr.pairs, best.key);
             int64_t now = tr.pairs.stat[s].count;
             if (now == best.count) break;
-            if (now > 0) heap_push(&tr.heap, now, best.key);
+            if (now > 0) push_pair(&tr.heap, now, best.key);
             best.count = 0;
         }
         if (best.count < 2) {
@@ -353,7 +327,7 @@ void bpe_train(const char *text, size_t len, int vocab_size, const char *out_pat
         xfree(list);
         ASSERT(tr.pairs.stat[s].count == 0);
         for (size_t d = 0; d < tr.n_dirty; d++)
-            heap_push(&tr.heap, tr.pairs.stat[tr.dirty[d]].count, tr.pairs.stat[tr.dirty[d]].key);
+            push_pair(&tr.heap, tr.pairs.stat[tr.dirty[d]].count, tr.pairs.stat[tr.dirty[d]].key);
         n_done++;
         if (verbose && (n_done % 1000 == 0 || n_done == n_wanted)) {
             char desc[64];
@@ -374,7 +348,7 @@ void bpe_train(const char *text, size_t len, int vocab_size, const char *out_pat
     for (size_t i = 0; i < tr.pairs.n; i++) xfree(tr.pairs.stat[i].words);
     xfree(tr.pairs.stat);
     xfree(tr.pairs.slot);
-    xfree(tr.heap.item);
+    heap_free(&tr.heap);
     xfree(tr.dirty);
     xfree(tr.in_span);
     xfree(ws->tok);

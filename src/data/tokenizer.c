@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "heap.h"
 
 // ----------------------------------------------------------------------------- merge table
 void merge_table_init(MergeTable *m, size_t max_entries) {
@@ -190,47 +191,22 @@ typedef struct {
     int32_t *tok;   // (n) token at each node, -1 once merged into its left neighbour
     int32_t *prev;  // (n) previous live node, -1 at the start
     int32_t *next;  // (n) next live node, n at the end
-    Candidate *heap;
-    size_t cap, heap_cap, heap_n;
+    size_t cap;
+    Heap heap;      // of Candidate, by candidate_before
 } WordScratch;
 
-static int candidate_before(const Candidate *a, const Candidate *b) {
+static int candidate_before(const void *pa, const void *pb) {
+    const Candidate *a = pa, *b = pb;
     return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
 }
 
-static void heap_push(WordScratch *s, Candidate c) {
-    if (s->heap_n == s->heap_cap) {
-        s->heap_cap = s->heap_cap ? 2 * s->heap_cap : 64;
-        s->heap = xrealloc(s->heap, s->heap_cap * sizeof(Candidate));
-    }
-    size_t i = s->heap_n++;
-    while (i > 0 && candidate_before(&c, &s->heap[(i - 1) / 2])) {
-        s->heap[i] = s->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    s->heap[i] = c;
-}
-
-static Candidate heap_pop(WordScratch *s) {
-    Candidate top = s->heap[0], last = s->heap[--s->heap_n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= s->heap_n) break;
-        if (c + 1 < s->heap_n && candidate_before(&s->heap[c + 1], &s->heap[c])) c++;
-        if (!candidate_before(&s->heap[c], &last)) break;
-        s->heap[i] = s->heap[c];
-        i = c;
-    }
-    if (s->heap_n) s->heap[i] = last;
-    return top;
-}
+HEAP_DEFINE(candidates, Candidate, candidate_before, 64)
 
 static void push_if_mergeable(const Tokenizer *t, WordScratch *s, int32_t pos, int32_t right) {
     long slot = merge_table_find(&t->merges, s->tok[pos], s->tok[right]);
     if (slot >= 0)
-        heap_push(s, (Candidate){t->merges.rank[slot], pos, s->tok[pos], s->tok[right],
-                                 t->merges.result[slot]});
+        candidates_push(&s->heap, &(Candidate){t->merges.rank[slot], pos, s->tok[pos],
+                                                s->tok[right], t->merges.result[slot]});
 }
 
 // Merges the bytes w[0..n) into tokens written to out (at most n); returns their count.
@@ -252,10 +228,10 @@ static size_t bpe_word(const Tokenizer *t, const uint8_t *w, size_t n, WordScrat
         s->prev[i] = i - 1;
         s->next[i] = i + 1;
     }
-    s->heap_n = 0;
+    heap_clear(&s->heap);
     for (int32_t i = 0; i + 1 < nn; i++) push_if_mergeable(t, s, i, i + 1);
-    while (s->heap_n) {
-        Candidate c = heap_pop(s);
+    while (s->heap.n) {
+        Candidate c = candidates_pop(&s->heap);
         int32_t i = c.pos, j = s->next[i];
         // Stale when either node has changed since: merged tokens only ever get longer, so
         // equal ids mean the same two nodes are still there.
@@ -403,7 +379,7 @@ static void encode_part(const Tokenizer *t, const char *text, size_t len, size_t
     xfree(e->scratch.tok);
     xfree(e->scratch.prev);
     xfree(e->scratch.next);
-    xfree(e->scratch.heap);
+    heap_free(&e->scratch.heap);
 }
 
 int32_t *tokenizer_encode(const Tokenizer *t, const char *text, size_t len, size_t *n_out) {

@@ -184,7 +184,8 @@ static int run_case(Ctx *x, const cJSON *index, const char *name) {
     // The reference's stochastic / random_fixed masks, replayed through the KeepMasks seam.
     float *masks[MAX_LAYERS] = {0};
     int mask_per_forward[MAX_LAYERS] = {0};
-    KeepMasks given = {{0}};
+    KeepMasks given;
+    memset(&given, 0, sizeof given);
     const cJSON *mf;
     cJSON_ArrayForEach(mf, need(cj, "mask_files", name)) {
         int l = (int)need(mf, "layer", name)->valuedouble;
