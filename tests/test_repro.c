@@ -1,5 +1,5 @@
 // test_repro.c: the repro machinery that needs no training: the consistency check of arms shared
-// between recipes, key expansion, the child argument lists (no shell: each key one entry, paths
+// between recipes, key expansion, a report from missing or null metrics, the child argument lists (no shell: each key one entry, paths
 // with quotes and spaces intact), the run.signature format, and spawning children.
 #include <math.h>
 #include <stdlib.h>
@@ -8,7 +8,9 @@
 
 #include "check.h"
 #include "common.h"
+#include "json_out.h"
 #include "recipes.h"
+#include "report.h"
 #include "runner.h"
 #include "spawn.h"
 
@@ -156,6 +158,73 @@ static void test_commands(void) {
     CHECK(!strcmp(sig, "2||--attn=oracle --k=4|0||0\n"), "eval signature: %s", sig);
 }
 
+
+static const Recipe *recipe(const char *name) {
+    for (size_t i = 0; i < N_RECIPES; i++) if (!strcmp(RECIPES[i].name, name)) return &RECIPES[i];
+    return NULL;
+}
+
+// A report section of recipe name from result texts (one seed each; NULL: a failed run).
+// Returns the text (caller frees); it must never show a missing number as "nan".
+static char *report_of(const char *name, const char *const *results, size_t n) {
+    static RecipeResults res;
+    const Recipe *r = recipe(name);
+    const Scale *tiny = scale_find("tiny");
+    ArmStats st[MAX_ARMS] = {{0}};
+    for (size_t i = 0; i < n; i++) {
+        res[i][0] = results[i] ? cJSON_Parse(results[i]) : NULL;
+        st[i] = arm_stats(&r->arms[i], res[i], 1);
+    }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    report_recipe(f, r, tiny, res, st);
+    fclose(f);
+    for (size_t i = 0; i < n; i++) cJSON_Delete(res[i][0]), res[i][0] = NULL;
+    return text;
+}
+
+static void test_report_missing(void) {
+    // exp1: dense without a perplexity (null), soft_learned failed, soft_random complete but for
+    // a null F1 layer.
+    const char *exp1[] = {"{\"val_ppl\": null, \"val_accuracy\": 0.5}", NULL,
+                          "{\"val_ppl\": 40, \"val_accuracy\": 0.25, \"gate_f1\": [null, 0.5]}"};
+    char *t = report_of("exp1", exp1, 3);
+    CHECK(!strstr(t, "nan") && !strstr(t, "inf"), "exp1 report shows no nan: %s", t);
+    CHECK(strstr(t, "| dense | train | – | 0.5000 ± 0.0000 | – | 37.32 | – |"), "missing ppl and F1 as –: %s", t);
+    CHECK(strstr(t, "| soft_random | train | 40.000 ± 0.000 | 0.2500 ± 0.0000 | 0.500 |"), "null F1 layer skipped: %s", t);
+    CHECK(strstr(t, "captured by the learned soft gate, (ppl_random − ppl_learned) / (ppl_random − ppl_dense): **–**"),
+          "share of missing arms as –: %s", t);
+    free(t);
+    const char *exp2[] = {"{\"val_ppl\": 50}", "{\"val_ppl\": 51}"};  // no gate_grad_norm
+    t = report_of("exp2", exp2, 2);
+    CHECK(!strstr(t, "nan") && strstr(t, "max over layers): n/a"), "missing gate-gradient norm: %s", t);
+    free(t);
+    const char *conc[] = {"{\"val_ppl\": 30, \"topk_mass\": [null, 0.25], \"entropy_ratio\": [0.5, null]}"};
+    t = report_of("concentration", conc, 1);
+    CHECK(!strstr(t, "nan") && strstr(t, "| 0 | – | 0.5000 |") && strstr(t, "| 1 | 0.2500 | – |"),
+          "concentration with nulls: %s", t);
+    free(t);
+    const char *probe[] = {"{\"val_ppl\": 3}", "{\"key_precision\": [null, 0.5], \"value_precision\": [1]}"};
+    t = report_of("routing-precision", probe, 2);
+    CHECK(!strstr(t, "nan") && strstr(t, "| 0 | – | 1.0000 | – |") && strstr(t, "| 1 | 0.5000 | – | – |") &&
+          strstr(t, "Bloom-filter index: –."), "probe with nulls: %s", t);
+    free(t);
+    // results.json rows: a non-finite number is written as null, a failed run's result too.
+    const Recipe *r = recipe("exp1");
+    cJSON *res = cJSON_CreateObject();
+    cJSON_AddNumberToObject(res, "val_ppl", NAN);
+    cJSON *rows = cJSON_CreateArray();
+    cJSON_AddItemToArray(rows, results_row(r, &r->arms[0], scale_find("tiny"), 0, res));
+    cJSON_AddItemToArray(rows, results_row(r, &r->arms[1], scale_find("tiny"), 1, NULL));
+    char *line = json_to_line(rows);
+    CHECK(strstr(line, "\"val_ppl\":null") && strstr(line, "\"seed\":1,\"scale\":\"tiny\",\"keys\":"
+          "\"--attn=soft --gate=learned\",\"result\":null") && !strstr(line, "nan"), "results rows: %s", line);
+    free(line);
+    cJSON_Delete(rows);
+    cJSON_Delete(res);
+}
+
 static void test_spawn(void) {
     char dir[] = "/tmp/test_repro_XXXXXX";
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
@@ -186,6 +255,7 @@ int main(void) {
     test_expand_keys();
     test_words();
     test_commands();
+    test_report_missing();
     test_spawn();
     return check_summary("repro");
 }

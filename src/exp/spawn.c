@@ -54,9 +54,10 @@ void args_free(ArgList *a) {
 
 // In the child: fd gets path (or /dev/null), or the child ends with 126.
 static void redirect(int fd, const char *path) {
-    int f = open(path ? path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (f < 0 || dup2(f, fd) < 0) {
-        dprintf(2, "routelab: error: cannot open '%s': %s\n", path, strerror(errno));
+    if (!path) path = "/dev/null";
+    int f = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (f < 0 || dup2(f, fd) < 0) {  // stderr may be the file that failed: say it on the original
+        dprintf(2, "routelab: error: cannot open '%s' for a child's output: %s\n", path, strerror(errno));
         _exit(126);
     }
     close(f);
