@@ -133,6 +133,19 @@ if command -v gnuplot >/dev/null; then check "repro convergence plot" [ -s "$TMP
 $RL repro exp2 --scale=tiny --seeds=2 --steps=8 --eval_batches=1 --out="$TMP/rp" >"$TMP/rp2.log" 2>&1
 check "repro skips finished runs" [ "$(grep -c 'skipped' "$TMP/rp2.log")" -eq 4 ]
 expect_error "repro unknown recipe" "unknown recipe" $RL repro nope
+# No shell between repro and its runs: a quote and a space in --out reach every child intact.
+QOUT="$TMP/it's here"
+$RL repro exp2 --scale=tiny --seeds=1 --steps=8 --eval_batches=1 --out="$QOUT" >"$TMP/rq.log" 2>&1 ||
+    bad "repro with a quote and a space in --out: $(tail -3 "$TMP/rq.log")"
+check "repro --out with a quote and a space writes report.md" [ -s "$QOUT/report.md" ]
+check "repro --out with a quote and a space: one finished run per arm and seed, each in its directory" python3 -c "
+import json, os, sys; out=sys.argv[1]; R=json.load(open(os.path.join(out, 'results.json')))
+arms={r['arm'] for r in R}
+assert arms and len(R)==1*len(arms) and all(r['result'] is not None for r in R), R
+assert all(r['result']['run_dir']==os.path.join(out, r['arm'], 'seed0') for r in R)
+assert sum(l.endswith(': training') for l in open(sys.argv[2]).read().splitlines())==len(R)" "$QOUT" "$TMP/rq.log"
+check "repro --out with a quote and a space: no warning" bash -c "! grep -q 'warning' '$TMP/rq.log'"
+if command -v gnuplot >/dev/null; then check "repro plot under a quoted --out" [ -s "$QOUT/exp2_convergence.png" ]; fi
 $RL repro all --scale=tiny --seeds=1 --steps=8 --distill_steps=4 --eval_batches=1 --out="$TMP/rp3" \
     >"$TMP/rp3.log" 2>&1 || bad "repro all tiny: $(tail -3 "$TMP/rp3.log")"
 check "repro all: every recipe's arms ran once each, sharing one dense model" python3 -c "

@@ -93,8 +93,8 @@ static void attn_case(const AttnCase *cs, int nthreads) {
             int i = (int)((e / T) % T), j = (int)(e % T);
             feed[e] = j <= i && rng_uniform(&rng) < 0.6f ? 1.0f : 0.0f;
         }
-        a->mask_feed = feed;
-        a->mask_feed_per_batch = cs->feed == 2;
+        a->given_keep = feed;
+        a->given_keep_per_batch = cs->feed == 2;
     }
     char what[160];
     const FdOpts *fo = nthreads > 1 ? &ATTN_FD_SAMPLED : &ATTN_FD;

@@ -24,7 +24,10 @@ static void test_distill(DistillKind kind, const char *gelu) {
     Model m;
     model_build(&m, &c);
     // a frozen dense model whose gates train: the gates get a gradient from the distillation
-    for (int i = 0; i < m.table.count; i++) m.gets_grad[i] = m.table.info[i].role == ROLE_GATE;
+    model_set_trainable(&m, NULL, OBJECTIVE_GATE_DISTILL);
+    for (int i = 0; i < m.table.count; i++)
+        CHECK(m.gets_grad[i] == (m.table.info[i].role == ROLE_GATE), "distill: %s gets_grad %d",
+              m.table.info[i].name, m.gets_grad[i]);
     int in[16];
     for (int n = 0; n < 16; n++) in[n] = (int)rng_below(&rng, 11);
     DistillCtx x = {&m, in, 2, 8, 3, kind};

@@ -90,11 +90,11 @@ static void model_case(const char *label, const char *const *kv, const char *con
         const ParamInfo *p = &m.table.info[i];
         char what[200];
         if (p->role == ROLE_GATE) {  // the gate is in the graph in soft, soft_prob, hard + ste
-            AttnMode md = c.mode[p->layer];
+            AttnMode md = m.plan.attn.mode[p->layer];
             int in_graph = md == ATTN_SOFT || md == ATTN_SOFT_PROB ||
-                           (md == ATTN_HARD && c.gate_grad_kind == GATE_GRAD_STE);
+                           (md == ATTN_HARD && m.plan.attn.gate_grad == GATE_GRAD_STE);
             CHECK(m.gets_grad[i] == (m.trainable[i] && in_graph) &&
-                      (!c.gate_frozen[p->layer] || !m.trainable[i]),
+                      (!m.plan.attn.gate_frozen[p->layer] || !m.trainable[i]),
                   "%s: %s gets_grad %d (trainable %d, mode %s)", label, p->name, m.gets_grad[i],
                   m.trainable[i], attn_mode_name(md));
         } else {
@@ -117,7 +117,7 @@ static void model_case(const char *label, const char *const *kv, const char *con
     CHECK(n_grad > 0, "%s: no tensor gets a gradient", label);
     // the hard gate (gate_grad none) enters through its ranking only
     for (int l = 0; l < c.n_layer; l++) {
-        if (c.mode[l] != ATTN_HARD || c.gate_grad_kind != GATE_GRAD_NONE) continue;
+        if (m.plan.attn.mode[l] != ATTN_HARD || m.plan.attn.gate_grad != GATE_GRAD_NONE) continue;
         int moved = 0, tried = 0;
         for (int t = 0; t < 20; t++) {
             float *g = t & 1 ? m.w.layer[l].gate_k : m.w.layer[l].gate_q;
@@ -181,7 +181,7 @@ static void test_model_ste_gate(void) {
     model_zero_grad(&m);
     model_forward(&m, in, tg, 2, 8);
     model_backward(&m, 1.0f);
-    AttnArgs a = model_attn_args(&m, 0);
+    AttnArgs a = model_attn_args(&m, 0, NULL);
     AttnCtx x;
     memset(&x, 0, sizeof x);
     x.a = a;
@@ -189,7 +189,7 @@ static void test_model_ste_gate(void) {
     x.gq = m.layer[0].gq;
     x.gk = m.layer[0].gk;
     x.r = m.datty;
-    AttnCase cs = {ATTN_HARD, c.layer_k[0], c.scope, GATE_GRAD_STE, c.tau, 0, 2, 8, 2, 8, 4, 0, ""};
+    AttnCase cs = {ATTN_HARD, m.plan.attn.k[0], m.plan.attn.scope, GATE_GRAD_STE, c.tau, 0, 2, 8, 2, 8, 4, 0, ""};
     size_t TT = (size_t)2 * 2 * 8 * 8, N = 16, GW = 8;
     unsigned char *keep = xcalloc(TT, 1);
     for (size_t e = 0; e < TT; e++) keep[e] = m.layer[0].att[e] != 0.0f;

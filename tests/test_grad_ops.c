@@ -28,7 +28,7 @@ typedef struct {
 
 static void matmul_run(void *v) {
     MatmulCtx *c = v;
-    matmul_forward(c->op.out, c->inp, c->w, c->b, c->N, c->C, c->OC);
+    matmul_forward(c->op.out, c->inp, c->w, c->b, c->N, c->C, c->OC, PREC_FP32);
 }
 
 static void test_matmul(void) {
@@ -56,7 +56,7 @@ static void test_matmul(void) {
     for (size_t i = 0; i < N * C; i++) dinp[i] = 123.0f;
     for (size_t i = 0; i < (size_t)OC * C; i++) dw[i] = 1.0f;
     for (int i = 0; i < OC; i++) db[i] = 2.0f;
-    matmul_backward(dinp, dw, db, r, c.inp, c.w, N, C, OC, 0);
+    matmul_backward(dinp, dw, db, r, c.inp, c.w, N, C, OC, 0, PREC_FP32);
     for (size_t i = 0; i < (size_t)OC * C; i++) dw[i] -= 1.0f;
     for (int i = 0; i < OC; i++) db[i] -= 2.0f;
     fd_check("matmul dinp", c.inp, dinp, N * C, &OPS_FD, op_eval, &c);
@@ -65,11 +65,11 @@ static void test_matmul(void) {
     // accumulate_dinp adds; NULL gradients are skipped; no bias
     float *dinp2 = falloc(N * C);
     memcpy(dinp2, dinp, N * C * sizeof(float));
-    matmul_backward(dinp2, NULL, NULL, r, c.inp, c.w, N, C, OC, 1);
+    matmul_backward(dinp2, NULL, NULL, r, c.inp, c.w, N, C, OC, 1, PREC_FP32);
     double e2 = 0.0;
     for (size_t i = 0; i < N * C; i++) e2 = fmax(e2, fabs(dinp2[i] - 2.0 * dinp[i]));
     CHECK(e2 < 1e-5, "matmul_backward accumulate_dinp: max err %g", e2);
-    matmul_backward(NULL, dw, NULL, r, c.inp, c.w, N, C, OC, 0);  // dinp NULL: no crash
+    matmul_backward(NULL, dw, NULL, r, c.inp, c.w, N, C, OC, 0, PREC_FP32);  // dinp NULL: no crash
     float *bias = c.b;
     c.b = NULL;
     matmul_run(&c);

@@ -159,7 +159,7 @@ static int p_all_but_gate0(const char *n) { return strncmp(n, "blocks.0.attn.gat
 
 static void freeze_case(Model *m, const char *spec, NamePred pred, const char *label) {
     snprintf(m->cfg.train, sizeof m->cfg.train, "%s", spec);
-    model_apply_trainable(m);
+    model_set_trainable(m, NULL, OBJECTIVE_LM);
     int bad = 0;
     for (int i = 0; i < m->table.count; i++) {
         const char *name = m->table.info[i].name;
@@ -184,7 +184,9 @@ static void freeze_child(const void *v) {
     Config c = *a->c;
     snprintf(c.train, sizeof c.train, "%s", a->spec);
     unsigned char tr[256];
-    freeze_apply(tr, a->t, &c);
+    ModelPlan plan_;
+    model_plan_resolve(&plan_, &c);
+    freeze_apply(tr, a->t, c.train, &plan_);
 }
 
 static void test_freeze(void) {
@@ -228,7 +230,7 @@ static void test_freeze(void) {
     freeze_case(&m, "attn:0+mlp:1", p_attn0_mlp1, "untied");
     // the trainable set also decides gets_grad (soft: gates on the path)
     snprintf(m.cfg.train, sizeof m.cfg.train, "gates+head");
-    model_apply_trainable(&m);
+    model_set_trainable(&m, NULL, OBJECTIVE_LM);
     for (int i = 0; i < m.table.count; i++)
         CHECK(m.gets_grad[i] == m.trainable[i], "soft gates+head: %s gets_grad %d trainable %d",
               m.table.info[i].name, m.gets_grad[i], m.trainable[i]);
@@ -246,7 +248,7 @@ static void test_freeze(void) {
 
     // bad specs die with a message naming the key
     ParamTable t;
-    param_table_build(&t, &c);
+    { ModelPlan plan_; model_plan_resolve(&plan_, &c); param_table_build(&t, &c, &plan_); }
     static const char *const bad[] = {"layers:9", "bogus", "layers:", "attn:x", "layers:1-0",
                                       "mlp:0,,1", "all:0", "top:3", "gates:2", "layers:-1",
                                       "gates+bogus", "head:1"};
@@ -266,7 +268,7 @@ static void test_param_counts(void) {
     config_defaults(&c);
     config_resolve(&c);
     ParamTable t;
-    param_table_build(&t, &c);
+    { ModelPlan plan_; model_plan_resolve(&plan_, &c); param_table_build(&t, &c, &plan_); }
     size_t unique, paper, gates;
     params_count(&t, &c, &unique, &paper, &gates);
     CHECK(gates == 393216, "paper config: %zu gate parameters, expected 393,216", gates);
@@ -280,7 +282,7 @@ static void test_param_counts(void) {
     Config s;
     const char *const kv[] = {"tie_embeddings", "0", "attn_bias", "1", NULL};
     small_config(&s, kv);
-    param_table_build(&t, &s);
+    { ModelPlan plan_; model_plan_resolve(&plan_, &s); param_table_build(&t, &s, &plan_); }
     params_count(&t, &s, &unique, &paper, &gates);
     size_t d = 16, F = 32, V = 11, T = 8, G = 8;
     size_t per_layer = 4 * d + 3 * d * d + 3 * d + d * d + d + 2 * G * d + F * d + F + d * F + d;

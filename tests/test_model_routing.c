@@ -89,7 +89,7 @@ static void test_window_and_kept(void) {
         int bad = 0;
         double worst_sum = 0;
         for (int l = 0; l < 2; l++) {
-            int k = c.layer_k[l];
+            int k = m.plan.attn.k[l];
             for (int bh = 0; bh < 4; bh++)
                 for (int i = 0; i < 8; i++) {
                     const float *w = m.layer[l].att + ((size_t)bh * 8 + i) * 8;

@@ -19,7 +19,7 @@ static void test_determinism(void) {
     const char *const kv[] = {"attn", "stochastic,soft", "dropout", "0.1", "attn_bias", "1", NULL};
     small_config(&c, kv);
     ParamTable t;
-    param_table_build(&t, &c);
+    { ModelPlan plan_; model_plan_resolve(&plan_, &c); param_table_build(&t, &c, &plan_); }
     size_t P = t.total;
     param_table_free(&t);
     int in[16], tg[16];
@@ -68,7 +68,10 @@ static void test_adamw(void) {
     model_build(&m, &c);
     const double lr = 1e-3, wd = 0.1, b1 = 0.9, b2 = 0.95, eps = 1e-8;
     const ParamInfo *frozen = param_find(&m.table, "blocks.1.mlp.fc.weight");
-    for (int i = 0; i < m.table.count; i++) m.gets_grad[i] = &m.table.info[i] != frozen;
+    unsigned char *listed = xcalloc((size_t)m.table.count, 1);
+    for (int i = 0; i < m.table.count; i++) listed[i] = &m.table.info[i] != frozen;
+    model_set_trainable(&m, listed, OBJECTIVE_LM);  // soft gates are on the path: all but one
+    xfree(listed);
     size_t P = m.table.total;
     float *p0 = xcalloc(P, sizeof(float)), *g1 = xcalloc(P, sizeof(float));
     float *g2 = xcalloc(P, sizeof(float));

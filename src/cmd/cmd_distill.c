@@ -67,6 +67,7 @@ int cmd_distill(int argc, char **argv) {
     if (c.threads > 0) omp_set_num_threads(c.threads);
     Model m;
     model_build(&m, &c);
+    model_set_trainable(&m, NULL, OBJECTIVE_GATE_DISTILL);  // the gates, by their own loss
     // Frozen weights from the checkpoint by name (gates of another d_g keep their init); the
     // optimizer starts fresh.
     checkpoint_init_params(&m, path);
@@ -83,7 +84,7 @@ int cmd_distill(int argc, char **argv) {
     }
     DataSpec spec = dataspec_from_config(&c);
     Dataset *train = dataset_open(&spec, SPLIT_TRAIN), *val = dataset_open(&spec, SPLIT_VAL);
-    int B = c.batch, T = c.seq_len, k = c.layer_k[0];
+    int B = c.batch, T = c.seq_len, k = m.plan.attn.k[0];
     int *inputs = xcalloc((size_t)B * T, sizeof(int)), *targets = xcalloc((size_t)B * T, sizeof(int));
     FILE *log = json ? stderr : stdout;
     model_print_summary(&m, log);
@@ -111,9 +112,8 @@ int cmd_distill(int argc, char **argv) {
     evaluate(&dense, &m, val, B, c.eval_batches, 1);
     AttnMode modes[MAX_LAYERS];
     for (int l = 0; l < c.n_layer; l++) modes[l] = ATTN_HARD;
-    model_set_routing(&m, modes, NULL);
+    model_set_routing(&m, modes, NULL);  // the checkpoint's attn key follows the plan
     evaluate(&hard, &m, val, B, c.eval_batches, 1);
-    config_set(&m.cfg, "attn", "hard", "distill");
     config_set(&m.cfg, "train", "all", "distill");
     char out_ckpt[4200];
     join_path(out_ckpt, sizeof out_ckpt, c.out, "model.ckpt");

@@ -21,6 +21,8 @@ typedef struct {
 #define K(name, type, def, help) {#name, type, offsetof(Config, name), def, help}
 static const ConfigKey KEYS[] = {
     // model (defaults: the paper's model as its public code defines it)
+    K(family, KEY_STR, "gpt", "model family: a row of the family table (gpt: pre-norm GPT, "
+      "LayerNorm, learned positions; see README, Model families)"),
     K(n_layer, KEY_INT, "6", "transformer blocks"),
     K(d_model, KEY_INT, "256", "residual width"),
     K(n_head, KEY_INT, "4", "attention heads (d_model must divide)"),
@@ -101,17 +103,6 @@ static const ConfigKey KEYS[] = {
 };
 #undef K
 #define N_KEYS (sizeof KEYS / sizeof KEYS[0])
-
-static const char *MODE_NAMES[ATTN_NUM_MODES] = {
-    "dense", "oracle", "soft", "soft_prob", "hard", "stochastic", "random_fixed", "window"};
-
-const char *attn_mode_name(AttnMode m) { return m < ATTN_NUM_MODES ? MODE_NAMES[m] : "?"; }
-
-int attn_mode_parse(const char *s, AttnMode *out) {
-    for (int i = 0; i < ATTN_NUM_MODES; i++)
-        if (strcmp(s, MODE_NAMES[i]) == 0) { *out = (AttnMode)i; return 1; }
-    return 0;
-}
 
 static const ConfigKey *find_key(const char *name) {
     for (size_t i = 0; i < N_KEYS; i++)
@@ -259,13 +250,13 @@ void config_apply_overrides(Config *c, int argc, char **argv, const char *const 
 }
 
 // Splits "a,b,c" into per-layer values; one value means every layer.
-static int split_list(const char *s, char out[][32], int max) {
+static int split_list(const char *s, char out[][LAYER_VALUE_LEN], int max) {
     int n = 0;
     const char *p = s;
     while (*p && n < max) {
         const char *e = strchr(p, ',');
         size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len >= 32) len = 31;
+        if (len >= LAYER_VALUE_LEN) len = LAYER_VALUE_LEN - 1;
         memcpy(out[n], p, len);
         out[n][len] = 0;
         n++;
@@ -275,14 +266,28 @@ static int split_list(const char *s, char out[][32], int max) {
     return n;
 }
 
-static void resolve_per_layer(const Config *c, const char *key, const char *value,
-                              char vals[][32]) {
-    static char tmp[MAX_LAYERS][32];
+void config_per_layer(const Config *c, const char *key, const char *value,
+                      char vals[][LAYER_VALUE_LEN]) {
+    char tmp[MAX_LAYERS][LAYER_VALUE_LEN];
     int n = split_list(value, tmp, MAX_LAYERS);
     if (n != 1 && n != c->n_layer)
         fatal("key '%s' = '%s': give one value or one per layer (%d), got %d", key, value,
               c->n_layer, n);
-    for (int l = 0; l < c->n_layer; l++) memcpy(vals[l], tmp[n == 1 ? 0 : l], 32);
+    for (int l = 0; l < c->n_layer; l++) memcpy(vals[l], tmp[n == 1 ? 0 : l], LAYER_VALUE_LEN);
+}
+
+void config_set_per_layer(Config *c, const char *key, const char *const *vals, int n_layer) {
+    int same = 1;
+    for (int l = 1; l < n_layer; l++) same &= !strcmp(vals[l], vals[0]);
+    char text[STR_LEN];
+    size_t o = 0;
+    for (int l = 0; l < (same ? 1 : n_layer); l++) {
+        int w = snprintf(text + o, sizeof text - o, "%s%s", l ? "," : "", vals[l]);
+        if (w < 0 || (size_t)w >= sizeof text - o)
+            fatal("key '%s': the per-layer list is longer than %d characters", key, STR_LEN - 1);
+        o += (size_t)w;
+    }
+    config_set(c, key, text, "plan");
 }
 
 void config_resolve(Config *c) {
@@ -306,39 +311,6 @@ void config_resolve(Config *c) {
             "keys 'beta1'/'beta2' must be in [0, 1)");
     REQUIRE(c->attn_bias == 0 || c->attn_bias == 1, "key 'attn_bias' must be 0 or 1");
     REQUIRE(c->tie_embeddings == 0 || c->tie_embeddings == 1, "key 'tie_embeddings' must be 0 or 1");
-    if (!strcmp(c->precision, "fp32")) c->bf16 = 0;
-    else if (!strcmp(c->precision, "bf16")) c->bf16 = 1;
-    else fatal("key 'precision' must be fp32 or bf16, got '%s'", c->precision);
-    if (strcmp(c->gelu, "erf") == 0) c->gelu_kind = GELU_ERF;
-    else if (strcmp(c->gelu, "tanh") == 0) c->gelu_kind = GELU_TANH;
-    else fatal("key 'gelu' must be erf or tanh, got '%s'", c->gelu);
-    if (strcmp(c->topk_scope, "causal") == 0) c->scope = TOPK_CAUSAL;
-    else if (strcmp(c->topk_scope, "all") == 0) c->scope = TOPK_ALL;
-    else fatal("key 'topk_scope' must be causal or all, got '%s'", c->topk_scope);
-    if (strcmp(c->gate_grad, "none") == 0) c->gate_grad_kind = GATE_GRAD_NONE;
-    else if (strcmp(c->gate_grad, "ste") == 0) c->gate_grad_kind = GATE_GRAD_STE;
-    else fatal("key 'gate_grad' must be none or ste, got '%s'", c->gate_grad);
-
-    static char vals[MAX_LAYERS][32];
-    resolve_per_layer(c, "attn", c->attn, vals);
-    for (int l = 0; l < c->n_layer; l++)
-        if (!attn_mode_parse(vals[l], &c->mode[l]))
-            fatal("key 'attn': unknown mode '%s' (dense, oracle, soft, soft_prob, hard, "
-                  "stochastic, random_fixed, window)", vals[l]);
-    resolve_per_layer(c, "k", c->k, vals);
-    for (int l = 0; l < c->n_layer; l++) {
-        char *end;
-        long v = strtol(vals[l], &end, 10);
-        if (!vals[l][0] || *end || v < 1)
-            fatal("key 'k': expected a positive integer per layer, got '%s'", vals[l]);
-        c->layer_k[l] = (int)v;
-    }
-    resolve_per_layer(c, "gate", c->gate, vals);
-    for (int l = 0; l < c->n_layer; l++) {
-        if (strcmp(vals[l], "learned") == 0) c->gate_frozen[l] = 0;
-        else if (strcmp(vals[l], "random") == 0) c->gate_frozen[l] = 1;
-        else fatal("key 'gate': expected learned or random, got '%s'", vals[l]);
-    }
     REQUIRE(c->n_expert >= 1 && c->n_expert <= 64, "key 'n_expert' must be in 1..64, got %d", c->n_expert);
     REQUIRE(c->top_experts == 1 || c->top_experts == 2, "key 'top_experts' must be 1 or 2, got %d",
             c->top_experts);
@@ -349,48 +321,6 @@ void config_resolve(Config *c) {
     REQUIRE(c->aux_loss >= 0, "key 'aux_loss' must be >= 0, got %g", c->aux_loss);
     REQUIRE(c->d_expert >= 0, "key 'd_expert' must be >= 0, got %d", c->d_expert);
     REQUIRE(c->moe_dense_control == 0 || c->moe_dense_control == 1, "key 'moe_dense_control' must be 0 or 1");
-    memset(c->ablate_attn, 0, sizeof c->ablate_attn), memset(c->ablate_ffn, 0, sizeof c->ablate_ffn);
-    char abl[STR_LEN];
-    snprintf(abl, sizeof abl, "%s", c->ablate);
-    char *save = NULL;
-    for (char *it = strtok_r(abl, "+", &save); it; it = strtok_r(NULL, "+", &save)) {
-        unsigned char *set = !strncmp(it, "attn:", 5) ? c->ablate_attn : !strncmp(it, "ffn:", 4) ? c->ablate_ffn : NULL;
-        const char *num = set ? strchr(it, ':') + 1 : NULL;
-        char *end = NULL;
-        long l = num && strcmp(num, "all") ? strtol(num, &end, 10) : -1;
-        if (!set || (l < 0 && strcmp(num, "all")) || (end && (*end || end == num)) || l >= c->n_layer)
-            fatal("key 'ablate': expected attn:L or ffn:L (L in 0..%d or all) joined by +, got '%s'",
-                  c->n_layer - 1, it);
-        for (int i = 0; i < c->n_layer; i++) if (l < 0 || i == l) set[i] = 1;
-    }
-    REQUIRE(!strcmp(c->add_order, "lsd") || !strcmp(c->add_order, "msd"),
-            "key 'add_order' must be lsd or msd, got '%s'", c->add_order);
-    static const char *ACTS[] = {"dense", "swiglu", "geglu"};
-    FfnAct expert_act = FFN_ACT_GELU;
-    int known = 0;
-    for (int i = 0; i < 3; i++) if (!strcmp(c->expert, ACTS[i])) expert_act = (FfnAct)i, known = 1;
-    REQUIRE(known, "key 'expert' must be dense, swiglu or geglu, got '%s'", c->expert);
-    RouterKind router = ROUTER_NONE;
-    if (!strcmp(c->router, "learned")) router = ROUTER_LEARNED;
-    else if (!strcmp(c->router, "random")) router = ROUTER_RANDOM;
-    else if (!strcmp(c->router, "hash")) router = ROUTER_HASH;
-    else fatal("key 'router' must be learned, random or hash, got '%s'", c->router);
-    int d_expert = c->d_expert ? c->d_expert : c->d_ff / c->n_expert;
-    resolve_per_layer(c, "ffn", c->ffn, vals);
-    for (int l = 0; l < c->n_layer; l++)
-        REQUIRE(strcmp(vals[l], "moe") || d_expert >= 1, "d_ff / n_expert is 0: set key 'd_expert'");
-    for (int l = 0; l < c->n_layer; l++) {
-        c->ffn_experts[l] = 1, c->ffn_width[l] = c->d_ff, c->ffn_router[l] = ROUTER_NONE;
-        if (!strcmp(vals[l], "moe")) {
-            c->ffn_act[l] = expert_act;
-            if (c->moe_dense_control) c->ffn_width[l] = c->top_experts * d_expert;
-            else c->ffn_experts[l] = c->n_expert, c->ffn_width[l] = d_expert, c->ffn_router[l] = router;
-        } else {
-            known = 0;
-            for (int i = 0; i < 3; i++) if (!strcmp(vals[l], ACTS[i])) c->ffn_act[l] = (FfnAct)i, known = 1;
-            REQUIRE(known, "key 'ffn': unknown kind '%s' (dense, swiglu, geglu, moe)", vals[l]);
-        }
-    }
 #undef REQUIRE
 }
 

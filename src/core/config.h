@@ -1,5 +1,9 @@
 // config.h: every option of routelab in one struct, described by one table of keys (config.c)
 // that drives INI parsing, --key=value overrides, validation, --help and config.ini output.
+// This is the *spec*: the values as the user typed them (numbers range-checked, strings kept as
+// text). What they mean is decided by the modules that own the concepts, each into its own
+// resolved plan: attention_plan_resolve (attention.h), ffn_plan_resolve (ffn.h),
+// model_plan_resolve (model.h: family, precision, ablation) and dataspec_from_config (dataset.h).
 #ifndef ROUTELAB_CONFIG_H
 #define ROUTELAB_CONFIG_H
 #include <stdint.h>
@@ -8,22 +12,9 @@
 #define MAX_LAYERS 64
 #define STR_LEN 256
 
-typedef enum { GELU_ERF = 0, GELU_TANH = 1 } GeluKind;
-typedef enum { TOPK_CAUSAL = 0, TOPK_ALL = 1 } TopkScope;
-typedef enum { GATE_GRAD_NONE = 0, GATE_GRAD_STE = 1 } GateGrad;
-
-// Feed-forward sublayers (ffn.c): the activation of a plain FFN or of each expert, and the router.
-typedef enum { FFN_ACT_GELU, FFN_ACT_SWIGLU, FFN_ACT_GEGLU } FfnAct;
-typedef enum { ROUTER_NONE, ROUTER_LEARNED, ROUTER_RANDOM, ROUTER_HASH } RouterKind;
-
-// Attention routing modes; their behaviour is the table in attention.c.
-typedef enum {
-    ATTN_DENSE, ATTN_ORACLE, ATTN_SOFT, ATTN_SOFT_PROB, ATTN_HARD, ATTN_STOCHASTIC,
-    ATTN_RANDOM_FIXED, ATTN_WINDOW, ATTN_NUM_MODES
-} AttnMode;
-
 typedef struct {
     // model
+    char family[STR_LEN];      // row of the model-family table (family.c)
     int n_layer, d_model, n_head, d_ff, seq_len, vocab_size;
     int attn_bias, tie_embeddings;
     char gelu[STR_LEN];
@@ -59,19 +50,6 @@ typedef struct {
     char add_order[STR_LEN];   // lsd | msd
     char out[STR_LEN];
 
-    // ---- derived by config_resolve(), not keys ----
-    GeluKind gelu_kind;
-    int bf16;                  // precision == bf16
-    TopkScope scope;
-    GateGrad gate_grad_kind;
-    AttnMode mode[MAX_LAYERS];
-    int layer_k[MAX_LAYERS];
-    int gate_frozen[MAX_LAYERS];  // gate=random: frozen at init, never updated
-    FfnAct ffn_act[MAX_LAYERS];   // per layer: activation of the FFN / of each expert
-    int ffn_experts[MAX_LAYERS];  // per layer: E (1 = a plain FFN)
-    int ffn_width[MAX_LAYERS];    // per layer: hidden width of the FFN / of each expert
-    RouterKind ffn_router[MAX_LAYERS];  // ROUTER_NONE for a plain FFN
-    unsigned char ablate_attn[MAX_LAYERS], ablate_ffn[MAX_LAYERS];
 } Config;
 
 void config_defaults(Config *c);
@@ -87,7 +65,8 @@ int config_parse_args(Config *c, int argc, char **argv, int first, const char *c
 // (HINT)"; an unknown key dies with the nearest key's name.
 void config_apply_overrides(Config *c, int argc, char **argv, const char *const *own,
                             const char *const *allowed, const char *cmd, const char *hint);
-// Validates and fills the derived fields; dies with one line naming the key on bad values.
+// Validates the scalar keys (ranges); dies with one line naming the key on bad values. The
+// grammar of the per-layer and per-module string keys is checked by the plans that read them.
 void config_resolve(Config *c);
 // Writes every key as INI text ("key = value" lines). The checkpoint embeds the same text.
 void config_write_ini(const Config *c, FILE *f);
@@ -98,8 +77,13 @@ int config_is_key(const char *key);
 // none is within 3 edits).
 int config_edit_distance(const char *a, const char *b);
 const char *config_closest_key(const char *name);
-
-const char *attn_mode_name(AttnMode m);
-int attn_mode_parse(const char *s, AttnMode *out);  // 1 if known
+// Splits "a,b,c" into per-layer values (one value means every layer); dies naming the key when
+// the count is neither 1 nor n_layer. vals[l] holds layer l's text.
+#define LAYER_VALUE_LEN 32
+void config_per_layer(const Config *c, const char *key, const char *value,
+                      char vals[][LAYER_VALUE_LEN]);
+// Writes per-layer values back as the key's text: one value when all layers agree, else a
+// comma list (so a plan regenerates the strings a checkpoint stores).
+void config_set_per_layer(Config *c, const char *key, const char *const *vals, int n_layer);
 
 #endif

@@ -245,6 +245,8 @@ int dataset_window_class(const Dataset *ds, size_t w) {
 }
 
 DataSpec dataspec_from_config(const Config *c) {
+    if (strcmp(c->add_order, "lsd") && strcmp(c->add_order, "msd"))
+        fatal("key 'add_order' must be lsd or msd, got '%s'", c->add_order);
     DataSpec s = {c->data, c->seq_len, c->vocab_size, c->mqar_pairs, c->mqar_random_filler,
                   c->mqar_alpha, c->mqar_eval_examples, (uint64_t)c->data_seed, c->add_digits,
                   !strcmp(c->add_order, "msd"), c->mqar_eval_examples};

@@ -6,6 +6,8 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
@@ -29,6 +31,61 @@ static const RouteRule ROUTES[ATTN_NUM_MODES] = {
 const RouteRule *route_rule(AttnMode m) {
     ASSERT(m >= 0 && m < ATTN_NUM_MODES);
     return &ROUTES[m];
+}
+
+const char *attn_mode_name(AttnMode m) { return m < ATTN_NUM_MODES ? ROUTES[m].name : "?"; }
+
+int attn_mode_parse(const char *s, AttnMode *out) {
+    for (int i = 0; i < ATTN_NUM_MODES; i++)
+        if (!strcmp(s, ROUTES[i].name)) return *out = (AttnMode)i, 1;
+    return 0;
+}
+
+// ----------------------------------------------------------------------------- the plan
+void attention_plan_resolve(AttnPlan *p, const Config *c) {
+    memset(p, 0, sizeof *p);
+    if (!strcmp(c->topk_scope, "causal")) p->scope = TOPK_CAUSAL;
+    else if (!strcmp(c->topk_scope, "all")) p->scope = TOPK_ALL;
+    else fatal("key 'topk_scope' must be causal or all, got '%s'", c->topk_scope);
+    if (!strcmp(c->gate_grad, "none")) p->gate_grad = GATE_GRAD_NONE;
+    else if (!strcmp(c->gate_grad, "ste")) p->gate_grad = GATE_GRAD_STE;
+    else fatal("key 'gate_grad' must be none or ste, got '%s'", c->gate_grad);
+    char vals[MAX_LAYERS][LAYER_VALUE_LEN];
+    config_per_layer(c, "attn", c->attn, vals);
+    for (int l = 0; l < c->n_layer; l++)
+        if (!attn_mode_parse(vals[l], &p->mode[l]))
+            fatal("key 'attn': unknown mode '%s' (dense, oracle, soft, soft_prob, hard, "
+                  "stochastic, random_fixed, window)", vals[l]);
+    config_per_layer(c, "k", c->k, vals);
+    for (int l = 0; l < c->n_layer; l++) {
+        char *end;
+        long v = strtol(vals[l], &end, 10);
+        if (!vals[l][0] || *end || v < 1 || v > 1 << 30)
+            fatal("key 'k': expected a positive integer per layer, got '%s'", vals[l]);
+        p->k[l] = (int)v;
+    }
+    config_per_layer(c, "gate", c->gate, vals);
+    for (int l = 0; l < c->n_layer; l++) {
+        if (!strcmp(vals[l], "learned")) p->gate_frozen[l] = 0;
+        else if (!strcmp(vals[l], "random")) p->gate_frozen[l] = 1;
+        else fatal("key 'gate': expected learned or random, got '%s'", vals[l]);
+    }
+}
+
+void attention_plan_write(const AttnPlan *p, Config *c) {
+    int L = c->n_layer;
+    const char *modes[MAX_LAYERS], *gates[MAX_LAYERS];
+    char kbuf[MAX_LAYERS][16];
+    const char *ks[MAX_LAYERS];
+    for (int l = 0; l < L; l++) {
+        modes[l] = attn_mode_name(p->mode[l]);
+        gates[l] = p->gate_frozen[l] ? "random" : "learned";
+        snprintf(kbuf[l], sizeof kbuf[l], "%d", p->k[l]);
+        ks[l] = kbuf[l];
+    }
+    config_set_per_layer(c, "attn", modes, L);
+    config_set_per_layer(c, "k", ks, L);
+    config_set_per_layer(c, "gate", gates, L);
 }
 
 int route_needs_gate(AttnMode m) { return ROUTES[m].gate != GATE_UNUSED; }
@@ -131,9 +188,9 @@ void attention_keep_row(unsigned char *keep, int i, int b, int h, const float *S
                         float *noise, float *pairs, const AttnArgs *a) {
     int T = a->T;
     const RouteRule *r = route_rule(a->mode);
-    if (a->mask_feed) {
-        const float *m = a->mask_feed +
-                         ((size_t)(a->mask_feed_per_batch ? b * a->NH + h : h) * T + i) * T;
+    if (a->given_keep) {
+        const float *m = a->given_keep +
+                         ((size_t)(a->given_keep_per_batch ? b * a->NH + h : h) * T + i) * T;
         for (int j = 0; j < T; j++) keep[j] = j <= i && m[j] > 0.5f;
         return;
     }

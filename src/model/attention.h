@@ -17,6 +17,33 @@
 
 #include "config.h"
 
+// Attention routing modes; their behaviour is the table ROUTES in attention.c.
+typedef enum {
+    ATTN_DENSE, ATTN_ORACLE, ATTN_SOFT, ATTN_SOFT_PROB, ATTN_HARD, ATTN_STOCHASTIC,
+    ATTN_RANDOM_FIXED, ATTN_WINDOW, ATTN_NUM_MODES
+} AttnMode;
+typedef enum { TOPK_CAUSAL = 0, TOPK_ALL = 1 } TopkScope;
+typedef enum { GATE_GRAD_NONE = 0, GATE_GRAD_STE = 1 } GateGrad;
+
+const char *attn_mode_name(AttnMode m);
+int attn_mode_parse(const char *s, AttnMode *out);  // 1 if known
+
+// The attention plan: every layer's routing, resolved from the keys attn, k, gate, topk_scope,
+// gate_grad. The model owns it; a deploy-time swap edits it (model_set_routing), and the
+// strings a checkpoint stores are generated from it (attention_plan_write).
+typedef struct {
+    AttnMode mode[MAX_LAYERS];
+    int k[MAX_LAYERS];            // keys kept per query (top-k modes, window)
+    int gate_frozen[MAX_LAYERS];  // gate=random: frozen at init, never updated
+    TopkScope scope;
+    GateGrad gate_grad;
+} AttnPlan;
+
+// Resolves the routing keys of c; dies with one line naming the key on a bad value.
+void attention_plan_resolve(AttnPlan *p, const Config *c);
+// Writes the plan back as the keys attn, k and gate of c.
+void attention_plan_write(const AttnPlan *p, Config *c);
+
 // How a mode picks the keys a query keeps.
 typedef enum {
     KEEP_ALL_VISIBLE,   // every causal key
@@ -48,6 +75,14 @@ int route_gate_in_graph(AttnMode m, GateGrad gg);
 // The gate scores G must be computed in the forward pass.
 int route_needs_gate(AttnMode m);
 
+// Keep masks given by the caller instead of drawn by the mode: the one seam through which
+// refcheck replays the reference's stochastic and random_fixed masks (PyTorch draws them with
+// its own generator). Every command passes NULL.
+typedef struct {
+    const float *mask[MAX_LAYERS];  // layer l: 0/1, (B,NH,T,T) if per_batch[l], else (NH,T,T)
+    int per_batch[MAX_LAYERS];
+} KeepMasks;
+
 // Everything one layer's attention needs. Buffers marked "saved" are kept for backward.
 typedef struct {
     int B, T, C, NH, hd, dg;  // C = d_model; hd = C / NH; dg = gate width per head
@@ -59,8 +94,8 @@ typedef struct {
     float dropout;            // on the attention weights (training only)
     uint64_t dropout_key;     // stateless mask key of this layer and forward pass
     uint64_t noise_key;       // stochastic / random_fixed noise key
-    const float *mask_feed;   // optional 0/1 keep masks replacing the drawn ones (refcheck):
-    int mask_feed_per_batch;  //   (B,NH,T,T) if per_batch, else (NH,T,T)
+    const float *given_keep;  // 0/1 keep masks given instead of drawn (see KeepMasks), or NULL:
+    int given_keep_per_batch; //   (B,NH,T,T) if per_batch, else (NH,T,T)
     int nthreads;
     float *scratch;           // nthreads * attention_scratch_floats(T)
 } AttnArgs;

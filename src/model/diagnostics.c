@@ -27,7 +27,9 @@ void diagnostics_gate_grad_norms(LayerDiag *diag, const Model *m) {
     }
 }
 
-void diagnostics_compute(LayerDiag *diag, const Model *m) {
+void diagnostics_compute(LayerDiag *diag, const Model *m) { diagnostics_compute_given(diag, m, NULL); }
+
+void diagnostics_compute_given(LayerDiag *diag, const Model *m, const KeepMasks *given) {
     const Config *c = &m->cfg;
     ASSERT(m->acts);
     int B = m->B, T = m->T, NH = c->n_head, GW = NH * c->d_g;
@@ -39,11 +41,11 @@ void diagnostics_compute(LayerDiag *diag, const Model *m) {
     Counts *cnt = xcalloc((size_t)nt, sizeof(Counts));
     for (int l = 0; l < c->n_layer; l++) {
         const LayerActs *L = &m->layer[l];
-        matmul_forward(gq, L->ln1, m->w.layer[l].gate_q, NULL, N, c->d_model, GW);
-        matmul_forward(gk, L->ln1, m->w.layer[l].gate_k, NULL, N, c->d_model, GW);
-        AttnArgs a = model_attn_args(m, l);
-        int k = c->layer_k[l];
-        int keeps_all = route_rule(a.mode)->keep == KEEP_ALL_VISIBLE && !a.mask_feed;
+        matmul_forward(gq, L->ln1, m->w.layer[l].gate_q, NULL, N, c->d_model, GW, m->plan.precision);
+        matmul_forward(gk, L->ln1, m->w.layer[l].gate_k, NULL, N, c->d_model, GW, m->plan.precision);
+        AttnArgs a = model_attn_args(m, l, given);
+        int k = a.k;
+        int keeps_all = route_rule(a.mode)->keep == KEEP_ALL_VISIBLE && !a.given_keep;
         memset(cnt, 0, (size_t)nt * sizeof(Counts));
 #pragma omp parallel for schedule(static) num_threads(nt)
         for (int bh = 0; bh < B * NH; bh++) {
@@ -144,26 +146,26 @@ void diagnostics_add_json(cJSON *obj, const LayerDiag *diag, int n_layer) {
 
 void diagnostics_add_moe_json(cJSON *obj, const Model *m) {
     int L = m->cfg.n_layer, any = 0;
-    for (int l = 0; l < L; l++) any |= m->cfg.ffn_router[l] != ROUTER_NONE;
+    for (int l = 0; l < L; l++) any |= m->plan.ffn.router[l] != ROUTER_NONE;
     if (!any || !m->acts) return;
     json_add_number(obj, RK_AUX_LOSS, m->aux_loss);
     cJSON *ent = cJSON_AddArrayToObject(obj, RK_ROUTER_ENTROPY);
     for (int l = 0; l < L; l++)  // null for plain FFN layers and hash routers (NaN)
-        cJSON_AddItemToArray(ent, m->cfg.ffn_router[l] == ROUTER_NONE
+        cJSON_AddItemToArray(ent, m->plan.ffn.router[l] == ROUTER_NONE
                                       ? cJSON_CreateNull() : json_number(m->layer[l].ffn.router_entropy));
     cJSON *util = cJSON_AddArrayToObject(obj, RK_EXPERT_UTIL);
     for (int l = 0; l < L; l++) {
-        if (m->cfg.ffn_router[l] == ROUTER_NONE) {
+        if (m->plan.ffn.router[l] == ROUTER_NONE) {
             cJSON_AddItemToArray(util, cJSON_CreateNull());
             continue;
         }
         cJSON *u = cJSON_CreateArray();
-        for (int e = 0; e < m->cfg.ffn_experts[l]; e++)
+        for (int e = 0; e < m->plan.ffn.experts[l]; e++)
             cJSON_AddItemToArray(u, json_number(m->layer[l].ffn.util[e]));
         cJSON_AddItemToArray(util, u);
     }
     cJSON *drop = cJSON_AddArrayToObject(obj, RK_DROPPED);
     for (int l = 0; l < L; l++)
-        cJSON_AddItemToArray(drop, m->cfg.ffn_router[l] == ROUTER_NONE
+        cJSON_AddItemToArray(drop, m->plan.ffn.router[l] == ROUTER_NONE
                                        ? cJSON_CreateNull() : json_number(m->layer[l].ffn.dropped));
 }

@@ -22,6 +22,8 @@ typedef struct {
 
 // Fills diag[0..n_layer) from the model's last forward (and its gradients, if any).
 void diagnostics_compute(LayerDiag *diag, const Model *m);
+// The same when the last forward had keep masks given (model_forward_given).
+void diagnostics_compute_given(LayerDiag *diag, const Model *m, const KeepMasks *given);
 // Gate gradient norms only (cheap; after backward).
 void diagnostics_gate_grad_norms(LayerDiag *diag, const Model *m);
 // Adds "key": [l0, l1, ...] arrays to obj (json_out.h), for metrics.jsonl and --json.

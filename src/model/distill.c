@@ -23,9 +23,8 @@ double distill_forward_backward(Model *m, const int *inputs, int B, int T, const
 double distill_loss(Model *m, const int *inputs, int B, int T, DistillKind kind, int k,
                     int do_backward, double *per_layer) {
     const Config *c = &m->cfg;
-    if (do_backward)  // the distillation loss reaches every trainable gate, whatever the mode
-        for (int i = 0; i < m->table.count; i++)
-            if (m->table.info[i].role == ROLE_GATE) m->gets_grad[i] = m->trainable[i];
+    // which gates get a gradient: model_set_trainable(m, ..., OBJECTIVE_GATE_DISTILL)
+    ASSERT(!do_backward || m->objective == OBJECTIVE_GATE_DISTILL);
     model_forward(m, inputs, NULL, B, T);
     int NH = c->n_head, dg = c->d_g, GW = NH * dg, C = c->d_model, L = c->n_layer;
     size_t N = (size_t)B * T, TT = (size_t)T * T;
@@ -40,9 +39,9 @@ double distill_loss(Model *m, const int *inputs, int B, int T, DistillKind kind,
     float gscale = 1.0f / sqrtf((float)dg);
     for (int l = 0; l < L; l++) {
         const LayerActs *La = &m->layer[l];
-        matmul_forward(gq, La->ln1, m->w.layer[l].gate_q, NULL, N, C, GW);
-        matmul_forward(gk, La->ln1, m->w.layer[l].gate_k, NULL, N, C, GW);
-        AttnArgs a = model_attn_args(m, l);
+        matmul_forward(gq, La->ln1, m->w.layer[l].gate_q, NULL, N, C, GW, m->plan.precision);
+        matmul_forward(gk, La->ln1, m->w.layer[l].gate_k, NULL, N, C, GW, m->plan.precision);
+        AttnArgs a = model_attn_args(m, l, NULL);
         // d(loss)/dG of this layer's term, with the mean over layers folded in
         float norm = (float)(1.0 / ((kind == DISTILL_KL ? rows : visible) * L));
 #pragma omp parallel for schedule(static) num_threads(nt)
@@ -105,8 +104,8 @@ double distill_loss(Model *m, const int *inputs, int B, int T, DistillKind kind,
                 if (strstr(p->name, "gate_q")) gwq = m->grads + p->offset;
                 else gwk = m->grads + p->offset;
             }
-            matmul_backward(NULL, gwq, NULL, dgq, La->ln1, m->w.layer[l].gate_q, N, C, GW, 0);
-            matmul_backward(NULL, gwk, NULL, dgk, La->ln1, m->w.layer[l].gate_k, N, C, GW, 0);
+            matmul_backward(NULL, gwq, NULL, dgq, La->ln1, m->w.layer[l].gate_q, N, C, GW, 0, m->plan.precision);
+            matmul_backward(NULL, gwk, NULL, dgk, La->ln1, m->w.layer[l].gate_k, N, C, GW, 0, m->plan.precision);
         }
     }
     m->loss = total;

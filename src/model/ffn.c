@@ -9,6 +9,57 @@
 #include "ops.h"
 #include "profile.h"
 
+// --------------------------------------------------------------------------- the plan
+static const char *const ACT_KEYS[] = {"dense", "swiglu", "geglu"};  // as the keys spell them
+static const char *const ACT_NAMES[] = {"gelu", "swiglu", "geglu"};  // as summaries print them
+
+const char *ffn_act_name(FfnAct a) { return ACT_NAMES[a]; }
+
+const char *router_name(RouterKind r) {
+    static const char *const names[] = {"", "learned", "random", "hash"};
+    return names[r];
+}
+
+static int parse_act(const char *s, FfnAct *out) {
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, ACT_KEYS[i])) return *out = (FfnAct)i, 1;
+    return 0;
+}
+
+void ffn_plan_resolve(FfnPlan *p, const Config *c, FfnAct family_act) {
+    memset(p, 0, sizeof *p);
+    if (!strcmp(c->gelu, "erf")) p->gelu = GELU_ERF;
+    else if (!strcmp(c->gelu, "tanh")) p->gelu = GELU_TANH;
+    else fatal("key 'gelu' must be erf or tanh, got '%s'", c->gelu);
+    FfnAct expert_act = FFN_ACT_GELU;
+    if (!parse_act(c->expert, &expert_act))
+        fatal("key 'expert' must be dense, swiglu or geglu, got '%s'", c->expert);
+    RouterKind router = ROUTER_NONE;
+    if (!strcmp(c->router, "learned")) router = ROUTER_LEARNED;
+    else if (!strcmp(c->router, "random")) router = ROUTER_RANDOM;
+    else if (!strcmp(c->router, "hash")) router = ROUTER_HASH;
+    else fatal("key 'router' must be learned, random or hash, got '%s'", c->router);
+    // d_expert 0: the dense FFN's parameters split E ways
+    int d_expert = c->d_expert ? c->d_expert : c->d_ff / c->n_expert;
+    char vals[MAX_LAYERS][LAYER_VALUE_LEN];
+    config_per_layer(c, "ffn", c->ffn, vals);
+    for (int l = 0; l < c->n_layer; l++)
+        if (!strcmp(vals[l], "moe") && d_expert < 1) fatal("d_ff / n_expert is 0: set key 'd_expert'");
+    for (int l = 0; l < c->n_layer; l++) {
+        p->experts[l] = 1, p->width[l] = c->d_ff, p->router[l] = ROUTER_NONE;
+        if (!strcmp(vals[l], "moe")) {
+            p->act[l] = expert_act;
+            if (c->moe_dense_control) p->width[l] = c->top_experts * d_expert;  // active width
+            else p->experts[l] = c->n_expert, p->width[l] = d_expert, p->router[l] = router;
+        } else if (!parse_act(vals[l], &p->act[l])) {
+            fatal("key 'ffn': unknown kind '%s' (dense, swiglu, geglu, moe)", vals[l]);
+        } else if (p->act[l] == FFN_ACT_GELU) {
+            p->act[l] = family_act;
+        }
+    }
+}
+
+// --------------------------------------------------------------------------- sizes
 void ffn_act_sizes(const FfnArgs *a, size_t sz[FA_COUNT]) {
     size_t R = ffn_rows(a), N = a->N;
     int routed = ffn_is_routed(a), probs = a->router == ROUTER_LEARNED || a->router == ROUTER_RANDOM;
@@ -45,11 +96,11 @@ static uint64_t expert_key(const FfnArgs *a, int e) {
 static void expert_forward(float *y, float *h, float *act, const float *x, size_t n, int e,
                            const FfnWeights *w, const FfnArgs *a) {
     int C = a->C, F = a->F, Fi = ffn_fc_rows(a);
-    PROFILED(OP_MATMUL, matmul_forward(h, x, w->fc_w + (size_t)e * Fi * C, w->fc_b + (size_t)e * Fi, n, C, Fi));
+    PROFILED(OP_MATMUL, matmul_forward(h, x, w->fc_w + (size_t)e * Fi * C, w->fc_b + (size_t)e * Fi, n, C, Fi, a->prec));
     if (a->act == FFN_ACT_GELU) PROFILED(OP_GELU, gelu_forward(act, h, n * F, a->gelu));
     else PROFILED(OP_GELU, glu_forward(act, h, n, F, a->act == FFN_ACT_SWIGLU, a->gelu));
     PROFILED(OP_ELEMENTWISE, dropout_apply(act, n * F, a->dropout, expert_key(a, e)));
-    PROFILED(OP_MATMUL, matmul_forward(y, act, w->proj_w + (size_t)e * C * F, w->proj_b + (size_t)e * C, n, F, C));
+    PROFILED(OP_MATMUL, matmul_forward(y, act, w->proj_w + (size_t)e * C * F, w->proj_b + (size_t)e * C, n, F, C, a->prec));
 }
 
 static void expert_backward(float *dx, const FfnGrads *g, float *dh, float *da, const float *dy,
@@ -59,12 +110,12 @@ static void expert_backward(float *dx, const FfnGrads *g, float *dh, float *da, 
     size_t o1 = (size_t)e * Fi, o2 = (size_t)e * C;
     if (a->act == FFN_ACT_GELU) da = dh;  // d(act) becomes d(h) in place
     PROFILED(OP_MATMUL, matmul_backward(da, g->proj_w ? g->proj_w + o2 * F : NULL,
-                                        g->proj_b ? g->proj_b + o2 : NULL, dy, act, w->proj_w + o2 * F, n, F, C, 0));
+                                        g->proj_b ? g->proj_b + o2 : NULL, dy, act, w->proj_w + o2 * F, n, F, C, 0, a->prec));
     PROFILED(OP_ELEMENTWISE, dropout_apply(da, n * F, a->dropout, expert_key(a, e)));
     if (a->act == FFN_ACT_GELU) PROFILED(OP_GELU, gelu_backward(dh, h, da, n * F, a->gelu));
     else PROFILED(OP_GELU, glu_backward(dh, h, da, n, F, a->act == FFN_ACT_SWIGLU, a->gelu));
     PROFILED(OP_MATMUL, matmul_backward(dx, g->fc_w ? g->fc_w + o1 * C : NULL, g->fc_b ? g->fc_b + o1 : NULL,
-                                        dh, x, w->fc_w + o1 * C, n, C, Fi, 0));
+                                        dh, x, w->fc_w + o1 * C, n, C, Fi, 0, a->prec));
 }
 
 // --------------------------------------------------------------------------- routing
@@ -88,7 +139,7 @@ static void route(FfnActs *s, const float *x, const FfnWeights *w, const FfnArgs
         s->router_entropy = NAN;
         return;
     }
-    matmul_forward(s->probs, x, w->router_w, NULL, N, a->C, E);
+    matmul_forward(s->probs, x, w->router_w, NULL, N, a->C, E, a->prec);
 #pragma omp parallel for schedule(static)
     for (size_t n = 0; n < N; n++) {
         float *p = s->probs + n * E, mx = p[0], sum = 0.0f;
@@ -255,5 +306,5 @@ void ffn_backward(float *dx, const FfnGrads *g, const float *dout, const float *
         for (int e = 0; e < E; e++) dot += p[e] * dp[e];
         for (int e = 0; e < E; e++) dp[e] = p[e] * (dp[e] - dot);  // now d(logits)
     }
-    matmul_backward(dx, g->router_w, NULL, sc->dprobs, x, w->router_w, N, C, E, 1);
+    matmul_backward(dx, g->router_w, NULL, sc->dprobs, x, w->router_w, N, C, E, 1, a->prec);
 }

@@ -19,8 +19,29 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "ops.h"
 
 #define MAX_EXPERTS 64
+
+// The activation of a plain FFN or of each expert, and the router of a routed one.
+typedef enum { FFN_ACT_GELU, FFN_ACT_SWIGLU, FFN_ACT_GEGLU } FfnAct;
+typedef enum { ROUTER_NONE, ROUTER_LEARNED, ROUTER_RANDOM, ROUTER_HASH } RouterKind;
+
+// The FFN plan: every layer's sublayer, resolved from the keys ffn, expert, n_expert,
+// d_expert, top_experts, router, moe_dense_control, gelu, d_ff.
+typedef struct {
+    FfnAct act[MAX_LAYERS];        // activation of the FFN / of each expert
+    int experts[MAX_LAYERS];       // E (1 = a plain FFN)
+    int width[MAX_LAYERS];         // hidden width of the FFN / of each expert
+    RouterKind router[MAX_LAYERS]; // ROUTER_NONE for a plain FFN
+    GeluKind gelu;
+} FfnPlan;
+
+// Resolves the FFN keys of c; dies with one line naming the key on a bad value. ffn=dense is
+// the model family's own FFN, family_act (GELU for gpt).
+void ffn_plan_resolve(FfnPlan *p, const Config *c, FfnAct family_act);
+const char *ffn_act_name(FfnAct a);      // gelu | swiglu | geglu
+const char *router_name(RouterKind r);   // "" | learned | random | hash
 
 typedef struct {
     size_t N;             // rows (B*T)
@@ -31,6 +52,7 @@ typedef struct {
     FfnAct act;
     GeluKind gelu;
     RouterKind router;
+    Precision prec;       // of the expert and router products
     float capacity_factor;
     float aux_coef;
     float aux_grad_scale;  // backward: the scale of the loss gradient (grad accumulation)

@@ -30,11 +30,12 @@ static void parse_layers(unsigned char *sel, const char *list, int L, const char
 
 static int is_attn(const ParamInfo *p) { return p->role == ROLE_ATTN || p->role == ROLE_GATE; }
 
-void freeze_apply(unsigned char *trainable, const ParamTable *t, const Config *c) {
-    int L = c->n_layer;
+void freeze_apply(unsigned char *trainable, const ParamTable *t, const char *train,
+                  const ModelPlan *plan) {
+    int L = plan->n_layer;
     memset(trainable, 0, (size_t)t->count);
     char spec[STR_LEN];
-    snprintf(spec, sizeof spec, "%s", c->train);
+    snprintf(spec, sizeof spec, "%s", train);
     char *save = NULL;
     for (char *item = strtok_r(spec, "+", &save); item; item = strtok_r(NULL, "+", &save)) {
         unsigned char sel[MAX_LAYERS] = {0};
@@ -74,7 +75,21 @@ void freeze_apply(unsigned char *trainable, const ParamTable *t, const Config *c
     }
     for (int i = 0; i < t->count; i++) {  // random gates and routers are frozen at init, always
         const ParamInfo *p = &t->info[i];
-        if (p->role == ROLE_GATE && c->gate_frozen[p->layer]) trainable[i] = 0;
-        if (p->role == ROLE_ROUTER && c->ffn_router[p->layer] == ROUTER_RANDOM) trainable[i] = 0;
+        if (p->role == ROLE_GATE && plan->attn.gate_frozen[p->layer]) trainable[i] = 0;
+        if (p->role == ROLE_ROUTER && plan->ffn.router[p->layer] == ROUTER_RANDOM) trainable[i] = 0;
+    }
+}
+
+void freeze_resolve(unsigned char *trainable, unsigned char *gets_grad, const ParamTable *t,
+                    const char *spec, const ModelPlan *plan, const unsigned char *override,
+                    Objective objective) {
+    if (override) memcpy(trainable, override, (size_t)t->count);
+    else freeze_apply(trainable, t, spec, plan);
+    for (int i = 0; i < t->count; i++) {
+        const ParamInfo *p = &t->info[i];
+        int on_path = 1;
+        if (p->role == ROLE_GATE && objective == OBJECTIVE_LM)
+            on_path = route_gate_in_graph(plan->attn.mode[p->layer], plan->attn.gate_grad);
+        gets_grad[i] = trainable[i] && on_path;
     }
 }

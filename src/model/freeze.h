@@ -10,10 +10,23 @@
 // "gates+top:2", "layers:4,5+head". Gates with gate=random stay frozen whatever the spec.
 #ifndef ROUTELAB_FREEZE_H
 #define ROUTELAB_FREEZE_H
-#include "config.h"
 #include "params.h"
+#include "plan.h"
 
-// trainable (table count) gets 1 for every tensor the spec trains; dies on a bad spec.
-void freeze_apply(unsigned char *trainable, const ParamTable *t, const Config *c);
+// What the gradients are for: the language-model loss (training, evaluation), or the gate
+// distillation loss, which reaches every trainable gate whatever the routing mode.
+typedef enum { OBJECTIVE_LM, OBJECTIVE_GATE_DISTILL } Objective;
+
+// trainable (table count) gets 1 for every tensor the spec trains; gates with gate=random and
+// random routers stay frozen whatever the spec; dies on a bad spec.
+void freeze_apply(unsigned char *trainable, const ParamTable *t, const char *spec,
+                  const ModelPlan *plan);
+
+// The one owner of trainability. trainable = `override` (per tensor, taken as it is) or, when
+// NULL, freeze_apply of the spec; gets_grad = trainable and on the objective's path (a gate is
+// on the LM loss's path only where its layer's mode puts the gate in the differentiable graph).
+void freeze_resolve(unsigned char *trainable, unsigned char *gets_grad, const ParamTable *t,
+                    const char *spec, const ModelPlan *plan, const unsigned char *override,
+                    Objective objective);
 
 #endif

@@ -23,7 +23,8 @@ static uint64_t site_key(const Model *m, int layer, int site) {
 void model_build(Model *m, const Config *c) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
-    param_table_build(&m->table, c);
+    model_plan_resolve(&m->plan, c);
+    param_table_build(&m->table, c, &m->plan);
     size_t P = m->table.total;
     m->params = xcalloc(P, sizeof(float));
     m->grads = xcalloc(P, sizeof(float));
@@ -36,8 +37,8 @@ void model_build(Model *m, const Config *c) {
     m->gets_grad = xcalloc((size_t)m->table.count, 1);
     m->adam_t = xcalloc((size_t)m->table.count, sizeof(long));
     m->nthreads = omp_get_max_threads();
-    model_apply_trainable(m);
-    if (c->bf16 && !gemm_bf16_available())
+    model_set_trainable(m, NULL, OBJECTIVE_LM);
+    if (m->plan.precision == PREC_BF16 && !gemm_bf16_available())
         fatal("precision=bf16: oneDNN has no bf16 matmul for this CPU (it needs AVX-512); pass "
               "--precision=fp32");
 }
@@ -63,26 +64,32 @@ void model_free(Model *m) {
     xfree(m->adam_v);
     xfree(m->trainable);
     xfree(m->gets_grad);
+    xfree(m->trainable_override);
     xfree(m->adam_t);
     param_table_free(&m->table);
 }
 
-void model_apply_trainable(Model *m) {
-    freeze_apply(m->trainable, &m->table, &m->cfg);
-    for (int i = 0; i < m->table.count; i++) {
-        const ParamInfo *p = &m->table.info[i];
-        int on_path = 1;
-        if (p->role == ROLE_GATE) on_path = route_gate_in_graph(m->cfg.mode[p->layer], m->cfg.gate_grad_kind);
-        m->gets_grad[i] = m->trainable[i] && on_path;
+void model_set_trainable(Model *m, const unsigned char *override, Objective objective) {
+    if (override != m->trainable_override) {
+        xfree(m->trainable_override);
+        m->trainable_override = NULL;
+        if (override) {
+            m->trainable_override = xcalloc((size_t)m->table.count, 1);
+            memcpy(m->trainable_override, override, (size_t)m->table.count);
+        }
     }
+    m->objective = objective;
+    freeze_resolve(m->trainable, m->gets_grad, &m->table, m->cfg.train, &m->plan,
+                   m->trainable_override, objective);
 }
 
 void model_set_routing(Model *m, const AttnMode *modes, const int *k) {
     for (int l = 0; l < m->cfg.n_layer; l++) {
-        if (modes) m->cfg.mode[l] = modes[l];
-        if (k) m->cfg.layer_k[l] = k[l];
+        if (modes) m->plan.attn.mode[l] = modes[l];
+        if (k) m->plan.attn.k[l] = k[l];
     }
-    model_apply_trainable(m);
+    model_plan_write(&m->plan, &m->cfg);
+    model_set_trainable(m, m->trainable_override, m->objective);
 }
 
 // ----------------------------------------------------------------------------- activations
@@ -121,7 +128,7 @@ static float *carve(Slot *slots, int n, size_t *total_out) {
 static void ensure_acts(Model *m, int B, int T) {
     const Config *c = &m->cfg;
     int same = m->acts && m->B == B && m->T == T;
-    for (int l = 0; same && l < c->n_layer; l++) same = m->act_modes[l] == c->mode[l];
+    for (int l = 0; same && l < c->n_layer; l++) same = m->act_modes[l] == m->plan.attn.mode[l];
     if (same) return;
     free_acts(m);
     m->B = B;
@@ -137,11 +144,12 @@ static void ensure_acts(Model *m, int B, int T) {
     int any_gate = 0;
     for (int l = 0; l < c->n_layer; l++) {
         LayerActs *L = &m->layer[l];
-        AttnMode mode = c->mode[l];
+        AttnMode mode = m->plan.attn.mode[l];
+        GateGrad gg = m->plan.attn.gate_grad;
         m->act_modes[l] = mode;
-        int ste = route_rule(mode)->gate == GATE_RANKS_ONLY && c->gate_grad_kind == GATE_GRAD_STE;
+        int ste = route_rule(mode)->gate == GATE_RANKS_ONLY && gg == GATE_GRAD_STE;
         int needs_gate = route_needs_gate(mode);
-        int gate_grad = route_gate_in_graph(mode, c->gate_grad_kind);  // backward needs S and s
+        int gate_grad = route_gate_in_graph(mode, gg);  // backward needs S and s
         any_gate |= gate_grad;
         SLOT(L->ln1, N * C);
         SLOT(L->ln1_mean, N);
@@ -211,8 +219,9 @@ static void ensure_acts(Model *m, int B, int T) {
     m->targets = xcalloc(N, sizeof(int));
 }
 
-AttnArgs model_attn_args(const Model *m, int l) {
+AttnArgs model_attn_args(const Model *m, int l, const KeepMasks *given) {
     const Config *c = &m->cfg;
+    const AttnPlan *ap = &m->plan.attn;
     AttnArgs a = {0};
     a.B = m->B;
     a.T = m->T;
@@ -220,10 +229,10 @@ AttnArgs model_attn_args(const Model *m, int l) {
     a.NH = c->n_head;
     a.hd = c->d_model / c->n_head;
     a.dg = c->d_g;
-    a.mode = c->mode[l];
-    a.k = c->layer_k[l];
-    a.scope = c->scope;
-    a.gate_grad = c->gate_grad_kind;
+    a.mode = ap->mode[l];
+    a.k = ap->k[l];
+    a.scope = ap->scope;
+    a.gate_grad = ap->gate_grad;
     a.tau = c->tau;
     a.dropout = m->training ? c->dropout : 0.0f;
     a.dropout_key = site_key(m, l, SITE_ATTN);
@@ -231,8 +240,8 @@ AttnArgs model_attn_args(const Model *m, int l) {
     a.noise_key = a.mode == ATTN_STOCHASTIC
                       ? hash64(hash64((uint64_t)c->mask_seed, m->fwd_index), (uint64_t)l)
                       : hash64((uint64_t)c->mask_seed ^ 0xF1CEDull, (uint64_t)l);
-    a.mask_feed = m->mask_feed[l];
-    a.mask_feed_per_batch = m->mask_feed_per_batch[l];
+    a.given_keep = given ? given->mask[l] : NULL;
+    a.given_keep_per_batch = given ? given->per_batch[l] : 0;
     a.nthreads = m->nthreads;
     a.scratch = m->attn_scratch;
     return a;
@@ -240,15 +249,17 @@ AttnArgs model_attn_args(const Model *m, int l) {
 
 FfnArgs model_ffn_args(const Model *m, int l) {
     const Config *c = &m->cfg;
+    const FfnPlan *fp = &m->plan.ffn;
     FfnArgs a = {0};
     a.N = (size_t)m->B * m->T;
     a.C = c->d_model;
-    a.E = c->ffn_experts[l];
-    a.F = c->ffn_width[l];
+    a.E = fp->experts[l];
+    a.F = fp->width[l];
     a.topk = a.E > 1 ? c->top_experts : 1;
-    a.act = c->ffn_act[l];
-    a.gelu = c->gelu_kind;
-    a.router = c->ffn_router[l];
+    a.act = fp->act[l];
+    a.gelu = fp->gelu;
+    a.router = fp->router[l];
+    a.prec = m->plan.precision;
     a.capacity_factor = c->capacity_factor;
     a.aux_coef = c->aux_loss;
     a.aux_grad_scale = 1.0f;
@@ -272,12 +283,38 @@ static void mean_ablate(float *x, size_t N, int C) {
     xfree(mean);
 }
 
+// ----------------------------------------------------------------------------- family ops
+// The norm a family's row names, before attention, before the FFN and at the end. mean is
+// unused by norms without centring. out (N,C), mean, rstd (N), inp (N,C), w, b (C) or NULL.
+static void norm_forward(const ModelFamily *f, float *out, float *mean, float *rstd,
+                         const float *inp, const float *w, const float *b, size_t N, int C,
+                         float eps) {
+    switch (f->norm) {
+    case NORM_LAYERNORM: layernorm_forward(out, mean, rstd, inp, w, b, N, C, eps); break;
+    }
+}
+
+// dinp (N,C) += ...; dw, db (C) += ... (NULL when frozen or absent)
+static void norm_backward(const ModelFamily *f, float *dinp, float *dw, float *db,
+                          const float *dout, const float *inp, const float *w, const float *mean,
+                          const float *rstd, size_t N, int C) {
+    switch (f->norm) {
+    case NORM_LAYERNORM: layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C); break;
+    }
+}
+
 // ----------------------------------------------------------------------------- forward
 double model_forward(Model *m, const int *inputs, const int *targets, int B, int T) {
+    return model_forward_given(m, inputs, targets, B, T, NULL);
+}
+
+double model_forward_given(Model *m, const int *inputs, const int *targets, int B, int T,
+                           const KeepMasks *given) {
     const Config *c = &m->cfg;
+    const ModelPlan *plan = &m->plan;
+    const Precision prec = plan->precision;
     if (T > c->seq_len) fatal("sequence of %d tokens is longer than seq_len %d", T, c->seq_len);
     ensure_acts(m, B, T);
-    ops_set_precision(c->bf16);
     size_t N = (size_t)B * T;
     int C = c->d_model, V = c->vocab_size, GW = c->n_head * c->d_g;
     float p = m->training ? c->dropout : 0.0f;
@@ -296,11 +333,15 @@ double model_forward(Model *m, const int *inputs, const int *targets, int B, int
             fatal("target id %d at position %zu is outside [0, %d) and is not the ignore index -1",
                   targets[n], n, V);
     }
+    switch (plan->family->positions) {
+    case POS_LEARNED:  // x = wte[token] + wpe[position]
 #pragma omp parallel for schedule(static)
-    for (size_t n = 0; n < N; n++) {
-        const float *te = m->w.wte + (size_t)m->inputs[n] * C, *pe = m->w.wpe + (n % T) * C;
-        float *x = m->encoded + n * C;
-        for (int i = 0; i < C; i++) x[i] = te[i] + pe[i];
+        for (size_t n = 0; n < N; n++) {
+            const float *te = m->w.wte + (size_t)m->inputs[n] * C, *pe = m->w.wpe + (n % T) * C;
+            float *x = m->encoded + n * C;
+            for (int i = 0; i < C; i++) x[i] = te[i] + pe[i];
+        }
+        break;
     }
     PROFILED(OP_ELEMENTWISE, dropout_apply(m->encoded, N * C, p, site_key(m, -1, SITE_EMBED)));
     const float *x = m->encoded;
@@ -308,24 +349,24 @@ double model_forward(Model *m, const int *inputs, const int *targets, int B, int
     for (int l = 0; l < c->n_layer; l++) {
         LayerActs *L = &m->layer[l];
         const LayerWeights *w = &m->w.layer[l];
-        PROFILED(OP_LAYERNORM, layernorm_forward(L->ln1, L->ln1_mean, L->ln1_rstd, x, w->ln1_w, w->ln1_b, N, C, c->ln_eps));
-        PROFILED(OP_MATMUL, matmul_forward(L->qkv, L->ln1, w->qkv_w, w->qkv_b, N, C, 3 * C));
+        PROFILED(OP_LAYERNORM, norm_forward(plan->family, L->ln1, L->ln1_mean, L->ln1_rstd, x, w->ln1_w, w->ln1_b, N, C, c->ln_eps));
+        PROFILED(OP_MATMUL, matmul_forward(L->qkv, L->ln1, w->qkv_w, w->qkv_b, N, C, 3 * C, prec));
         if (L->gq) {
-            PROFILED(OP_MATMUL, matmul_forward(L->gq, L->ln1, w->gate_q, NULL, N, C, GW));
-            PROFILED(OP_MATMUL, matmul_forward(L->gk, L->ln1, w->gate_k, NULL, N, C, GW));
+            PROFILED(OP_MATMUL, matmul_forward(L->gq, L->ln1, w->gate_q, NULL, N, C, GW, prec));
+            PROFILED(OP_MATMUL, matmul_forward(L->gk, L->ln1, w->gate_k, NULL, N, C, GW, prec));
         }
-        AttnArgs a = model_attn_args(m, l);
+        AttnArgs a = model_attn_args(m, l, given);
         PROFILED(OP_ATTENTION, attention_forward(L->atty, L->att, L->aux_S, L->aux_s, L->lse, L->qkv, L->gq, L->gk, &a));
-        PROFILED(OP_MATMUL, matmul_forward(m->dtmp, L->atty, w->proj_w, w->proj_b, N, C, C));
-        if (c->ablate_attn[l]) mean_ablate(m->dtmp, N, C);
+        PROFILED(OP_MATMUL, matmul_forward(m->dtmp, L->atty, w->proj_w, w->proj_b, N, C, C, prec));
+        if (plan->ablate_attn[l]) mean_ablate(m->dtmp, N, C);
         PROFILED(OP_ELEMENTWISE, residual_forward(L->res_att, x, m->dtmp, N * C));
-        PROFILED(OP_LAYERNORM, layernorm_forward(L->ln2, L->ln2_mean, L->ln2_rstd, L->res_att, w->ln2_w, w->ln2_b, N, C,
+        PROFILED(OP_LAYERNORM, norm_forward(plan->family, L->ln2, L->ln2_mean, L->ln2_rstd, L->res_att, w->ln2_w, w->ln2_b, N, C,
                           c->ln_eps));
         FfnArgs fa = model_ffn_args(m, l);
         FfnWeights fw = ffn_weights(w);
         ffn_forward(m->dtmp, &L->ffn, L->ln2, &fw, &fa);  // profiled inside
         m->aux_loss += L->ffn.aux_loss;
-        if (c->ablate_ffn[l]) mean_ablate(m->dtmp, N, C);
+        if (plan->ablate_ffn[l]) mean_ablate(m->dtmp, N, C);
         PROFILED(OP_ELEMENTWISE, dropout_apply(m->dtmp, N * C, p, site_key(m, l, SITE_FFN_OUT)));
         PROFILED(OP_ELEMENTWISE, residual_forward(L->res_ffn, L->res_att, m->dtmp, N * C));
         x = L->res_ffn;
@@ -333,8 +374,8 @@ double model_forward(Model *m, const int *inputs, const int *targets, int B, int
     m->loss = 0.0;
     m->n_scored = 0;
     if (m->blocks_only) return 0.0;  // distillation reads the blocks' activations only
-    PROFILED(OP_LAYERNORM, layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N, C, c->ln_eps));
-    PROFILED(OP_MATMUL, matmul_forward(m->logits, m->lnf, m->w.lm_head, NULL, N, C, V));
+    PROFILED(OP_LAYERNORM, norm_forward(plan->family, m->lnf, m->lnf_mean, m->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N, C, c->ln_eps));
+    PROFILED(OP_MATMUL, matmul_forward(m->logits, m->lnf, m->w.lm_head, NULL, N, C, V, prec));
     m->n_scored = 0;
     if (!targets) return 0.0;
     double total;
@@ -363,7 +404,7 @@ void model_backward(Model *m, float grad_scale) {
     const Config *c = &m->cfg;
     ASSERT(m->acts && m->n_scored > 0);
     if (c->ablate[0]) fatal("key 'ablate' is for evaluation only (routelab eval --ablate=...)");
-    ops_set_precision(c->bf16);
+    const Precision prec = m->plan.precision;
     int B = m->B, T = m->T, C = c->d_model, V = c->vocab_size;
     int GW = c->n_head * c->d_g;
     size_t N = (size_t)B * T;
@@ -371,10 +412,10 @@ void model_backward(Model *m, float grad_scale) {
     PROFILED(OP_LOSS, crossentropy_backward(m->logits, m->lse, m->targets, N, V, grad_scale / (float)m->n_scored));
     const float *dlogits = m->logits;
     // logits = lnf lm_head^T
-    PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, m->w.lm_head), NULL, dlogits, m->lnf, m->w.lm_head, N, C, V, 0));
+    PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, m->w.lm_head), NULL, dlogits, m->lnf, m->w.lm_head, N, C, V, 0, prec));
     memset(m->dres, 0, N * C * sizeof(float));
     const float *x_last = c->n_layer ? m->layer[c->n_layer - 1].res_ffn : m->encoded;
-    PROFILED(OP_LAYERNORM, layernorm_backward(m->dres, grad_of(m, m->w.lnf_w), grad_of(m, m->w.lnf_b), m->dln, x_last,
+    PROFILED(OP_LAYERNORM, norm_backward(m->plan.family, m->dres, grad_of(m, m->w.lnf_w), grad_of(m, m->w.lnf_b), m->dln, x_last,
                        m->w.lnf_w, m->lnf_mean, m->lnf_rstd, N, C));
     for (int l = c->n_layer - 1; l >= 0; l--) {
         LayerActs *L = &m->layer[l];
@@ -389,22 +430,22 @@ void model_backward(Model *m, float grad_scale) {
         FfnGrads fg = {grad_of(m, w->fc_w), grad_of(m, w->fc_b), grad_of(m, w->fcproj_w),
                        grad_of(m, w->fcproj_b), grad_of(m, w->router_w)};
         ffn_backward(m->dln, &fg, m->dtmp, L->ln2, &L->ffn, &fw, &fa, &m->dffn);
-        PROFILED(OP_LAYERNORM, layernorm_backward(m->dres, grad_of(m, w->ln2_w), grad_of(m, w->ln2_b), m->dln, L->res_att,
+        PROFILED(OP_LAYERNORM, norm_backward(m->plan.family, m->dres, grad_of(m, w->ln2_w), grad_of(m, w->ln2_b), m->dln, L->res_att,
                            w->ln2_w, L->ln2_mean, L->ln2_rstd, N, C));
         // attention: res_att = x_in + proj(atty)
         PROFILED(OP_MATMUL, matmul_backward(m->datty, grad_of(m, w->proj_w), grad_of(m, w->proj_b), m->dres, L->atty,
-                        w->proj_w, N, C, C, 0));
-        AttnArgs a = model_attn_args(m, l);
-        int gate_path = route_gate_in_graph(c->mode[l], c->gate_grad_kind);
+                        w->proj_w, N, C, C, 0, prec));
+        AttnArgs a = model_attn_args(m, l, NULL);  // backward reads the saved weights, not masks
+        int gate_path = route_gate_in_graph(m->plan.attn.mode[l], m->plan.attn.gate_grad);
         PROFILED(OP_ATTENTION, attention_backward(m->dqkv, gate_path ? m->dgq : NULL, gate_path ? m->dgk : NULL, m->datty,
                            L->qkv, L->gq, L->gk, L->att, L->aux_S, L->aux_s, L->lse, &a));
         PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->qkv_w), grad_of(m, w->qkv_b), m->dqkv, L->ln1,
-                        w->qkv_w, N, C, 3 * C, 0));
+                        w->qkv_w, N, C, 3 * C, 0, prec));
         if (gate_path) {  // the gate reads LN1's output too, frozen or not
-            PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->gate_q), NULL, m->dgq, L->ln1, w->gate_q, N, C, GW, 1));
-            PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->gate_k), NULL, m->dgk, L->ln1, w->gate_k, N, C, GW, 1));
+            PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->gate_q), NULL, m->dgq, L->ln1, w->gate_q, N, C, GW, 1, prec));
+            PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->gate_k), NULL, m->dgk, L->ln1, w->gate_k, N, C, GW, 1, prec));
         }
-        PROFILED(OP_LAYERNORM, layernorm_backward(m->dres, grad_of(m, w->ln1_w), grad_of(m, w->ln1_b), m->dln, x_in,
+        PROFILED(OP_LAYERNORM, norm_backward(m->plan.family, m->dres, grad_of(m, w->ln1_w), grad_of(m, w->ln1_b), m->dln, x_in,
                            w->ln1_w, L->ln1_mean, L->ln1_rstd, N, C));
     }
     // embeddings: encoded = drop(wte[idx] + wpe[t])
@@ -433,20 +474,21 @@ void model_print_summary(const Model *m, FILE *f) {
             "%.2fM; gate parameters: %zu; trainable: %zu\n",
             m->cfg.n_layer, m->cfg.d_model, m->cfg.n_head, m->cfg.d_ff, m->cfg.seq_len,
             m->cfg.vocab_size, unique, unique / 1e6, (paper - gates) / 1e6, gates, trainable);
+    const AttnPlan *ap = &m->plan.attn;
+    const FfnPlan *fp = &m->plan.ffn;
     fprintf(f, "attention:");
     for (int l = 0; l < m->cfg.n_layer; l++) {
-        AttnMode md = m->cfg.mode[l];
+        AttnMode md = ap->mode[l];
         fprintf(f, " %s", attn_mode_name(md));
-        if (route_rule(md)->keep != KEEP_ALL_VISIBLE) fprintf(f, "(k=%d)", m->cfg.layer_k[l]);
-        if (route_needs_gate(md)) fprintf(f, "[%s gate]", m->cfg.gate_frozen[l] ? "random" : "learned");
+        if (route_rule(md)->keep != KEEP_ALL_VISIBLE) fprintf(f, "(k=%d)", ap->k[l]);
+        if (route_needs_gate(md)) fprintf(f, "[%s gate]", ap->gate_frozen[l] ? "random" : "learned");
     }
-    static const char *acts[] = {"gelu", "swiglu", "geglu"}, *routers[] = {"", "learned", "random", "hash"};
     fprintf(f, "\nffn:");
     for (int l = 0; l < m->cfg.n_layer; l++) {
-        const Config *c = &m->cfg;
-        if (c->ffn_router[l] == ROUTER_NONE) fprintf(f, " %s(%d)", acts[c->ffn_act[l]], c->ffn_width[l]);
-        else fprintf(f, " moe(E=%d x %s(%d), top-%d, %s router)", c->ffn_experts[l], acts[c->ffn_act[l]],
-                     c->ffn_width[l], c->top_experts, routers[c->ffn_router[l]]);
+        if (fp->router[l] == ROUTER_NONE) fprintf(f, " %s(%d)", ffn_act_name(fp->act[l]), fp->width[l]);
+        else fprintf(f, " moe(E=%d x %s(%d), top-%d, %s router)", fp->experts[l],
+                     ffn_act_name(fp->act[l]), fp->width[l], m->cfg.top_experts,
+                     router_name(fp->router[l]));
     }
     fprintf(f, "\n");
 }

@@ -11,7 +11,9 @@
 #include "attention.h"
 #include "config.h"
 #include "ffn.h"
+#include "freeze.h"
 #include "params.h"
+#include "plan.h"
 
 // One block's saved activations (N = B*T rows).
 typedef struct {
@@ -28,12 +30,15 @@ typedef struct {
 } LayerActs;
 
 typedef struct {
-    Config cfg;
+    Config cfg;                 // the spec: the keys as given (and as a checkpoint stores them)
+    ModelPlan plan;             // what they resolve to: family, routing, FFNs, precision
     ParamTable table;
     float *params, *grads, *adam_m, *adam_v;  // flat, table.total floats each
     Weights w, g;                             // named views of params and grads
     unsigned char *trainable;                 // per tensor: handed to the optimizer
     unsigned char *gets_grad;                 // per tensor: trainable and on the loss's path
+    Objective objective;                      // the loss gets_grad is for (model_set_trainable)
+    unsigned char *trainable_override;        // per tensor, or NULL: trainable from cfg.train
     long *adam_t;                             // per tensor: AdamW steps taken (bias correction)
 
     // activations for the current (B, T) and modes
@@ -66,25 +71,30 @@ typedef struct {
     double aux_loss;                // sum over MoE layers of the load-balancing loss (added to
                                     // the objective, not to `loss`)
     size_t n_scored;
-    // refcheck: keep masks to use instead of drawing (stochastic, random_fixed)
-    const float *mask_feed[MAX_LAYERS];
-    int mask_feed_per_batch[MAX_LAYERS];
 } Model;
 
-// Builds the model for a resolved config and initialises the parameters.
+// Builds the model for a config that passed config_resolve: resolves its plan (dies naming the
+// key on a bad value), lays out the parameters and initialises them. Trainability: cfg.train
+// for the LM loss.
 void model_build(Model *m, const Config *c);
 void model_free(Model *m);
-// Changes routing modes / k (deploy-time swap); activations are re-laid out on the next forward.
+// Changes routing modes / k (deploy-time swap) in the plan, and regenerates cfg's attn/k/gate
+// keys from it; activations are re-laid out on the next forward; trainability is re-decided.
 void model_set_routing(Model *m, const AttnMode *modes, const int *k);
-// Recomputes which tensors are trainable from cfg.train and the gate kinds (freeze.c).
-void model_apply_trainable(Model *m);
+// Decides which tensors train (cfg.train, or `override` per tensor when not NULL) and which get
+// a gradient for `objective` (freeze_resolve, the one owner of both). model_build, the
+// distillation command and refcheck call it; the choice holds across model_set_routing.
+void model_set_trainable(Model *m, const unsigned char *override, Objective objective);
 // inputs, targets (B,T), T <= seq_len; targets NULL: no loss. Returns the mean loss (or 0).
 double model_forward(Model *m, const int *inputs, const int *targets, int B, int T);
+// The same with keep masks given instead of drawn (see KeepMasks in attention.h; refcheck).
+double model_forward_given(Model *m, const int *inputs, const int *targets, int B, int T,
+                           const KeepMasks *given);
 // Backward of the last forward's loss times grad_scale, accumulated into m->grads.
 void model_backward(Model *m, float grad_scale);
 void model_zero_grad(Model *m);
-// AttnArgs / FfnArgs of layer l for the current shape.
-AttnArgs model_attn_args(const Model *m, int l);
+// AttnArgs / FfnArgs of layer l for the current shape (given: keep masks, or NULL).
+AttnArgs model_attn_args(const Model *m, int l, const KeepMasks *given);
 FfnArgs model_ffn_args(const Model *m, int l);
 // Parameter counts, printed on start-up.
 void model_print_summary(const Model *m, FILE *f);

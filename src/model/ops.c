@@ -10,13 +10,9 @@
 #include "common.h"
 #include "gemm_bf16.h"
 
-static int matmul_bf16;  // precision of matmul_forward/backward (ops_set_precision)
-
-void ops_set_precision(int bf16) { matmul_bf16 = bf16; }
-
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
-                    size_t N, int C, int OC) {
-    if (matmul_bf16)
+                    size_t N, int C, int OC, Precision prec) {
+    if (prec == PREC_BF16)
         gemm_bf16(0, 1, (int)N, OC, C, inp, C, weight, C, out, OC, 0);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, OC, C, 1.0f, inp, C, weight, C,
@@ -49,8 +45,8 @@ void column_sum_accumulate(float *out, const float *x, size_t N, int C) {
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, size_t N, int C, int OC,
-                     int accumulate_dinp) {
-    if (matmul_bf16) {
+                     int accumulate_dinp, Precision prec) {
+    if (prec == PREC_BF16) {
         if (dinp) gemm_bf16(0, 0, (int)N, C, OC, dout, OC, weight, C, dinp, C, accumulate_dinp);
         if (dweight) gemm_bf16(1, 0, OC, C, (int)N, dout, OC, inp, C, dweight, C, 1);
     } else {

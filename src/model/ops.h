@@ -7,20 +7,22 @@
 #define ROUTELAB_OPS_H
 #include <stddef.h>
 
-#include "config.h"
+#include <stdint.h>
 
-// Precision of the matmul products below: 0 = fp32 (OpenBLAS sgemm), 1 = bf16 operands with
-// fp32 accumulation (gemm_bf16.h). The model sets it from its config before each pass.
-void ops_set_precision(int bf16);
+typedef enum { GELU_ERF = 0, GELU_TANH = 1 } GeluKind;
+
+// Precision of a matmul product, passed with every call (no global switch): fp32 (OpenBLAS
+// sgemm), or bf16 operands with fp32 accumulation (gemm_bf16.h). The model plan holds it.
+typedef enum { PREC_FP32 = 0, PREC_BF16 = 1 } Precision;
 
 // out = inp W^T + b.  out (N,OC), inp (N,C), weight (OC,C), bias (OC) or NULL
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
-                    size_t N, int C, int OC);
+                    size_t N, int C, int OC, Precision prec);
 // dinp (N,C) = dout W (accumulated when accumulate_dinp, skipped when dinp is NULL);
 // dweight (OC,C) += dout^T inp; dbias (OC) += column sums of dout.
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, size_t N, int C, int OC,
-                     int accumulate_dinp);
+                     int accumulate_dinp, Precision prec);
 
 // LayerNorm over C with biased variance. out (N,C), mean (N), rstd (N), inp (N,C), w,b (C)
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,

@@ -26,18 +26,21 @@ static void add(ParamTable *t, int *cap, const char *name, int rows, int cols, i
     p->role = role;
 }
 
-void param_table_build(ParamTable *t, const Config *c) {
+void param_table_build(ParamTable *t, const Config *c, const ModelPlan *plan) {
     memset(t, 0, sizeof *t);
     int cap = 0, d = c->d_model, V = c->vocab_size, T = c->seq_len;
     int Hg = c->n_head * c->d_g;
+    int learned_pos = plan->family->positions == POS_LEARNED;
+    int norm_bias = plan->family->norm == NORM_LAYERNORM;
+    const FfnPlan *fp = &plan->ffn;
     char n[64];
     add(t, &cap, "wte.weight", V, d, -1, ROLE_EMBED);
-    add(t, &cap, "wpe.weight", T, d, -1, ROLE_EMBED);
+    if (learned_pos) add(t, &cap, "wpe.weight", T, d, -1, ROLE_EMBED);
     for (int l = 0; l < c->n_layer; l++) {
 #define P(suffix, rows, cols, role) \
     snprintf(n, sizeof n, "blocks.%d.%s", l, suffix), add(t, &cap, n, rows, cols, l, role)
         P("ln1.weight", d, 0, ROLE_LN);
-        P("ln1.bias", d, 0, ROLE_LN);
+        if (norm_bias) P("ln1.bias", d, 0, ROLE_LN);
         P("attn.qkv.weight", 3 * d, d, ROLE_ATTN);
         if (c->attn_bias) P("attn.qkv.bias", 3 * d, 0, ROLE_ATTN);
         P("attn.proj.weight", d, d, ROLE_ATTN);
@@ -45,11 +48,11 @@ void param_table_build(ParamTable *t, const Config *c) {
         P("attn.gate_q.weight", Hg, d, ROLE_GATE);
         P("attn.gate_k.weight", Hg, d, ROLE_GATE);
         P("ln2.weight", d, 0, ROLE_LN);
-        P("ln2.bias", d, 0, ROLE_LN);
+        if (norm_bias) P("ln2.bias", d, 0, ROLE_LN);
         // FFN: E experts (1 = a plain FFN) stacked along the rows; GLU's fc has gate rows, then up
-        int E = c->ffn_experts[l], Fw = c->ffn_width[l];
-        int Fi = c->ffn_act[l] == FFN_ACT_GELU ? Fw : 2 * Fw;
-        RouterKind rk = c->ffn_router[l];
+        int E = fp->experts[l], Fw = fp->width[l];
+        int Fi = fp->act[l] == FFN_ACT_GELU ? Fw : 2 * Fw;
+        RouterKind rk = fp->router[l];
         if (rk == ROUTER_LEARNED || rk == ROUTER_RANDOM) P("mlp.router.weight", E, d, ROLE_ROUTER);
         P("mlp.fc.weight", E * Fi, d, ROLE_MLP);
         P("mlp.fc.bias", E * Fi, 0, ROLE_MLP);
@@ -58,7 +61,7 @@ void param_table_build(ParamTable *t, const Config *c) {
 #undef P
     }
     add(t, &cap, "ln_f.weight", d, 0, -1, ROLE_HEAD);
-    add(t, &cap, "ln_f.bias", d, 0, -1, ROLE_HEAD);
+    if (norm_bias) add(t, &cap, "ln_f.bias", d, 0, -1, ROLE_HEAD);
     if (!c->tie_embeddings) add(t, &cap, "lm_head.weight", V, d, -1, ROLE_HEAD);
 }
 

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "plan.h"
 
 typedef enum {
     ROLE_EMBED,     // wte, wpe
@@ -53,7 +54,9 @@ typedef struct {
     size_t total;    // floats
 } ParamTable;
 
-void param_table_build(ParamTable *t, const Config *c);
+// The tensors of a model: which exist follows the family (positions, norm biases), the keys
+// (attn_bias, tie_embeddings) and the FFN plan.
+void param_table_build(ParamTable *t, const Config *c, const ModelPlan *plan);
 void param_table_free(ParamTable *t);
 const ParamInfo *param_find(const ParamTable *t, const char *name);
 // Carves a flat buffer laid out by the table into named pointers.

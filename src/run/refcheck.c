@@ -171,13 +171,10 @@ static int run_case(Ctx *x, const cJSON *index, const char *name) {
               m.table.count);
     // trainable set, and which tensors must get a gradient
     const cJSON *trainable = need(cj, "trainable", name);
-    for (int i = 0; i < m.table.count; i++) m.trainable[i] = name_in(trainable, m.table.info[i].name);
-    for (int i = 0; i < m.table.count; i++) {
-        const ParamInfo *p = &m.table.info[i];
-        int on_path = p->role != ROLE_GATE || route_gate_in_graph(c.mode[p->layer], c.gate_grad_kind) ||
-                      distill;
-        m.gets_grad[i] = m.trainable[i] && on_path;
-    }
+    unsigned char *listed = xcalloc((size_t)m.table.count, 1);
+    for (int i = 0; i < m.table.count; i++) listed[i] = name_in(trainable, m.table.info[i].name);
+    model_set_trainable(&m, listed, distill ? OBJECTIVE_GATE_DISTILL : OBJECTIVE_LM);
+    xfree(listed);
     // inputs, targets, masks
     size_t n_in, n_tg;
     int *inputs = load_array(x, need(cj, "inputs", name), &n_in, "int32");
@@ -185,8 +182,11 @@ static int run_case(Ctx *x, const cJSON *index, const char *name) {
     int B = (int)need(cfgj, "batch", x->dir)->valuedouble, T = c.seq_len;
     if (n_in != (size_t)B * T || n_tg != n_in)
         fatal("reference %s: inputs/targets of case %s are not (batch, seq_len)", x->dir, name);
+    // The reference's stochastic / random_fixed masks, replayed through the KeepMasks seam.
     float *masks[MAX_LAYERS] = {0};
     int mask_per_forward[MAX_LAYERS] = {0};
+    KeepMasks given;
+    memset(&given, 0, sizeof given);
     const cJSON *mf;
     cJSON_ArrayForEach(mf, need(cj, "mask_files", name)) {
         int l = (int)need(mf, "layer", name)->valuedouble;
@@ -195,7 +195,11 @@ static int run_case(Ctx *x, const cJSON *index, const char *name) {
         mask_per_forward[l] = strncmp(need(mf, "layout", name)->valuestring, "forward", 7) == 0;
     }
     size_t BHTT = (size_t)B * c.n_head * T * T;
-    for (int l = 0; l < c.n_layer; l++) m.mask_feed_per_batch[l] = mask_per_forward[l];
+    int any_mask = 0;
+    for (int l = 0; l < c.n_layer; l++) given.per_batch[l] = mask_per_forward[l], any_mask |= masks[l] != NULL;
+    if (distill && any_mask)
+        fatal("reference %s: case %s gives keep masks to a distillation case (not supported)",
+              x->dir, name);
 
     printf("  case %-18s ", name);
     fflush(stdout);
@@ -223,13 +227,13 @@ static int run_case(Ctx *x, const cJSON *index, const char *name) {
     int steps = (int)need(adamw, "steps", name)->valuedouble;
     for (int f = 0; f <= steps; f++) {
         for (int l = 0; l < c.n_layer; l++)
-            m.mask_feed[l] = masks[l] ? masks[l] + (mask_per_forward[l] ? (size_t)f * BHTT : 0) : NULL;
+            given.mask[l] = masks[l] ? masks[l] + (mask_per_forward[l] ? (size_t)f * BHTT : 0) : NULL;
         model_zero_grad(&m);
         double loss;
         if (distill) {
-            loss = distill_forward_backward(&m, inputs, B, T, loss_kind, c.layer_k[0], f < steps);
+            loss = distill_forward_backward(&m, inputs, B, T, loss_kind, m.plan.attn.k[0], f < steps);
         } else {
-            loss = model_forward(&m, inputs, targets, B, T);
+            loss = model_forward_given(&m, inputs, targets, B, T, &given);
         }
         losses[f] = loss;
         if (f == 0) {
@@ -241,7 +245,7 @@ static int run_case(Ctx *x, const cJSON *index, const char *name) {
         if (!distill) model_backward(&m, 1.0f);
         if (f == 0) {
             memcpy(grads0, m.grads, m.table.total * sizeof(float));
-            diagnostics_compute(diag, &m);
+            diagnostics_compute_given(diag, &m, &given);
         }
         adamw_step(&m, c.lr);
     }

@@ -1,0 +1,73 @@
+// recipes.h: the experiments as data. A scale fixes the model and task configs; a recipe is a
+// table of arms (what one run is: a training, a distillation, an evaluation or a probe, and the
+// config keys that make it differ). Everything here is pure: no files, no processes.
+#ifndef ROUTELAB_RECIPES_H
+#define ROUTELAB_RECIPES_H
+#include <stddef.h>
+
+// A scale sets model size, sequence length, steps and k together (k = seq_len / 8 keeps the
+// paper's 87.5% sparsity).
+typedef struct {
+    const char *name, *keys;
+    int k, n_layer;         // substituted for {k}, {2k}, {4k}, {L}, {L/2} in arm keys
+    int distill_steps;      // gate-only distillation steps (--distill_steps overrides)
+    const char *add_keys;   // the addition-with-carry task (FFN and MoE recipes)
+    const char *text_keys;  // text shards for the MoE recipes (NULL: none at this scale)
+    const char *mqar_keys;  // the MQAR model of the routing-precision probe
+} Scale;
+
+// What an arm runs: a training, a distillation of another arm's model, an evaluation of
+// another arm's model under other routing (deploy-time swap), or a probe of it.
+typedef enum { RUN_TRAIN, RUN_DISTILL, RUN_EVAL, RUN_PROBE } RunKind;
+// Which of the scale's task configs a training arm uses.
+typedef enum { TASK_MAIN, TASK_ADDITION, TASK_TEXT, TASK_MQAR } Task;
+
+typedef struct {
+    const char *name;
+    RunKind kind;
+    const char *from;   // the arm whose checkpoint this one starts from / distils / evaluates
+    const char *keys;   // config keys ({k}, {2k}, {4k}, {L}, {L/2}, {seed} are substituted)
+    double paper;       // the paper's perplexity for this arm (NAN: none)
+    double paper_f1;    // the paper's gate F1 (NAN: none)
+    int needs_layers;   // runs only when the scale has more layers than this (0: always)
+    Task task;          // training arms: the scale's main, addition, text or MQAR config
+} Arm;
+
+#define MAX_ARMS 24    // arms of one recipe; the table ends at the first arm without a name
+#define MAX_SEEDS 100  // --seeds is at most this
+
+typedef struct {
+    const char *name, *what;
+    Arm arms[MAX_ARMS];
+} Recipe;
+
+extern const Recipe RECIPES[];
+extern const size_t N_RECIPES;
+extern const Scale SCALES[];
+extern const size_t N_SCALES;
+
+// The scale called name, or NULL.
+const Scale *scale_find(const char *name);
+// The scale's keys for a training arm's task, or NULL when the scale has no such task.
+const char *task_keys(const Scale *sc, Task t);
+// Arm keys with the scale's values substituted for {k}, {2k}, {4k}, {L}, {L/2} and {seed}
+// (100 + seed); truncated to fit cap.
+void expand_keys(char *out, size_t cap, const char *keys, const Scale *sc, int seed);
+
+// The first arm of that name in RECIPES, or NULL.
+const Arm *find_arm(const char *name);
+// Index of the arm of that name in r, or -1.
+int arm_index(const Recipe *r, const char *name);
+// Arms whose layer count or task the scale lacks are skipped (text MoE arms at tiny scale), and
+// so are arms built on a skipped arm.
+int arm_active(const Arm *a, const Scale *scale);
+// Layers unfrozen in an arm of the absorption gradient (-1: not such an arm).
+int unfrozen_layers(const Arm *a, const Scale *scale);
+
+// Arms of the same name are one run shared by every recipe that lists them (all recipes write
+// into one OUT), so their definitions must agree. Returns NULL when every shared arm name has
+// identical kind, from, keys, task and needs_layers in all n recipes of r; otherwise writes a
+// one-line message naming the arm and both recipes into msg and returns msg.
+const char *recipes_check(const Recipe *r, size_t n, char *msg, size_t cap);
+
+#endif

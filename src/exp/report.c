@@ -1,0 +1,313 @@
+// report.c: see report.h. Every metric is read by its RK_* name (result_keys.h), so a key
+// renamed in a command is a compile error here rather than a silent gap in the report.
+#include "report.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "result_keys.h"
+
+// ----------------------------------------------------------------------------- reading results
+double result_num(const cJSON *j, const char *key) {
+    const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, key) : NULL;
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+double result_item(const cJSON *j, const char *key, int i) {
+    const cJSON *v = j ? cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, key), i) : NULL;
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+// Mean of the numbers in the array j[key] (nulls skipped); NAN when there are none.
+static double mean_of_array(const cJSON *j, const char *key) {
+    const cJSON *a = j ? cJSON_GetObjectItemCaseSensitive(j, key) : NULL, *v;
+    double s = 0;
+    int n = 0;
+    cJSON_ArrayForEach(v, a) if (cJSON_IsNumber(v)) s += v->valuedouble, n++;
+    return n ? s / n : NAN;
+}
+
+static void mean_std(const double *x, int n, double *mean, double *std) {
+    double s = 0, ss = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++) if (isfinite(x[i])) s += x[i], k++;
+    *mean = k ? s / k : NAN;
+    for (int i = 0; i < n; i++) if (isfinite(x[i])) ss += (x[i] - *mean) * (x[i] - *mean);
+    *std = k > 1 ? sqrt(ss / (k - 1)) : 0.0;
+}
+
+ArmStats arm_stats(const Arm *a, cJSON *const *res, int seeds) {
+    double p[MAX_SEEDS], acc[MAX_SEEDS], f1[MAX_SEEDS], ex[MAX_SEEDS];
+    ArmStats st = {0};
+    for (int s = 0; s < seeds; s++) {
+        p[s] = result_num(res[s], a->kind == RUN_DISTILL ? RK_HARD_VAL_PPL : RK_VAL_PPL);
+        acc[s] = result_num(res[s], a->kind == RUN_DISTILL ? RK_HARD_VAL_ACCURACY : RK_VAL_ACCURACY);
+        f1[s] = mean_of_array(res[s], RK_GATE_F1);
+        ex[s] = result_num(res[s], RK_EXACT_MATCH);
+        st.done |= res[s] != NULL;
+    }
+    mean_std(ex, seeds, &st.exact, &st.exact_sd);
+    mean_std(p, seeds, &st.ppl, &st.ppl_sd);
+    mean_std(acc, seeds, &st.acc, &st.acc_sd);
+    mean_std(f1, seeds, &st.f1, &st.f1_sd);
+    return st;
+}
+
+// ----------------------------------------------------------------------------- number text
+// A number as text, '–' when it is missing (NAN) or infinite: `%.3f` would print "nan".
+// Returned by value so that it can sit in a printf argument list (C11 temporary lifetime).
+typedef struct {
+    char s[64];
+} Text;
+
+static Text num_text(const char *fmt, double v) {
+    Text t;
+    if (isfinite(v)) snprintf(t.s, sizeof t.s, fmt, v);
+    else snprintf(t.s, sizeof t.s, "–");
+    return t;
+}
+
+// "mean ± std" with each in fmt, or '–' when the mean is missing.
+static Text pm_text(const char *fmt, double mean, double sd) {
+    Text t = num_text(fmt, mean);
+    if (!isfinite(mean)) return t;
+    size_t n = strlen(t.s);
+    n += (size_t)snprintf(t.s + n, sizeof t.s - n, " ± ");
+    if (n < sizeof t.s) snprintf(t.s + n, sizeof t.s - n, fmt, sd);  // finite: mean is
+    return t;
+}
+
+#define NUM(fmt, v) (num_text(fmt, v).s)
+#define PM(fmt, m, sd) (pm_text(fmt, m, sd).s)
+
+// ----------------------------------------------------------------------------- report sections
+// How the routed arms spread their tokens (the final evaluation batch, mean over routed layers
+// and seeds): a collapsed learned router would explain a gap to the random one by itself.
+static void report_routing_health(FILE *f, const Recipe *r, const Scale *scale, RecipeResults res) {
+    int header = 0;
+    for (int i = 0; r->arms[i].name; i++) {
+        const Arm *a = &r->arms[i];
+        if (!arm_active(a, scale) || a->kind != RUN_TRAIN || !strstr(a->keys, "ffn=moe")) continue;
+        double ent = 0, hi = 0, lo = 0, drop = 0;
+        int n = 0, n_ent = 0, seeds = 0;
+        for (int s = 0; s < MAX_SEEDS; s++) {
+            if (!res[i][s]) continue;  // a failed seed: the others still count
+            seeds++;
+            const cJSON *U = cJSON_GetObjectItemCaseSensitive(res[i][s], RK_EXPERT_UTIL);
+            for (int l = 0; l < cJSON_GetArraySize(U); l++) {
+                const cJSON *u = cJSON_GetArrayItem(U, l), *v;
+                double mx = 0, mn = 1;
+                int E = 0;
+                cJSON_ArrayForEach(v, u) if (cJSON_IsNumber(v))
+                    mx = fmax(mx, v->valuedouble), mn = fmin(mn, v->valuedouble), E++;
+                if (E < 1) continue;  // not a routed layer
+                double h = result_item(res[i][s], RK_ROUTER_ENTROPY, l);  // already over ln E
+                double d = result_item(res[i][s], RK_DROPPED, l);
+                if (isfinite(h)) ent += h, n_ent++;
+                hi += mx, lo += mn, drop += isfinite(d) ? d : 0, n++;
+            }
+        }
+        if (!n) continue;
+        if (!header++)
+            fprintf(f, "\n| routed arm | per-token router entropy / ln E | busiest expert's share | idlest "
+                       "expert's share | dropped share of choices | seeds |\n|---|---|---|---|---|---|\n");
+        char e[32] = "n/a";  // a hash router has no probabilities
+        if (n_ent) snprintf(e, sizeof e, "%.3f", ent / n_ent);
+        fprintf(f, "| %s | %s | %.3f | %.3f | %.3g | %d |\n", a->name, e, hi / n, lo / n, drop / n, seeds);
+    }
+    if (header)
+        fprintf(f, "\nRouting health on the last evaluation batch, mean over routed layers and seeds "
+                   "(a hash router has no probabilities: entropy n/a; nothing is dropped unless "
+                   "`capacity_factor` is set).\n");
+}
+
+// The arms' table: perplexity, accuracy, exact match and gate F1 beside the paper's values.
+static void report_arms(FILE *f, const Recipe *r, const Scale *scale, RecipeResults res, const ArmStats *st) {
+    int has_exact = 0, has_gate = 0;
+    for (int i = 0; r->arms[i].name; i++) {
+        has_exact |= arm_active(&r->arms[i], scale) && isfinite(st[i].exact);
+        has_gate |= r->arms[i].kind == RUN_DISTILL || strstr(r->arms[i].keys, "attn=") != NULL ||
+                    !strcmp(r->arms[i].name, "dense");
+    }
+    fprintf(f, "## %s: %s\n\n| arm | kind | val ppl | val accuracy |%s%s paper ppl | paper F1 |\n"
+               "|---|---|---|---|%s%s---|---|\n", r->name, r->what, has_exact ? " exact match | exact match per seed |" : "",
+            has_gate ? " gate F1 |" : "", has_exact ? "---|---|" : "", has_gate ? "---|" : "");
+    static const char *kinds[] = {"train", "distill (deployed hard top-k)", "eval", "probe"};
+    for (int i = 0; r->arms[i].name; i++) {
+        const Arm *a = &r->arms[i];
+        if (!arm_active(a, scale) || a->kind == RUN_PROBE) continue;
+        fprintf(f, "| %s | %s%s%s | %s | %s | ", a->name, kinds[a->kind],
+                a->kind == RUN_EVAL ? " " : "", a->kind == RUN_EVAL ? a->keys : "",
+                PM("%.3f", st[i].ppl, st[i].ppl_sd), PM("%.4f", st[i].acc, st[i].acc_sd));
+        if (has_exact && !isfinite(st[i].exact)) {  // a text arm beside addition arms
+            fprintf(f, "– | – | ");
+        } else if (has_exact) {  // per seed too: small tasks often split into solved and stuck seeds
+            fprintf(f, "%s | ", PM("%.4f", st[i].exact, st[i].exact_sd));
+            for (int s = 0, n = 0; s < MAX_SEEDS; s++)
+                if (res[i][s]) fprintf(f, "%s%s", n++ ? " / " : "", NUM("%.3f", result_num(res[i][s], RK_EXACT_MATCH)));
+            fprintf(f, " | ");
+        }
+        if (has_gate) fprintf(f, "%s | ", NUM("%.3f", st[i].f1));
+        fprintf(f, "%s | %s |\n", NUM("%.2f", a->paper), NUM("%.3f", a->paper_f1));
+    }
+}
+
+// The shares of perplexity gaps the paper argues from, where the recipe has the arms for them.
+static void report_shares(FILE *f, const Recipe *r, RecipeResults res, const ArmStats *st) {
+    int d = arm_index(r, "dense"), sl = arm_index(r, "soft_learned"), sr = arm_index(r, "soft_random");
+    if (d >= 0 && sl >= 0 && sr >= 0)
+        fprintf(f, "\nShare of the random → dense gap captured by the learned soft gate, "
+                   "(ppl_random − ppl_learned) / (ppl_random − ppl_dense): **%s** (paper: %.1f%%). "
+                   "Meaningful only when the random → dense gap is well above the seed spread.\n",
+                NUM("%.1f%%", 100 * (st[sr].ppl - st[sl].ppl) / (st[sr].ppl - st[d].ppl)),
+                100 * (49.83 - 48.73) / (49.83 - 37.32));
+    int rh = arm_index(r, "random_hard_k"), kk = arm_index(r, "kl_k"), ok = arm_index(r, "oracle_k");
+    if (rh >= 0 && kk >= 0 && ok >= 0)
+        fprintf(f, "\nShare of the random → oracle gap closed by the KL-distilled gate at k, all three "
+                   "deployed with hard top-k on the frozen dense model, (ppl_random − ppl_KL) / "
+                   "(ppl_random − ppl_oracle): **%s** (the paper calls its gate near-oracle: "
+                   "48.83 against 46.00).\n",
+                NUM("%.1f%%", 100 * (st[rh].ppl - st[kk].ppl) / (st[rh].ppl - st[ok].ppl)));
+    if (rh >= 0 && ok >= 0 && st[rh].ppl <= st[ok].ppl)
+        fprintf(f, "\n**Caution:** the random hard gate (%.3f) is no worse than the oracle (%.3f) here, "
+                   "so that share means nothing: attention is too diffuse at this scale for top-k to "
+                   "matter (see the top-k mass).\n", st[rh].ppl, st[ok].ppl);
+    int hl = arm_index(r, "hard_learned");
+    if (hl >= 0 && res[hl][0]) {
+        const cJSON *g = cJSON_GetObjectItemCaseSensitive(res[hl][0], RK_GATE_GRAD_NORM), *v;
+        double mx = 0;
+        int n = 0;
+        cJSON_ArrayForEach(v, g) if (cJSON_IsNumber(v)) mx = fmax(mx, fabs(v->valuedouble)), n++;
+        char t[32] = "n/a";
+        if (n) snprintf(t, sizeof t, "%g", mx);
+        fprintf(f, "\nGate-gradient norm of the learned hard gate (seed 0, max over layers): %s "
+                   "(paper: 0).\n", t);
+    }
+    // MoE: the learned router's gain over the random one, as a share of the dense FFN's gain.
+    static const char *const moe_sets[][4] = {{"add_dense", "add_moe_learned", "add_moe_random", "addition"},
+                                               {"text_dense", "text_moe_learned", "text_moe_random", "text"}};
+    for (int t = 0; t < 2; t++) {
+        int dd = arm_index(r, moe_sets[t][0]), ml = arm_index(r, moe_sets[t][1]), mr = arm_index(r, moe_sets[t][2]);
+        if (dd < 0 || ml < 0 || mr < 0 || !st[dd].done || !st[ml].done || !st[mr].done) continue;
+        fprintf(f, "\nMoE on %s: share of the random-router → dense-FFN gap captured by the learned "
+                   "router, in perplexity (ppl_random − ppl_learned) / (ppl_random − ppl_dense): **%s**",
+                moe_sets[t][3], NUM("%.1f%%", 100 * (st[mr].ppl - st[ml].ppl) / (st[mr].ppl - st[dd].ppl)));
+        if (isfinite(st[dd].exact))
+            fprintf(f, "; in exact match (em_learned − em_random) / (em_dense − em_random): **%s**",
+                    NUM("%.1f%%", 100 * (st[ml].exact - st[mr].exact) / (st[dd].exact - st[mr].exact)));
+        fprintf(f, ". Meaningful only when the random → dense gap is well above the seed spread.\n");
+    }
+}
+
+// Routing precision on MQAR by depth (mean over seeds), and the Bloom-filter index.
+static void report_probe(FILE *f, const Recipe *r, RecipeResults res) {
+    int pb = arm_index(r, "mqar_probe");
+    if (pb < 0 || !res[pb][0]) return;
+    fprintf(f, "\n| blocks before the probe | key precision | value precision | key precision, "
+               "random projection |\n|---|---|---|---|\n");
+    static const char *const keys3[] = {RK_KEY_PRECISION, RK_VALUE_PRECISION, RK_PROJECTED_KEY_PRECISION};
+    int depths = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(res[pb][0], RK_KEY_PRECISION));
+    for (int d = 0; d < depths; d++) {
+        double v[3];
+        for (int j = 0; j < 3; j++) {
+            double sum = 0;
+            int n = 0;
+            for (int s = 0; s < MAX_SEEDS; s++) {
+                double x = result_item(res[pb][s], keys3[j], d);
+                if (isfinite(x)) sum += x, n++;
+            }
+            v[j] = n ? sum / n : NAN;
+        }
+        fprintf(f, "| %d | %s | %s | %s |\n", d, NUM("%.4f", v[0]), NUM("%.4f", v[1]), NUM("%.4f", v[2]));
+    }
+    double bl = 0;
+    int n = 0;
+    for (int s = 0; s < MAX_SEEDS; s++) {
+        double x = result_num(res[pb][s], RK_BLOOM_PRECISION);
+        if (isfinite(x)) bl += x, n++;
+    }
+    fprintf(f, "\nBloom-filter index: %s. (Mean over seeds; the paper: one layer 98.4%%, zero "
+               "layers 1.2%%, random projections 2.6%%, Bloom filter 90.9%%.)\n", NUM("%.4f", n ? bl / n : NAN));
+}
+
+// The absorption gradient: perplexity against layers unfrozen, learned vs frozen random gate.
+static void report_gradient(FILE *f, const Recipe *r, const Scale *scale, const ArmStats *st) {
+    int has_gradient = 0;
+    for (int i = 0; r->arms[i].name; i++) has_gradient |= !strncmp(r->arms[i].name, "learned_top", 11);
+    if (!has_gradient) return;
+    fprintf(f, "\n| layers unfrozen | learned gate ppl | frozen random gate ppl | learned − random |\n"
+               "|---|---|---|---|\n");
+    for (int n = 0; n <= scale->n_layer; n++) {
+        double v[2] = {NAN, NAN};
+        for (int i = 0; r->arms[i].name; i++)
+            if (arm_active(&r->arms[i], scale) && unfrozen_layers(&r->arms[i], scale) == n)
+                v[strstr(r->arms[i].name, "random") != NULL] = st[i].ppl;
+        if (isfinite(v[0]) || isfinite(v[1]))
+            fprintf(f, "| %d | %s | %s | %s |\n", n, NUM("%.3f", v[0]), NUM("%.3f", v[1]), NUM("%+.3f", v[0] - v[1]));
+    }
+    fprintf(f, "\nPlot: `%s_gradient.png` (perplexity against layers unfrozen).\n", r->name);
+}
+
+// How concentrated dense attention is per layer (seed 0).
+static void report_concentration(FILE *f, const Recipe *r, const Scale *scale, RecipeResults res) {
+    int d = arm_index(r, "dense");
+    if (strcmp(r->name, "concentration") != 0 || d < 0 || !res[d][0]) return;
+    fprintf(f, "\n| layer | top-k mass | entropy ratio |\n|---|---|---|\n");
+    int nm = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(res[d][0], RK_TOPK_MASS));
+    int ne = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(res[d][0], RK_ENTROPY_RATIO));
+    for (int l = 0; l < nm && l < ne; l++)
+        fprintf(f, "| %d | %s | %s |\n", l, NUM("%.4f", result_item(res[d][0], RK_TOPK_MASS, l)),
+                NUM("%.4f", result_item(res[d][0], RK_ENTROPY_RATIO, l)));
+    fprintf(f, "\n(seed 0; the plot `concentration.png` averages over seeds; k = %d.)\n", scale->k);
+}
+
+void report_recipe(FILE *f, const Recipe *r, const Scale *scale, RecipeResults res, const ArmStats *st) {
+    report_arms(f, r, scale, res, st);
+    report_shares(f, r, res, st);
+    report_routing_health(f, r, scale, res);
+    report_probe(f, r, res);
+    report_gradient(f, r, scale, st);
+    report_concentration(f, r, scale, res);
+    fprintf(f, "\nPlot: `%s_convergence.png` (training loss, seed 0, training arms).\n\n", r->name);
+}
+
+// ----------------------------------------------------------------------------- summary, rows
+const SummaryRow SUMMARY[] = {
+    {"dense", "dense"},
+    {"soft gate, learned", "soft_learned"},
+    {"soft gate, frozen random", "soft_random"},
+    {"hard top-k, learned", "hard_learned"},
+    {"hard top-k, frozen random", "hard_random"},
+    {"post-hoc distilled (KL), hard top-k", "kl_k"},
+    {"post-hoc distilled (BCE), hard top-k", "distill_dense"},
+    {"post-hoc random gate, hard top-k", "random_hard_k"},
+    {"oracle top-k", "oracle_k"},
+};
+const size_t N_SUMMARY = sizeof SUMMARY / sizeof SUMMARY[0];
+
+void report_summary(FILE *f, const ArmStats *summary, int seeds) {
+    int rows = 0;
+    for (size_t k = 0; k < N_SUMMARY; k++) rows += summary[k].done;
+    if (rows < 2) return;
+    fprintf(f, "## Summary (validation; %d seed(s), mean ± std)\n\n| routing | arm | ppl | accuracy |\n"
+               "|---|---|---|---|\n", seeds);
+    for (size_t k = 0; k < N_SUMMARY; k++)
+        if (summary[k].done)
+            fprintf(f, "| %s | %s | %s | %s |\n", SUMMARY[k].label, SUMMARY[k].arm,
+                    PM("%.3f", summary[k].ppl, summary[k].ppl_sd), PM("%.4f", summary[k].acc, summary[k].acc_sd));
+    fprintf(f, "\n");
+}
+
+cJSON *results_row(const Recipe *r, const Arm *a, const Scale *scale, int seed, const cJSON *result) {
+    cJSON *row = cJSON_CreateObject();
+    cJSON_AddStringToObject(row, "recipe", r->name);
+    cJSON_AddStringToObject(row, "arm", a->name);
+    cJSON_AddNumberToObject(row, "seed", seed);
+    cJSON_AddStringToObject(row, "scale", scale->name);
+    char keys[16384];
+    expand_keys(keys, sizeof keys, a->keys, scale, seed);
+    cJSON_AddStringToObject(row, "keys", keys);
+    if (a->from) cJSON_AddStringToObject(row, "from", a->from);
+    cJSON_AddItemToObject(row, "result", result ? cJSON_Duplicate(result, 1) : cJSON_CreateNull());
+    return row;
+}

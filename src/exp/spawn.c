@@ -1,0 +1,108 @@
+// spawn.c: see spawn.h. fork + execv, redirections with open + dup2, waitpid.
+#include "spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+
+void args_add(ArgList *a, const char *s) {
+    if (a->n + 2 > a->cap) {
+        a->cap = a->cap ? 2 * a->cap : 16;
+        a->v = xrealloc(a->v, a->cap * sizeof *a->v);
+    }
+    a->v[a->n++] = xstrdup(s);
+    a->v[a->n] = NULL;
+}
+
+void args_addf(ArgList *a, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0) fatal("out of memory building a command line");
+    va_end(ap);
+    args_add(a, s);
+    free(s);
+}
+
+void args_add_words(ArgList *a, const char *s) {
+    while (*s) {
+        while (*s == ' ') s++;
+        size_t n = strcspn(s, " ");
+        if (n) {
+            char *w = xstrdup(s);
+            w[n] = 0;
+            args_add(a, w);
+            xfree(w);
+        }
+        s += n;
+    }
+}
+
+void args_free(ArgList *a) {
+    for (size_t i = 0; i < a->n; i++) xfree(a->v[i]);
+    xfree(a->v);
+    *a = (ArgList){0};
+}
+
+// In the child: fd gets path (or /dev/null), or the child ends with 126.
+static void redirect(int fd, const char *path) {
+    if (!path) path = "/dev/null";
+    int f = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (f < 0 || dup2(f, fd) < 0) {  // stderr may be the file that failed: say it on the original
+        dprintf(2, "routelab: error: cannot open '%s' for a child's output: %s\n", path, strerror(errno));
+        _exit(126);
+    }
+    close(f);
+}
+
+int spawn_wait(char *const *argv, int search, const char *out_path, const char *err_path,
+               char *why, size_t cap) {
+    // A pipe closed on exec tells the parent whether exec itself failed, and why.
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) fatal("cannot create a pipe: %s", strerror(errno));
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGINT, &ign, &old_int);
+    sigaction(SIGQUIT, &ign, &old_quit);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) fatal("cannot start '%s': fork: %s", argv[0], strerror(errno));
+    if (pid == 0) {
+        sigaction(SIGINT, &old_int, NULL);  // the child handles Ctrl-C itself
+        sigaction(SIGQUIT, &old_quit, NULL);
+        close(report[0]);
+        redirect(1, out_path);
+        redirect(2, err_path);
+        if (search) execvp(argv[0], argv); else execv(argv[0], argv);
+        int e = errno;
+        if (write(report[1], &e, sizeof e) < 0) {}
+        _exit(127);
+    }
+    close(report[1]);
+    int exec_errno = 0;
+    ssize_t got;
+    while ((got = read(report[0], &exec_errno, sizeof exec_errno)) < 0 && errno == EINTR) {}
+    close(report[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) fatal("waiting for '%s': %s", argv[0], strerror(errno));
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGQUIT, &old_quit, NULL);
+    if (got == (ssize_t)sizeof exec_errno) {
+        snprintf(why, cap, "cannot run %s: %s", argv[0], strerror(exec_errno));
+        return -1;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+    if (WIFSIGNALED(status)) snprintf(why, cap, "signal %d", WTERMSIG(status));
+    else snprintf(why, cap, "exit %d", WEXITSTATUS(status));
+    return 1;
+}
