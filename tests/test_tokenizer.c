@@ -10,6 +10,7 @@
 #include "check.h"
 #include "common.h"
 #include "shard.h"
+#include "cmd.h"
 #include "tokenizer.h"
 #include "tokenizer_internal.h"  // gpt2_pretokenize, for the brute-force training reference
 

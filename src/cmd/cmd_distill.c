@@ -14,6 +14,7 @@
 #include "dataset.h"
 #include "distill.h"
 #include "eval.h"
+#include "options.h"
 #include "json_out.h"
 #include "result_keys.h"
 
@@ -30,14 +31,21 @@ static void usage(void) {
 int cmd_distill(int argc, char **argv) {
     const char *from = NULL, *loss_name = "kl";
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage();
-            return 0;
-        }
-        if (!strncmp(argv[i], "--from=", 7)) from = argv[i] + 7;
-        else if (!strncmp(argv[i], "--loss=", 7)) loss_name = argv[i] + 7;
-        else if (!strcmp(argv[i], "--json")) json = 1;
+    const Option opts[] = {
+        {"from", OPT_STRING, &from, NULL, "the frozen model's run directory or checkpoint", 0, 0},
+        {"loss", OPT_STRING, &loss_name, "kl", "kl | bce", 0, 0},
+        {"json", OPT_FLAG, &json, NULL, "print the result as one JSON object", 0, 0},
+    };
+    // Distillation settings that are not the checkpoint's: steps, lr, k, gates, data, output.
+    static const char *const allowed[] = {"k", "steps", "lr", "warmup", "batch", "gate_seed",
+                                          "gate_init_std", "d_g", "data", "eval_batches",
+                                          "threads", "out", "log_every", "mqar_eval_examples",
+                                          "min_lr_ratio", "weight_decay", NULL};
+    OptSpec os = {.cmd = "distill", .opts = opts, .n_opts = sizeof opts / sizeof *opts,
+                  .config_keys = 1, .changeable = allowed, .fixed_hint = "see --help for what may change"};
+    if (options_parse(&os, argc, argv)) {
+        usage();
+        return 0;
     }
     if (!from) fatal("distill: give --from=RUNDIR (the frozen model's checkpoint)");
     DistillKind kind = distill_kind_parse(loss_name);
@@ -45,19 +53,13 @@ int cmd_distill(int argc, char **argv) {
     checkpoint_resolve_path(path, sizeof path, from);
     Config c;
     checkpoint_read_config(path, &c);
-    // Distillation settings that are not the checkpoint's: steps, lr, k, gates, data, output.
-    static const char *const allowed[] = {"k", "steps", "lr", "warmup", "batch", "gate_seed",
-                                          "gate_init_std", "d_g", "data", "eval_batches",
-                                          "threads", "out", "log_every", "mqar_eval_examples",
-                                          "min_lr_ratio", "weight_decay", NULL};
     char default_out[4200];
     snprintf(default_out, sizeof default_out, "%s-distill-%s", from, loss_name);
     config_set(&c, "out", default_out, "default");
     config_set(&c, "steps", "500", "default");
     config_set(&c, "lr", "1e-3", "default");
     config_set(&c, "warmup", "20", "default");
-    static const char *const own[] = {"--from=", "--loss=", "--json", NULL};
-    config_apply_overrides(&c, argc, argv, own, allowed, "distill", "see --help for what may change");
+    options_apply_config(&os, &c, argc, argv);
     // The teacher forward is dense; only the gates train (learned, whatever they were).
     config_set(&c, "attn", "dense", "distill");
     config_set(&c, "gate", "learned", "distill");

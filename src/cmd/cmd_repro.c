@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "options.h"
 #include "recipes.h"
 #include "repro.h"
 
@@ -22,28 +23,37 @@ static void print_help(void) {
     printf("    %-14s every recipe, sharing runs of the same name (one dense model)\n", "all");
 }
 
-// The command line into o; --help prints the usage and exits. Any other --key=value is an
-// override of the training runs' config, kept in o->overrides (pointers into argv).
+// The command line into o (options.c validates every number); --help prints the usage and
+// exits. Every --key=value config key is an override of the training runs' config: checked
+// here against the key table (type, typo hint) and kept in o->overrides (pointers into argv).
 static void parse_repro_options(int argc, char **argv, ReproOptions *o, const char **overrides) {
-    *o = (ReproOptions){.scale = "tiny", .seeds = 3, .overrides = overrides};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            print_help();
-            exit(0);
-        }
-        if (!strncmp(a, "--scale=", 8)) o->scale = a + 8;
-        else if (!strncmp(a, "--seeds=", 8)) o->seeds = atoi(a + 8);
-        else if (!strncmp(a, "--out=", 6)) o->out = a + 6;
-        else if (!strncmp(a, "--distill_steps=", 16)) o->distill_steps = atoi(a + 16);
-        else if (!strncmp(a, "--", 2) && strchr(a, '=')) overrides[o->n_overrides++] = a;
-        else if (!o->name) o->name = a;
-        else fatal("repro: unexpected argument '%s' (see --help)", a);
+    *o = (ReproOptions){.overrides = overrides};
+    const char *name[1] = {NULL};
+    const Option opts[] = {
+        {"scale", OPT_STRING, &o->scale, "tiny", "tiny | small | paper", 0, 0},
+        {"seeds", OPT_INT, &o->seeds, "3", "seeds per arm", 1, MAX_SEEDS},
+        {"out", OPT_STRING, &o->out, NULL, "output directory", 0, 0},
+        {"distill_steps", OPT_INT, &o->distill_steps, "0",
+         "gate-distillation steps (0: the scale's)", 0, 1e9},
+    };
+    OptSpec os = {.cmd = "repro", .opts = opts, .n_opts = sizeof opts / sizeof *opts,
+                  .config_keys = 1, .positional = name, .max_positional = 1};
+    if (options_parse(&os, argc, argv)) {
+        print_help();
+        exit(0);
     }
-    if (!o->name) fatal("repro: name a recipe (see routelab repro --help)");
-    if (o->seeds < 1 || o->seeds > MAX_SEEDS)
-        fatal("repro: --seeds must be in 1..%d, got %d", MAX_SEEDS, o->seeds);
-    if (o->distill_steps < 0) fatal("repro: --distill_steps must be positive");
+    if (!name[0]) fatal("repro: name a recipe (see routelab repro --help)");
+    o->name = name[0];
+    Config scratch;  // the overrides must be valid keys with valid values
+    config_defaults(&scratch);
+    options_apply_config(&os, &scratch, argc, argv);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *eq = strchr(a, '=');
+        if (strncmp(a, "--", 2) || !eq) continue;
+        char key[64];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - a - 2), a + 2);
+        if (config_is_key(key) || !strcmp(key, "config")) overrides[o->n_overrides++] = a;
+    }
 }
 
 int cmd_repro(int argc, char **argv) {

@@ -201,54 +201,6 @@ void config_load_ini(Config *c, const char *path) {
     if (rc < 0) fatal("config file '%s' could not be read", path);
 }
 
-int config_parse_args(Config *c, int argc, char **argv, int first, const char *const *extra_keys) {
-    // --config=FILE first, so that the command line wins over the file.
-    for (int i = first; i < argc; i++)
-        if (strncmp(argv[i], "--config=", 9) == 0) config_load_ini(c, argv[i] + 9);
-    int kept = first;
-    for (int i = first; i < argc; i++) {
-        char *a = argv[i];
-        if (strncmp(a, "--config=", 9) == 0) continue;
-        if (strncmp(a, "--", 2) == 0 && strchr(a, '=')) {
-            char key[STR_LEN];
-            size_t n = (size_t)(strchr(a, '=') - a - 2);
-            if (n >= sizeof key) n = sizeof key - 1;
-            memcpy(key, a + 2, n);
-            key[n] = 0;
-            if (find_key(key)) {
-                config_set(c, key, strchr(a, '=') + 1, "command line");
-                continue;
-            }
-            int is_extra = 0;
-            for (const char *const *e = extra_keys; e && *e; e++)
-                if (strcmp(*e, key) == 0) is_extra = 1;
-            if (!is_extra) config_set(c, key, "", "command line");  // dies with a suggestion
-        }
-        argv[kept++] = a;
-    }
-    return kept;
-}
-
-static int in_list(const char *const *list, const char *s, int prefix) {
-    for (; list && *list; list++)
-        if (prefix ? !strncmp(s, *list, strlen(*list)) : !strcmp(s, *list)) return 1;
-    return 0;
-}
-
-void config_apply_overrides(Config *c, int argc, char **argv, const char *const *own,
-                            const char *const *allowed, const char *cmd, const char *hint) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *eq = strchr(a, '=');
-        if (in_list(own, a, 1)) continue;
-        if (strncmp(a, "--", 2) || !eq) fatal("%s: unexpected argument '%s' (see --help)", cmd, a);
-        char key[64];
-        snprintf(key, sizeof key, "%.*s", (int)(eq - a - 2), a + 2);
-        if (config_is_key(key) && !in_list(allowed, key, 0))
-            fatal("%s: '%s' is fixed by the checkpoint (%s)", cmd, key, hint);
-        config_set(c, key, eq + 1, "command line");
-    }
-}
-
 // Splits "a,b,c" into per-layer values; one value means every layer.
 static int split_list(const char *s, char out[][LAYER_VALUE_LEN], int max) {
     int n = 0;

@@ -56,15 +56,6 @@ void config_defaults(Config *c);
 // Applies "key=value"; returns 0 on success, else fatal naming the key (source says where).
 void config_set(Config *c, const char *key, const char *value, const char *source);
 void config_load_ini(Config *c, const char *path);
-// Parses argv[first..]: --key=value (config keys), --config=FILE (loaded first). Arguments
-// that are not config keys are left for the command: returns them compacted in argv, count.
-int config_parse_args(Config *c, int argc, char **argv, int first, const char *const *extra_keys);
-// For commands whose config comes from a checkpoint: applies the --key=value arguments on top
-// of it. Arguments starting with one of `own` (NULL-terminated) belong to the command and are
-// skipped; a config key not in `allowed` dies with "CMD: 'KEY' is fixed by the checkpoint
-// (HINT)"; an unknown key dies with the nearest key's name.
-void config_apply_overrides(Config *c, int argc, char **argv, const char *const *own,
-                            const char *const *allowed, const char *cmd, const char *hint);
 // Validates the scalar keys (ranges); dies with one line naming the key on bad values. The
 // grammar of the per-layer and per-module string keys is checked by the plans that read them.
 void config_resolve(Config *c);

@@ -44,8 +44,4 @@ char *tokenizer_decode(const Tokenizer *tok, const int32_t *ids, size_t n, size_
 // early (with a warning) when no pair occurs twice. vocab_size must be in [256, 65536].
 void bpe_train(const char *text, size_t len, int vocab_size, const char *out_path, int verbose);
 
-// CLI commands (src/cmd_data.c); argv[0] is the command name, options are --key=value.
-int cmd_prepare(int argc, char **argv);          // routelab prepare
-int cmd_tokenizer_train(int argc, char **argv);  // routelab tokenizer-train
-
 #endif
