@@ -20,11 +20,12 @@ static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) { stop_requested = sig; }
 
 static void usage(void) {
-    printf("usage: routelab train [--config=FILE] [--key=value ...] [--resume=RUNDIR] [--json]\n"
+    printf("usage: routelab train [--config=FILE] [--key=value ...] [--resume=RUNDIR [--force]] [--json]\n"
            "  Trains a model; the run directory (--out) receives config.ini, metrics.jsonl (one\n"
            "  JSON object per step; evaluation lines carry val_* and per-layer diagnostics) and\n"
            "  model.ckpt. Ctrl-C or SIGTERM writes the checkpoint and exits; --resume=RUNDIR\n"
-           "  continues bit-identically (same thread count). --json prints the final result as\n"
+           "  continues bit-identically (it refuses another thread count\n"
+           "  than the run's unless --force). --json prints the final result as\n"
            "  one JSON object.\n\n");
     config_print_help(stdout);
 }
@@ -55,7 +56,7 @@ static void format_eta(char *buf, size_t cap, double seconds) {
 
 int cmd_train(int argc, char **argv) {
     const char *resume = NULL;
-    int json = 0;
+    int json = 0, force = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage();
@@ -63,6 +64,7 @@ int cmd_train(int argc, char **argv) {
         }
         if (!strncmp(argv[i], "--resume=", 9)) resume = argv[i] + 9;
         if (!strcmp(argv[i], "--json")) json = 1;
+        if (!strcmp(argv[i], "--force")) force = 1;  // resume despite another thread count
     }
     Config c;
     char ckpt_path[4096];
@@ -71,22 +73,23 @@ int cmd_train(int argc, char **argv) {
         checkpoint_read_config(ckpt_path, &c);
         c.stop_after = 0;  // a limit of the interrupted invocation, not of the run
         // Only keys that do not alter the computation may change on resume.
-        static const char *const own[] = {"--resume=", "--json", NULL};
+        static const char *const own[] = {"--resume=", "--json", "--force", NULL};
         static const char *const allowed[] = {"steps", "stop_after", "eval_every", "ckpt_every",
-                                              "log_every", "eval_batches", NULL};
+                                              "log_every", "eval_batches", "threads", NULL};
         config_apply_overrides(&c, argc, argv, own, allowed, "train --resume",
                                "only steps, stop_after, eval_every, ckpt_every, log_every, "
-                               "eval_batches may change");
+                               "eval_batches, threads may change");
     } else {
         config_defaults(&c);
         static const char *extra[] = {"resume", NULL};
         int n = config_parse_args(&c, argc, argv, 1, extra);
         for (int i = 1; i < n; i++)
-            if (strcmp(argv[i], "--json") != 0)
+            if (strcmp(argv[i], "--json") != 0 && strcmp(argv[i], "--force") != 0)
                 fatal("train: unexpected argument '%s' (options are --key=value; see --help)", argv[i]);
     }
     config_resolve(&c);
     if (c.threads > 0) omp_set_num_threads(c.threads);
+    if (resume) checkpoint_check_threads(ckpt_path, force);
     const char *dir = resume ? resume : c.out;
     if (resume && !dir_exists(resume)) {  // --resume=FILE: the run directory is its folder
         static char d[4096];
