@@ -7,7 +7,7 @@ BLASDIR = /usr/lib/x86_64-linux-gnu/openblas-openmp
 LAYERS  = core model data run exp cmd
 CFLAGS  = -std=c11 -O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-parameter -g \
           -D_GNU_SOURCE $(addprefix -Isrc/,$(LAYERS)) -I/usr/include/x86_64-linux-gnu/openblas-openmp
-LDLIBS  = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -ldnnl -lpcre2-8 -lcjson -linih -lm
+LDLIBS  = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -ldnnl -lpcre2-8 -lcjson -linih -lxxhash -lm
 SRC     = $(wildcard $(addsuffix /*.c,$(addprefix src/,$(LAYERS))))
 HDR     = $(wildcard $(addsuffix /*.h,$(addprefix src/,$(LAYERS))))
 LIBOBJ  = $(patsubst src/%.c,build/%.o,$(filter-out src/cmd/main.c,$(SRC)))

@@ -86,6 +86,74 @@ for mode in soft stochastic; do
         <(sed 's/"checkpoint": *"[^"]*"//; s/"eval_seconds": *[0-9.e+-]*//' "$TMP/eb")
 done
 
+# --- checkpoint format 2: a 300-character run path, checksums, an independent reader ---------
+LONGDIR=$TMP
+while [ $((300 - ${#LONGDIR})) -gt 101 ]; do LONGDIR="$LONGDIR/$(head -c 100 /dev/zero | tr '\0' d)"; done
+LONGDIR="$LONGDIR/$(head -c $((300 - ${#LONGDIR} - 1)) /dev/zero | tr '\0' e)"
+check "the long run path has 300 characters" [ ${#LONGDIR} -eq 300 ]
+check "train with a 300-character --out" $RL train $TINY --steps=6 --stop_after=3 --out="$LONGDIR" >/dev/null 2>&1
+check "eval a run with a 300-character path" $RL eval --ckpt="$LONGDIR" --json >/dev/null 2>&1
+check "resume a run with a 300-character path" $RL train --resume="$LONGDIR" >/dev/null 2>&1
+check "6 losses after resuming the long-path run" [ "$(grep -c '"loss"' "$LONGDIR/metrics.jsonl")" -eq 6 ]
+# A safetensors reader written from the format description alone (python3 std lib + struct).
+cat >"$TMP/st_reader.py" <<'PY'
+import json, struct, sys
+SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "U8": 1}
+def read(path):
+    raw = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    data, at, tensors = raw[8 + n:], 0, {}
+    for name, t in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"]):
+        b, e = t["data_offsets"]
+        assert b == at and e <= len(data), name
+        count = 1
+        for s in t["shape"]:
+            count *= s
+        assert count * SIZES[t["dtype"]] == e - b, name
+        fmt = {"F32": "f", "I64": "q"}[t["dtype"]]
+        tensors[name] = (t["shape"], struct.unpack("<%d%s" % (count, fmt), data[b:e]), b)
+        at = e
+    assert at == len(data)
+    return meta, tensors, 8 + n
+if __name__ == "__main__":
+    meta, tensors, start = read(sys.argv[1])
+    if sys.argv[2] == "offset":  # byte offset of the middle of a tensor's data
+        shape, vals, b = tensors[sys.argv[3]]
+        print(start + b + 2 * len(vals))
+        sys.exit(0)
+    cfg, d, steps = json.loads(meta["config"]), int(sys.argv[3]), int(meta["step"])
+    assert meta["format"] == "routelab-checkpoint" and meta["version"] == "2"
+    assert cfg["d_model"] == d and tensors["wte.weight"][0] == [cfg["vocab_size"], d]
+    assert all(("adam.m." + k) in tensors and ("adam.v." + k) in tensors
+               for k in tensors if not k.startswith("adam."))
+    assert steps in tensors["adam.t"][1] and set(tensors["adam.t"][1]) <= {0, steps}  # 0: untrained gates
+    assert tensors["ln_f.weight"][1] == (1.0,) * d and tensors["ln_f.bias"][1] == (0.0,) * d
+    w = tensors["wte.weight"][1]
+    std = (sum(x * x for x in w) / len(w)) ** 0.5
+    assert 0.015 < std < 0.025, std
+    print(len(tensors), "tensors")
+PY
+$RL train $TINY --steps=2 --lr=0 --out="$TMP/lr0" >/dev/null 2>&1 || bad "train lr=0"
+check "an independent Python reader opens a checkpoint (lr=0: the known init)" \
+    python3 "$TMP/st_reader.py" "$TMP/lr0/model.ckpt" check 32 >/dev/null
+off=$(python3 "$TMP/st_reader.py" "$LONGDIR/model.ckpt" offset wte.weight)
+python3 - "$LONGDIR/model.ckpt" "$off" <<'PY'
+import sys
+p, off = sys.argv[1], int(sys.argv[2])
+b = bytearray(open(p, "rb").read()); b[off] ^= 0x10; open(p, "wb").write(b)
+PY
+expect_error "eval of a checkpoint with a flipped byte" "tensor 'wte.weight' fails its checksum" \
+    $RL eval --ckpt="$LONGDIR"
+expect_error "resume of a checkpoint with a flipped byte" "tensor 'wte.weight' fails its checksum" \
+    $RL train --resume="$LONGDIR" --steps=8
+# resume refuses another thread count than the run's (unless --force)
+$RL train $TINY --steps=4 --stop_after=2 --threads=1 --out="$TMP/thr" >/dev/null 2>&1 || bad "train threads=1"
+expect_error "resume with another thread count" "the run used 1 threads, this invocation 2" \
+    $RL train --resume="$TMP/thr" --threads=2
+check "resume --force with another thread count" $RL train --resume="$TMP/thr" --threads=2 --force >/dev/null 2>&1
+
 # --- SIGTERM writes a checkpoint and exits cleanly; resume completes -------------------------
 $RL train $TINY --steps=100000 --ckpt_every=0 --eval_every=0 --out="$TMP/sig" >"$TMP/sig.log" 2>&1 &
 pid=$!

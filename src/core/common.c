@@ -3,6 +3,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -104,16 +105,62 @@ void make_dirs(const char *path) {
         fatal("cannot create directory '%s': %s", tmp, strerror(errno));
 }
 
+_Noreturn void atomic_fail(int fd, const char *tmp, const char *path, const char *what,
+                           const char *reason) {
+    if (fd >= 0) close(fd);
+    unlink(tmp);
+    fatal("cannot write %s '%s': %s (check that the disk has space and the directory is "
+          "writable; the previous file is kept)", what, path, reason);
+}
+
+int atomic_begin(const char *path, char *tmp, size_t cap, const char *what) {
+    int w = snprintf(tmp, cap, "%s.tmp.XXXXXX", path);
+    if (w < 0 || (size_t)w >= cap) fatal("cannot write %s '%s': the path is too long", what, path);
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        fatal("cannot write %s '%s': cannot create a temporary file next to it: %s (check the "
+              "directory exists and is writable)", what, path, strerror(errno));
+    if (fchmod(fd, 0644) != 0) atomic_fail(fd, tmp, path, what, strerror(errno));
+    return fd;
+}
+
+void atomic_write(int fd, const void *data, size_t len, const char *tmp, const char *path,
+                  const char *what) {
+    const char *p = data;
+    while (len > 0) {
+        size_t chunk = len < ((size_t)1 << 30) ? len : ((size_t)1 << 30);
+        ssize_t n = write(fd, p, chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) atomic_fail(fd, tmp, path, what, n < 0 ? strerror(errno) : "short write");
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+void atomic_commit(int fd, const char *tmp, const char *path, const char *what) {
+    if (fsync(fd) != 0) atomic_fail(fd, tmp, path, what, strerror(errno));
+    if (close(fd) != 0) atomic_fail(-1, tmp, path, what, strerror(errno));
+    if (rename(tmp, path) != 0) atomic_fail(-1, tmp, path, what, strerror(errno));
+    // The rename is durable once the directory is: fsync it (best effort where unsupported).
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) dir[1] = 0;
+    else if (slash) *slash = 0;
+    else snprintf(dir, sizeof dir, ".");
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        if (fsync(dfd) != 0 && errno != EINVAL && errno != EROFS)
+            warnf("cannot fsync directory '%s': %s", dir, strerror(errno));
+        close(dfd);
+    }
+}
+
 void write_file_atomic(const char *path, const void *data, size_t len) {
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) fatal("cannot write '%s': %s (check the directory exists and is writable)", tmp,
-                  strerror(errno));
-    if (len && fwrite(data, 1, len, f) != len) fatal("short write to '%s' (disk full?)", tmp);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) fatal("cannot flush '%s' (disk full?)", tmp);
-    fclose(f);
-    if (rename(tmp, path) != 0) fatal("cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+    int fd = atomic_begin(path, tmp, sizeof tmp, "file");
+    atomic_write(fd, data, len, tmp, path, "file");
+    atomic_commit(fd, tmp, path, "file");
 }
 
 void join_path(char *out, size_t cap, const char *dir, const char *name) {

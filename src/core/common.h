@@ -36,8 +36,20 @@ void *read_file(const char *path, size_t *len, const char *what);
 int file_exists(const char *path);
 int dir_exists(const char *path);
 void make_dirs(const char *path);  // mkdir -p
-// Writes `len` bytes to path via path.tmp + fsync + rename, so an existing file is never lost.
+// Writes `len` bytes to path via a unique temporary file next to it (PATH.tmp.XXXXXX), fsync,
+// rename over path and fsync of the directory: an existing file is never lost or half-written.
 void write_file_atomic(const char *path, const void *data, size_t len);
+// The same in steps, for writers that stream: atomic_begin creates the temporary file (its name
+// into tmp, cap >= strlen(path) + 12) and returns its descriptor; atomic_write writes all of
+// data; atomic_commit fsyncs, closes, renames over path and fsyncs the directory. On any error
+// they remove the temporary file and die with one line naming path (`what` is its role).
+int atomic_begin(const char *path, char *tmp, size_t cap, const char *what);
+void atomic_write(int fd, const void *data, size_t len, const char *tmp, const char *path,
+                  const char *what);
+void atomic_commit(int fd, const char *tmp, const char *path, const char *what);
+// Removes the temporary file and dies: "cannot write WHAT 'PATH': REASON (...)".
+_Noreturn void atomic_fail(int fd, const char *tmp, const char *path, const char *what,
+                           const char *reason);
 void join_path(char *out, size_t cap, const char *dir, const char *name);
 
 // ----------------------------------------------------------------------------- RNG

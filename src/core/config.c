@@ -1,6 +1,7 @@
 // config.c: the key table. Adding an option is adding one row here.
 #include "config.h"
 
+#include <cjson/cJSON.h>
 #include <ini.h>
 #include <math.h>
 #include <stddef.h>
@@ -14,11 +15,13 @@ typedef struct {
     const char *name;
     KeyType type;
     size_t offset;
+    size_t size;  // bytes of the field (strings: capacity including the terminator)
     const char *def;
     const char *help;
 } ConfigKey;
 
-#define K(name, type, def, help) {#name, type, offsetof(Config, name), def, help}
+#define K(name, type, def, help) \
+    {#name, type, offsetof(Config, name), sizeof(((Config *)0)->name), def, help}
 static const ConfigKey KEYS[] = {
     // model (defaults: the paper's model as its public code defines it)
     K(family, KEY_STR, "gpt", "model family: a row of the family table (gpt: pre-norm GPT, "
@@ -167,9 +170,9 @@ void config_set(Config *c, const char *key, const char *value, const char *sourc
         break;
     }
     case KEY_STR:
-        if (strlen(value) >= STR_LEN)
-            fatal("%s: value of '%s' is longer than %d characters", source, key, STR_LEN - 1);
-        snprintf(p, STR_LEN, "%s", value);
+        if (strlen(value) >= k->size)
+            fatal("%s: value of '%s' is longer than %zu characters", source, key, k->size - 1);
+        memcpy(p, value, strlen(value) + 1);
         break;
     }
 }
@@ -301,4 +304,53 @@ void config_print_help(FILE *f) {
     fprintf(f, "Config keys (INI file via --config=FILE, or --key=value; the command line wins):\n");
     for (size_t i = 0; i < N_KEYS; i++)
         fprintf(f, "  --%-20s %s (default %s)\n", KEYS[i].name, KEYS[i].help, KEYS[i].def);
+}
+
+cJSON *config_to_json(const Config *c) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) fatal("out of memory writing the config");
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const ConfigKey *k = &KEYS[i];
+        const char *p = (const char *)c + k->offset;
+        cJSON *v;
+        if (k->type == KEY_INT) {
+            v = cJSON_CreateNumber(*(const int *)p);
+        } else if (k->type == KEY_FLOAT) {
+            // %.9g is the shortest text that always reads back as the same float
+            float x = *(const float *)p;
+            char num[32];
+            snprintf(num, sizeof num, "%.9g", (double)x);
+            v = isfinite(x) ? cJSON_CreateRaw(num) : cJSON_CreateNull();
+        } else {
+            v = cJSON_CreateString(p);
+        }
+        if (!v) fatal("out of memory writing the config");
+        cJSON_AddItemToObject(o, k->name, v);
+    }
+    return o;
+}
+
+void config_from_json(Config *c, const cJSON *obj, const char *source) {
+    if (!cJSON_IsObject(obj)) fatal("%s: the config is not a JSON object (the file is damaged)", source);
+    for (const cJSON *v = obj->child; v; v = v->next) {
+        const ConfigKey *k = v->string ? find_key(v->string) : NULL;
+        if (!k) {
+            config_set(c, v->string ? v->string : "?", "", source);  // dies naming the key
+            continue;
+        }
+        char *p = (char *)c + k->offset;
+        if (k->type == KEY_STR) {
+            if (!cJSON_IsString(v)) fatal("%s: key '%s' expects a string", source, k->name);
+            config_set(c, k->name, v->valuestring, source);
+        } else if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+            fatal("%s: key '%s' expects a number", source, k->name);
+        } else if (k->type == KEY_INT) {
+            double d = v->valuedouble;
+            if (d != floor(d) || d < -2147483647.0 || d > 2147483647.0)
+                fatal("%s: key '%s' expects an integer, got %g", source, k->name, d);
+            *(int *)p = (int)d;
+        } else {
+            *(float *)p = (float)v->valuedouble;
+        }
+    }
 }

@@ -11,6 +11,7 @@
 
 #define MAX_LAYERS 64
 #define STR_LEN 256
+#define PATH_LEN 1024  // the path keys (out, init): long run directories must fit
 
 typedef struct {
     // model
@@ -39,7 +40,7 @@ typedef struct {
     float lr, min_lr_ratio, weight_decay, beta1, beta2, adam_eps, grad_clip;
     char train[STR_LEN];       // what is trainable (see freeze.c)
     char ablate[STR_LEN];      // evaluation: sublayer outputs replaced by their mean
-    char init[STR_LEN];        // start from this checkpoint's weights (fresh optimizer)
+    char init[PATH_LEN];       // start from this checkpoint's weights (fresh optimizer)
     char precision[STR_LEN];   // fp32 | bf16 (the large matrix products)
     int eval_every, eval_batches, ckpt_every, log_every, stop_after, threads;
     // data
@@ -48,7 +49,7 @@ typedef struct {
     float mqar_alpha;
     int add_digits;
     char add_order[STR_LEN];   // lsd | msd
-    char out[STR_LEN];
+    char out[PATH_LEN];
 
 } Config;
 
@@ -62,6 +63,13 @@ void config_resolve(Config *c);
 // Writes every key as INI text ("key = value" lines). The checkpoint embeds the same text.
 void config_write_ini(const Config *c, FILE *f);
 char *config_to_string(const Config *c);  // INI text, caller frees
+// Every key of the table as a JSON object (ints and floats as numbers, strings as strings):
+// what a checkpoint stores, with no line-length limit. Caller frees with cJSON_Delete.
+struct cJSON;
+struct cJSON *config_to_json(const Config *c);
+// Applies a JSON object written by config_to_json on top of c (keys it lacks keep their values;
+// an unknown key or a value of the wrong type dies naming `source` and the key).
+void config_from_json(Config *c, const struct cJSON *obj, const char *source);
 void config_print_help(FILE *f);
 int config_is_key(const char *key);
 // For typo hints: edit distance of two names, and the config key nearest to name (NULL when

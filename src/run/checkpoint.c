@@ -1,50 +1,23 @@
 // checkpoint.c: see checkpoint.h.
 #include "checkpoint.h"
 
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <ini.h>
+#include <inttypes.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
+#include "safetensors.h"
 
 #define STATE_WORDS 8
 
 void checkpoint_resolve_path(char *out, size_t cap, const char *path_or_dir) {
     if (dir_exists(path_or_dir)) join_path(out, cap, path_or_dir, "model.ckpt");
     else snprintf(out, cap, "%s", path_or_dir);
-}
-
-void checkpoint_save(const char *path, const Model *m, const TrainState *st) {
-    char *cfg = config_to_string(&m->cfg);
-    size_t cfg_len = strlen(cfg), P = m->table.total, nt = (size_t)m->table.count;
-    size_t bytes = 256 * 4 + cfg_len + 3 * P * 4 + nt * 8 + STATE_WORDS * 8;
-    char *buf = xcalloc(bytes, 1), *p = buf;
-    int32_t h[256] = {0};
-    h[0] = CKPT_MAGIC;
-    h[1] = CKPT_VERSION;
-    h[2] = (int32_t)cfg_len;
-    h[3] = m->table.count;
-    h[4] = (int32_t)(P & 0x7fffffff);
-    h[5] = (int32_t)(P >> 31);
-    h[6] = 1;
-    h[7] = (int32_t)st->step;
-    memcpy(p, h, sizeof h), p += sizeof h;
-    memcpy(p, cfg, cfg_len), p += cfg_len;
-    memcpy(p, m->params, P * 4), p += P * 4;
-    memcpy(p, m->adam_m, P * 4), p += P * 4;
-    memcpy(p, m->adam_v, P * 4), p += P * 4;
-    for (size_t i = 0; i < nt; i++) {
-        int64_t t = m->adam_t[i];
-        memcpy(p, &t, 8), p += 8;
-    }
-    uint64_t s[STATE_WORDS] = {(uint64_t)st->step, st->forward_count, st->data_position,
-                               st->tokens_seen, 0, 0, 0, 0};
-    memcpy(&s[4], &st->elapsed_s, 8);
-    memcpy(p, s, sizeof s), p += sizeof s;
-    ASSERT((size_t)(p - buf) == bytes);
-    write_file_atomic(path, buf, bytes);
-    xfree(buf);
-    free(cfg);
 }
 
 typedef struct {
@@ -61,7 +34,7 @@ static int ckpt_ini_line(void *user, const char *section, const char *name, cons
 }
 
 // Reads and validates the header; returns the whole file (caller frees).
-static char *read_checkpoint(const char *path, size_t *len, int32_t *h) {
+static char *read_checkpoint_v1(const char *path, size_t *len, int32_t *h) {
     if (!file_exists(path))
         fatal("checkpoint '%s' not found (pass a run directory holding model.ckpt, or the file)", path);
     char *buf = read_file(path, len, "checkpoint");
@@ -69,17 +42,15 @@ static char *read_checkpoint(const char *path, size_t *len, int32_t *h) {
     memcpy(h, buf, 1024);
     if (h[0] != CKPT_MAGIC)
         fatal("'%s' is not a routelab checkpoint (magic %d, expected %d)", path, h[0], CKPT_MAGIC);
-    if (h[1] != CKPT_VERSION)
-        fatal("checkpoint '%s' has version %d; this routelab reads version %d", path, h[1],
-              CKPT_VERSION);
+    if (h[1] != 1) fatal("checkpoint '%s' has version %d; expected 1", path, h[1]);
     if (h[2] < 0 || (size_t)h[2] + 1024 > *len) fatal("checkpoint '%s' is truncated", path);
     return buf;
 }
 
-void checkpoint_read_config(const char *path, Config *c) {
+static void read_config_v1(const char *path, Config *c) {
     size_t len;
     int32_t h[256];
-    char *buf = read_checkpoint(path, &len, h);
+    char *buf = read_checkpoint_v1(path, &len, h);
     char *text = xcalloc((size_t)h[2] + 1, 1);
     memcpy(text, buf + 1024, (size_t)h[2]);
     config_defaults(c);
@@ -91,10 +62,10 @@ void checkpoint_read_config(const char *path, Config *c) {
     xfree(buf);
 }
 
-void checkpoint_load(const char *path, Model *m, TrainState *st) {
+static void load_v1(const char *path, Model *m, TrainState *st) {
     size_t len;
     int32_t h[256];
-    char *buf = read_checkpoint(path, &len, h);
+    char *buf = read_checkpoint_v1(path, &len, h);
     size_t P = (size_t)(uint32_t)h[4] | ((size_t)(uint32_t)h[5] << 31);
     size_t nt = (size_t)h[3];
     if (P != m->table.total || (int)nt != m->table.count)
@@ -126,6 +97,191 @@ void checkpoint_load(const char *path, Model *m, TrainState *st) {
     }
     m->forward_count = s[1];
     xfree(buf);
+}
+
+// ----------------------------------------------------------------------------- format 2
+#define CKPT_FORMAT "routelab-checkpoint"
+
+void checkpoint_save(const char *path, const Model *m, const TrainState *st) {
+    const ParamTable *tab = &m->table;
+    size_t nt = (size_t)tab->count;
+    StWriter *w = st_writer_open(path, "checkpoint", 1);
+    char buf[64];
+    st_writer_meta(w, "format", CKPT_FORMAT);
+    snprintf(buf, sizeof buf, "%d", CKPT_VERSION);
+    st_writer_meta(w, "version", buf);
+    cJSON *cfg = config_to_json(&m->cfg);
+    char *cfg_text = cJSON_PrintUnformatted(cfg);
+    if (!cfg_text) fatal("out of memory writing checkpoint '%s'", path);
+    cJSON_Delete(cfg);
+    st_writer_meta(w, "config", cfg_text);
+    free(cfg_text);
+    snprintf(buf, sizeof buf, "%" PRId64, st->step);
+    st_writer_meta(w, "step", buf);
+    snprintf(buf, sizeof buf, "%" PRIu64, st->forward_count);
+    st_writer_meta(w, "forward_count", buf);
+    snprintf(buf, sizeof buf, "%" PRIu64, st->data_position);
+    st_writer_meta(w, "data_position", buf);
+    snprintf(buf, sizeof buf, "%" PRIu64, st->tokens_seen);
+    st_writer_meta(w, "tokens_seen", buf);
+    snprintf(buf, sizeof buf, "%.17g", st->elapsed_s);
+    st_writer_meta(w, "elapsed_s", buf);
+    snprintf(buf, sizeof buf, "%d", omp_get_max_threads());
+    st_writer_meta(w, "threads", buf);
+    const char *blas = openblas_get_config();
+    st_writer_meta(w, "blas", blas ? blas : "");
+    // parameters, then the AdamW moments by the same names, then the step counts
+    const float *bufs[3] = {m->params, m->adam_m, m->adam_v};
+    const char *prefix[3] = {"", "adam.m.", "adam.v."};
+    for (int b = 0; b < 3; b++)
+        for (size_t i = 0; i < nt; i++) {
+            const ParamInfo *p = &tab->info[i];
+            int64_t shape[2] = {p->shape[0], p->ndim > 1 ? p->shape[1] : 1};
+            ASSERT((size_t)(shape[0] * shape[1]) == p->numel);
+            char name[160];
+            snprintf(name, sizeof name, "%s%s", prefix[b], p->name);
+            st_writer_add(w, name, ST_F32, p->ndim, shape, bufs[b] + p->offset);
+        }
+    int64_t *t = xcalloc(nt, sizeof *t), tshape[1] = {(int64_t)nt};
+    for (size_t i = 0; i < nt; i++) t[i] = m->adam_t[i];
+    st_writer_add(w, "adam.t", ST_I64, 1, tshape, t);
+    st_writer_close(w);
+    xfree(t);
+}
+
+// The format of path: 1 or 2 (dies when it is neither).
+static int checkpoint_version(const char *path) {
+    if (!file_exists(path))
+        fatal("checkpoint '%s' not found (pass a run directory holding model.ckpt, or the file)", path);
+    FILE *f = xfopen(path, "rb", "checkpoint");
+    unsigned char h[9];
+    size_t n = fread(h, 1, sizeof h, f);
+    fclose(f);
+    if (n < sizeof h)
+        fatal("checkpoint '%s' is truncated (%zu bytes): use an earlier copy or re-run", path, n);
+    int32_t w[2];
+    uint64_t len;
+    memcpy(w, h, 8);
+    memcpy(&len, h, 8);
+    if (w[0] == CKPT_MAGIC) {
+        if (w[1] != 1)
+            fatal("checkpoint '%s' has version %d; this routelab reads versions 1 and 2", path, w[1]);
+        return 1;
+    }
+    if (len < 2 || len > ST_MAX_HEADER || h[8] != '{')
+        fatal("'%s' is not a routelab checkpoint (neither format 2, a safetensors file, nor "
+              "format 1)", path);
+    return 2;
+}
+
+static void open_v2(StFile *f, const char *path) {
+    st_open(f, path, "checkpoint");
+    const char *fmt = st_meta(f, "format"), *ver = st_meta(f, "version");
+    if (!fmt || strcmp(fmt, CKPT_FORMAT) != 0)
+        fatal("'%s' is a safetensors file but not a routelab checkpoint (its metadata lacks "
+              "format = %s)", path, CKPT_FORMAT);
+    if (!ver || strcmp(ver, "2") != 0)
+        fatal("checkpoint '%s' has version %s; this routelab reads versions 1 and 2", path,
+              ver ? ver : "(none)");
+}
+
+static uint64_t meta_u64(const StFile *f, const char *key) {
+    const char *s = st_meta(f, key);
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = s && *s && *s != '-' ? strtoull(s, &end, 10) : 0;
+    if (!s || !*s || *s == '-' || *end || errno)
+        fatal("checkpoint '%s': its metadata '%s' is missing or not a count (the file is damaged: "
+              "use an earlier copy or re-run)", f->path, key);
+    return (uint64_t)v;
+}
+
+static void read_config_v2(const StFile *f, Config *c) {
+    const char *text = st_meta(f, "config");
+    cJSON *cfg = text ? cJSON_Parse(text) : NULL;
+    if (!cfg)
+        fatal("checkpoint '%s': its config metadata is missing or not JSON (the file is damaged: "
+              "use an earlier copy or re-run)", f->path);
+    char where[4200];
+    snprintf(where, sizeof where, "checkpoint '%s'", f->path);
+    config_defaults(c);
+    config_from_json(c, cfg, where);
+    cJSON_Delete(cfg);
+}
+
+static void load_v2(const char *path, Model *m, TrainState *st) {
+    StFile f;
+    open_v2(&f, path);
+    const ParamTable *tab = &m->table;
+    size_t nt = (size_t)tab->count;
+    if (f.count != 3 * nt + 1)
+        fatal("checkpoint '%s' holds %zu tensors but its config implies %zu: the file is damaged "
+              "(use an earlier copy or re-run)", path, f.count, 3 * nt + 1);
+    for (size_t i = 0; i < f.count; i++) st_verify(&f, &f.tensors[i], 1);
+    float *bufs[3] = {m->params, m->adam_m, m->adam_v};
+    const char *prefix[3] = {"", "adam.m.", "adam.v."};
+    for (int b = 0; b < 3; b++)
+        for (size_t i = 0; i < nt; i++) {
+            const ParamInfo *p = &tab->info[i];
+            char name[160];
+            snprintf(name, sizeof name, "%s%s", prefix[b], p->name);
+            st_read_f32(&f, st_need(&f, name), bufs[b] + p->offset, p->numel);
+        }
+    int64_t *t = xcalloc(nt, sizeof *t);
+    st_read_i64(&f, st_need(&f, "adam.t"), t, nt);
+    for (size_t i = 0; i < nt; i++) m->adam_t[i] = (long)t[i];
+    xfree(t);
+    TrainState s = {0};
+    s.step = (int64_t)meta_u64(&f, "step");
+    s.forward_count = meta_u64(&f, "forward_count");
+    s.data_position = meta_u64(&f, "data_position");
+    s.tokens_seen = meta_u64(&f, "tokens_seen");
+    const char *e = st_meta(&f, "elapsed_s");
+    char *end = NULL;
+    s.elapsed_s = e ? strtod(e, &end) : 0;
+    if (!e || !*e || *end)
+        fatal("checkpoint '%s': its metadata 'elapsed_s' is missing or not a number (the file is "
+              "damaged: use an earlier copy or re-run)", path);
+    if (st) *st = s;
+    m->forward_count = s.forward_count;
+    st_close(&f);
+}
+
+void checkpoint_read_config(const char *path, Config *c) {
+    if (checkpoint_version(path) == 1) {
+        read_config_v1(path, c);
+        return;
+    }
+    StFile f;
+    open_v2(&f, path);
+    read_config_v2(&f, c);
+    st_close(&f);
+    config_resolve(c);
+}
+
+void checkpoint_load(const char *path, Model *m, TrainState *st) {
+    if (checkpoint_version(path) == 1) load_v1(path, m, st);
+    else load_v2(path, m, st);
+}
+
+int checkpoint_threads(const char *path) {
+    if (checkpoint_version(path) == 1) return 0;
+    StFile f;
+    open_v2(&f, path);
+    const char *s = st_meta(&f, "threads");
+    int n = s ? atoi(s) : 0;
+    st_close(&f);
+    return n > 0 ? n : 0;
+}
+
+void checkpoint_check_threads(const char *path, int force) {
+    int n = checkpoint_threads(path), here = omp_get_max_threads();
+    if (n == 0 || n == here) return;
+    if (!force)
+        fatal("resume: the run used %d threads, this invocation %d: results would diverge (pass "
+              "--threads=%d, or --force to continue anyway)", n, here, n);
+    warnf("resume: the run used %d threads, this invocation %d: results will not be "
+          "bit-identical to an uninterrupted run (--force)", n, here);
 }
 
 void checkpoint_build_model(Model *m, const char *path) {

@@ -1,12 +1,14 @@
-// checkpoint.h: self-describing checkpoints. Layout (little-endian):
-//   header   256 int32: [0] magic 20261123, [1] version 1, [2] config text bytes,
-//            [3] parameter tensors, [4] total floats (low 31 bits), [5] (high bits),
-//            [6] 1 if optimizer state follows, [7] training step, [8] tokenizer-free flags (0)
-//   config   the full config as INI text (the same as config.ini)
-//   params   total floats
-//   then, if [6]: adam_m, adam_v (total floats each), adam_t (int64 per tensor)
-//   state    TrainState (below), packed as int64/uint64 fields
-// Written to PATH.tmp and renamed, so a crash never leaves a half-written checkpoint.
+// checkpoint.h: self-describing checkpoints.
+// Format 2 (written): a safetensors file (safetensors.h). Tensors: every parameter by its
+// ParamTable name (F32), the AdamW moments as adam.m.NAME and adam.v.NAME, the AdamW step
+// counts as one I64 tensor adam.t (one per parameter tensor, in table order). __metadata__:
+// format = routelab-checkpoint, version = 2, config (every key as a JSON object), step,
+// forward_count, data_position, tokens_seen, elapsed_s (the TrainState below), threads
+// (omp_get_max_threads() of the run), blas (openblas_get_config()), checksum.NAME (xxHash64 of
+// each tensor's bytes) and checksum.__metadata__. Loading verifies every checksum. Written to a
+// unique temporary file, fsynced and renamed: a crash never loses the previous checkpoint.
+// Format 1 (still read): a 256-int32 header (magic 20261123, version 1, sizes), the config as
+// INI text, params, adam_m, adam_v, adam_t (int64 per tensor), then 8 state words.
 #ifndef ROUTELAB_CHECKPOINT_H
 #define ROUTELAB_CHECKPOINT_H
 #include <stdint.h>
@@ -14,7 +16,7 @@
 #include "model.h"
 
 #define CKPT_MAGIC 20261123
-#define CKPT_VERSION 1
+#define CKPT_VERSION 2  // written; format 1 is still read
 
 typedef struct {
     int64_t step;            // optimizer steps completed
@@ -36,6 +38,11 @@ void checkpoint_build_model(Model *m, const char *path);
 // Every non-gate tensor must exist with the same shape; gates of another shape are left as they
 // are (so a distillation can change d_g). Dies naming the tensor on a mismatch.
 void checkpoint_init_params(Model *m, const char *path_or_dir);
+// The thread count a checkpoint's run used (0 when it does not say: format 1).
+int checkpoint_threads(const char *path);
+// Resume guard: dies when the checkpoint's run used another thread count than
+// omp_get_max_threads() (the loss sequence would diverge); with force, warns instead.
+void checkpoint_check_threads(const char *path, int force);
 // A path given as a run directory means RUNDIR/model.ckpt.
 void checkpoint_resolve_path(char *out, size_t cap, const char *path_or_dir);
 

@@ -22,11 +22,12 @@ static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) { stop_requested = sig; }
 
 static void usage(void) {
-    printf("usage: routelab train [--config=FILE] [--key=value ...] [--resume=RUNDIR] [--json]\n"
+    printf("usage: routelab train [--config=FILE] [--key=value ...] [--resume=RUNDIR [--force]] [--json]\n"
            "  Trains a model; the run directory (--out) receives config.ini, metrics.jsonl (one\n"
            "  JSON object per step; evaluation lines carry val_* and per-layer diagnostics) and\n"
            "  model.ckpt. Ctrl-C or SIGTERM writes the checkpoint and exits; --resume=RUNDIR\n"
-           "  continues bit-identically (same thread count). --json prints the final result as\n"
+           "  continues bit-identically (it refuses another thread count\n"
+           "  than the run's unless --force). --json prints the final result as\n"
            "  one JSON object.\n\n");
     config_print_help(stdout);
 }
@@ -101,10 +102,11 @@ static void format_eta(char *buf, size_t cap, double seconds) {
 
 int cmd_train(int argc, char **argv) {
     const char *resume = NULL;
-    int json = 0;
+    int json = 0, force = 0;
     const Option opts[] = {
         {"resume", OPT_STRING, &resume, NULL, "continue the run of this directory", 0, 0},
         {"json", OPT_FLAG, &json, NULL, "print the final result as one JSON object", 0, 0},
+        {"force", OPT_FLAG, &force, NULL, "resume despite another thread count (warns)", 0, 0},
     };
     OptSpec os = {.cmd = "train", .opts = opts, .n_opts = sizeof opts / sizeof *opts,
                   .config_keys = 1};
@@ -120,11 +122,11 @@ int cmd_train(int argc, char **argv) {
         c.stop_after = 0;  // a limit of the interrupted invocation, not of the run
         // Only keys that do not alter the computation may change on resume.
         static const char *const allowed[] = {"steps", "stop_after", "eval_every", "ckpt_every",
-                                              "log_every", "eval_batches", NULL};
+                                              "log_every", "eval_batches", "threads", NULL};
         os.cmd = "train --resume";
         os.changeable = allowed;
-        os.fixed_hint = "only steps, stop_after, eval_every, ckpt_every, log_every, eval_batches "
-                        "may change";
+        os.fixed_hint = "only steps, stop_after, eval_every, ckpt_every, log_every, eval_batches, "
+                        "threads may change";
         options_apply_config(&os, &c, argc, argv);
     } else {
         config_defaults(&c);
@@ -132,6 +134,7 @@ int cmd_train(int argc, char **argv) {
     }
     config_resolve(&c);
     if (c.threads > 0) omp_set_num_threads(c.threads);
+    if (resume) checkpoint_check_threads(ckpt_path, force);
     const char *dir = resume ? resume : c.out;
     if (resume && !dir_exists(resume)) {  // --resume=FILE: the run directory is its folder
         static char d[4096];
