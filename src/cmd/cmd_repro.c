@@ -12,7 +12,7 @@
 
 static void print_help(void) {
     printf("usage: routelab repro NAME[,NAME...] [--scale=tiny|small|paper] [--seeds=3]\n"
-           "       [--out=DIR] [--distill_steps=N] [--key=value ...]\n"
+           "       [--out=DIR] [--distill_steps=N] [--list] [--key=value ...]\n"
            "  Runs recipes of the routing-absorption paper over several seeds, resumably,\n"
            "  and writes results.json, report.md and PNG plots into DIR (default\n"
            "  runs/repro-NAME-SCALE). Config keys given here override the scale's in\n"
@@ -35,6 +35,8 @@ static void parse_repro_options(int argc, char **argv, ReproOptions *o, const ch
         {"out", OPT_STRING, &o->out, NULL, "output directory", 0, 0},
         {"distill_steps", OPT_INT, &o->distill_steps, "0",
          "gate-distillation steps (0: the scale's)", 0, 1e9},
+        {"list", OPT_FLAG, &o->list, NULL,
+         "print the sweep's runs (arm, seed, kind, recipes, command line) as JSON; run nothing", 0, 0},
     };
     OptSpec os = {.cmd = "repro", .opts = opts, .n_opts = sizeof opts / sizeof *opts,
                   .config_keys = 1, .positional = name, .max_positional = 1};

@@ -62,6 +62,46 @@ static int run_recipe(const RunContext *c, const Recipe *r, int seeds, cJSON *al
     return failed;
 }
 
+static const char *const KIND_NAMES[] = {"train", "distill", "eval", "probe"};
+
+// --list: every run the sweep consists of, once per arm name and seed (recipes share runs of
+// one name), with the recipes that use it and the child's command line; nothing is run.
+static void list_runs(const RunContext *c, const size_t *chosen, size_t n_chosen, int seeds) {
+    cJSON *runs = cJSON_CreateArray();
+    for (size_t ci = 0; ci < n_chosen; ci++) {
+        const Recipe *r = &RECIPES[chosen[ci]];
+        for (int i = 0; r->arms[i].name; i++) {
+            const Arm *a = &r->arms[i];
+            if (!arm_active(a, c->scale)) continue;
+            for (int s = 0; s < seeds; s++) {
+                cJSON *row = NULL, *it;
+                cJSON_ArrayForEach(it, runs) {
+                    if (!strcmp(cJSON_GetObjectItem(it, "arm")->valuestring, a->name) &&
+                        cJSON_GetObjectItem(it, "seed")->valueint == s) row = it;
+                }
+                if (!row) {
+                    row = cJSON_CreateObject();
+                    cJSON_AddStringToObject(row, "arm", a->name);
+                    json_add_number(row, "seed", s);
+                    cJSON_AddStringToObject(row, "kind", KIND_NAMES[a->kind]);
+                    if (a->from) cJSON_AddStringToObject(row, "from", a->from);
+                    else cJSON_AddNullToObject(row, "from");
+                    cJSON_AddArrayToObject(row, "recipes");
+                    ArgList cmd = {0};
+                    arm_command(&cmd, c, a, s, 0);
+                    cJSON *argv = cJSON_AddArrayToObject(row, "argv");
+                    for (size_t k = 0; k < cmd.n; k++) cJSON_AddItemToArray(argv, cJSON_CreateString(cmd.v[k]));
+                    args_free(&cmd);
+                    cJSON_AddItemToArray(runs, row);
+                }
+                cJSON_AddItemToArray(cJSON_GetObjectItem(row, "recipes"), cJSON_CreateString(r->name));
+            }
+        }
+    }
+    json_print_line(stdout, runs);
+    cJSON_Delete(runs);
+}
+
 int repro_run(const ReproOptions *o) {
     char msg[512];
     if (recipes_check(RECIPES, N_RECIPES, msg, sizeof msg)) fatal("%s", msg);
@@ -73,13 +113,17 @@ int repro_run(const ReproOptions *o) {
     snprintf(default_out, sizeof default_out, "runs/repro-%s-%s", o->name, o->scale);
     for (char *c = default_out; *c; c++) if (*c == ',') *c = '+';
     const char *out = o->out ? o->out : default_out;
-    make_dirs(out);
+    if (!o->list) make_dirs(out);
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0) fatal("repro: cannot find the routelab executable (/proc/self/exe)");
     self[n] = 0;
     RunContext c = {self, out, scale, o->overrides, o->n_overrides,
                     o->distill_steps ? o->distill_steps : scale->distill_steps};
+    if (o->list) {
+        list_runs(&c, chosen, n_chosen, o->seeds);
+        return 0;
+    }
     printf("repro %s, scale %s, %d seed(s), into %s\n", o->name, scale->name, o->seeds, out);
     double t0 = now_seconds();
 

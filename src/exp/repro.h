@@ -14,6 +14,7 @@ typedef struct {
     int distill_steps;              // 0: the scale's
     const char *const *overrides;   // --key=value entries added to every training run
     size_t n_overrides;
+    int list;                       // print the sweep's runs as JSON instead of running them
 } ReproOptions;
 
 // Runs the sweep; returns the exit status (1 when a run failed, after writing the report).
