@@ -253,6 +253,33 @@ expect_error "resume cannot change the model" "fixed by the checkpoint" $RL trai
 check "failed resume keeps the checkpoint" cmp -s "$TMP/before.ckpt" "$TMP/j/model.ckpt"
 expect_error "eval cannot change the shape" "fixed by the checkpoint" $RL eval --ckpt="$TMP/j" --n_layer=3
 expect_error "NaN loss" "diverged|gradient norm" $RL train $TINY --steps=200 --lr=1e12 --warmup=0 --grad_clip=0 --out="$TMP/nan"
+expect_error "grad_clip=nan" "key 'grad_clip' expects a finite number" $RL train $TINY --grad_clip=nan
+expect_error "lr=inf" "key 'lr' expects a finite number" $RL train $TINY --lr=inf
+expect_error "negative weight_decay" "key 'weight_decay' must be >= 0" $RL train $TINY --weight_decay=-1
+# --- a NaN weight: train stops at the next step, the checkpoint is kept; eval reports null -----
+$RL train $TINY --steps=2 --eval_every=0 --out="$TMP/nanw" >/dev/null 2>&1 || bad "train 2 steps (NaN weight)"
+python3 - "$TMP/nanw/model.ckpt" <<'PY'
+import struct, sys
+path = sys.argv[1]
+raw = bytearray(open(path, "rb").read())
+h = struct.unpack("<256i", raw[:1024])
+off = 1024 + h[2] + 4 * 7  # params (float32) follow the header and the config text
+raw[off:off + 4] = struct.pack("<f", float("nan"))
+open(path, "wb").write(raw)
+PY
+cp "$TMP/nanw/model.ckpt" "$TMP/nanw.ckpt"
+expect_error "NaN weight: train stops at the next step" \
+    "train: loss is nan at step 3 \(diverged\): the last good checkpoint .*nanw/model.ckpt is kept" \
+    $RL train --resume="$TMP/nanw" --steps=5
+check "NaN weight: the checkpoint is unchanged" cmp -s "$TMP/nanw.ckpt" "$TMP/nanw/model.ckpt"
+$RL eval --ckpt="$TMP/nanw" --json >"$TMP/nanw.json" 2>/dev/null
+rc=$?
+check "NaN weight: eval --json exits 0 (got $rc)" [ $rc -eq 0 ]
+check "NaN weight: eval --json gives null loss and perplexity in strict JSON" python3 -c "
+import json
+def strict(c): raise ValueError('not strict JSON: ' + c)
+d = json.load(open('$TMP/nanw.json'), parse_constant=strict)
+assert d['val_ppl'] is None and d['val_loss'] is None, d"
 expect_error "unknown command" "unknown command" $RL frobnicate
 expect_error "vocab too small for MQAR" "vocab" $RL train $TINY --vocab_size=6
 

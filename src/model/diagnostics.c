@@ -126,8 +126,11 @@ void diagnostics_write_json(FILE *f, const LayerDiag *diag, int n_layer) {
 #define LIST(name, field, fmt)                                                 \
     do {                                                                       \
         fprintf(f, "\"%s\": [", name);                                         \
-        for (int l = 0; l < n_layer; l++)                                      \
-            fprintf(f, fmt "%s", diag[l].field, l + 1 < n_layer ? ", " : ""); \
+        for (int l = 0; l < n_layer; l++) {                                    \
+            if (isfinite((double)diag[l].field)) fprintf(f, fmt, diag[l].field); \
+            else fputs("null", f); /* strict JSON: no nan */                   \
+            fputs(l + 1 < n_layer ? ", " : "", f);                             \
+        }                                                                      \
         fprintf(f, "]");                                                       \
     } while (0)
     LIST("topk_mass", topk_mass, "%.6g");
@@ -152,7 +155,8 @@ void diagnostics_write_moe_json(FILE *f, const Model *m) {
     int L = m->cfg.n_layer, any = 0;
     for (int l = 0; l < L; l++) any |= m->plan.ffn.router[l] != ROUTER_NONE;
     if (!any || !m->acts) return;
-    fprintf(f, ", \"aux_loss\": %.6g, \"router_entropy\": [", m->aux_loss);
+    if (isfinite(m->aux_loss)) fprintf(f, ", \"aux_loss\": %.6g, \"router_entropy\": [", m->aux_loss);
+    else fprintf(f, ", \"aux_loss\": null, \"router_entropy\": [");
     for (int l = 0; l < L; l++) {
         const FfnActs *a = &m->layer[l].ffn;
         if (m->plan.ffn.router[l] == ROUTER_NONE || !isfinite(a->router_entropy)) fprintf(f, "null");

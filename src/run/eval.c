@@ -68,9 +68,20 @@ void evaluate(EvalResult *r, Model *m, Dataset *ds, int B, int max_batches, int 
     xfree(targets);
 }
 
+// fmt of a finite v, else null (strict JSON has no nan or inf: a diverged model's loss)
+static void put_number(FILE *f, const char *fmt, double v) {
+    if (isfinite(v)) fprintf(f, fmt, v);
+    else fputs("null", f);
+}
+
 void eval_result_write_json(FILE *f, const EvalResult *r, int n_layer) {
-    fprintf(f, "\"val_loss\": %.6f, \"val_ppl\": %.6g, \"val_accuracy\": %.6f, \"val_tokens\": %zu",
-            r->loss, r->ppl, r->accuracy, r->tokens);
+    fputs("\"val_loss\": ", f);
+    put_number(f, "%.6f", r->loss);
+    fputs(", \"val_ppl\": ", f);
+    put_number(f, "%.6g", r->ppl);
+    fputs(", \"val_accuracy\": ", f);
+    put_number(f, "%.6f", r->accuracy);
+    fprintf(f, ", \"val_tokens\": %zu", r->tokens);
     if (r->has_classes) {
         fprintf(f, ", \"exact_match\": %.6f, \"exact_match_carry\": ", r->exact_match);
         if (isfinite(r->exact_by_class[1])) fprintf(f, "%.6f", r->exact_by_class[1]); else fprintf(f, "null");
