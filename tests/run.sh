@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test program (build/test_*) and the command-line tests (tests/test_cli.sh), then
-# prints the sum of their "N passed, N failed" lines. Exit status 1 on any failure.
+# prints the sum of their "N passed, N failed, N skipped" lines, every skip named above it (a
+# skip is never counted as a pass). Exit status 1 on any failure.
 set -u
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 total_pass=0
 total_fail=0
+total_skip=0
+skips=()
 logdir=build/test-logs
 mkdir -p "$logdir"
 run_suite() {
@@ -16,21 +19,26 @@ run_suite() {
     local rc=$?
     local line
     line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$logdir/$name.log" | tail -n 1)
-    local p f
+    local p f s
     p=$(echo "$line" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+')
     f=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+')
+    s=$(echo "$line" | grep -oE '[0-9]+ skipped' | grep -oE '[0-9]+')
     [ -z "$line" ] && p=0 && f=0
+    [ -z "$s" ] && s=0
     if [ $rc -ne 0 ] && [ "$f" = 0 ]; then f=1; fi  # a crash counts as a failure
-    grep -E '^(FAIL|SKIP)' "$logdir/$name.log"
-    printf '%-12s %4s passed, %s failed  (%ds)%s\n' "$name" "$p" "$f" $((SECONDS - start)) \
-        "$([ $rc -ne 0 ] && echo "  exit $rc: see $logdir/$name.log")"
+    grep -E '^FAIL' "$logdir/$name.log"
+    while IFS= read -r l; do skips+=("$name: ${l#SKIP: }"); done < <(grep -E '^SKIP' "$logdir/$name.log")
+    printf '%-15s %5s passed, %s failed, %s skipped  (%ds)%s\n' "$name" "$p" "$f" "$s" \
+        $((SECONDS - start)) "$([ $rc -ne 0 ] && echo "  exit $rc: see $logdir/$name.log")"
     total_pass=$((total_pass + p))
     total_fail=$((total_fail + f))
+    total_skip=$((total_skip + s))
 }
 for t in build/test_*; do
     [ -x "$t" ] || continue
     run_suite "$(basename "$t" | sed 's/^test_//')" "$t"
 done
 run_suite cli bash tests/test_cli.sh
-echo "$total_pass passed, $total_fail failed"
+for l in "${skips[@]}"; do echo "SKIP $l"; done
+echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ]

@@ -4,7 +4,8 @@
 #include "model_check.h"
 
 // ----------------------------------------------------------------------------- top-k
-// Brute force: the min(k, n) best by (NaN last, larger value first, lower index first).
+// Brute force: the min(k, n) best by (NaN first, as torch.topk ranks it; then larger value
+// first, lower index first).
 static void brute_topk(unsigned char *keep, const float *x, int n, int k) {
     int idx[128];
     for (int j = 0; j < n; j++) idx[j] = j;
@@ -12,7 +13,7 @@ static void brute_topk(unsigned char *keep, const float *x, int n, int k) {
         for (int b = a; b > 0; b--) {
             int p = idx[b - 1], q = idx[b];
             int pn = isnan(x[p]), qn = isnan(x[q]);
-            int q_first = pn != qn ? pn : (!pn && x[q] != x[p]) ? x[q] > x[p] : q < p;
+            int q_first = pn != qn ? qn : (!pn && x[q] != x[p]) ? x[q] > x[p] : q < p;
             if (!q_first) break;
             idx[b - 1] = q, idx[b] = p;
         }

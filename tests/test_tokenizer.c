@@ -443,7 +443,7 @@ int main(void) {
     xfree(corpus);
 
     if (shared) check_gpt2();
-    else printf("SKIP: ../shared not found (GPT-2 reference checks need ../shared/data)\n");
+    else SKIP("../shared not found (GPT-2 reference checks need ../shared/data)");
 
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);

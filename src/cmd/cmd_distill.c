@@ -99,8 +99,8 @@ int cmd_distill(int argc, char **argv) {
         dataset_next_batch(train, B, inputs, targets);
         model_zero_grad(&m);
         loss = distill_loss(&m, inputs, B, T, kind, k, 1, per_layer);
-        if (!isfinite(loss)) fatal("distillation loss is %g at step %d (lower --lr)", loss, step + 1);
-        grad_clip(&m, c.grad_clip);
+        die_if_diverged("distill", "distillation loss", loss, step + 1, NULL);
+        die_if_diverged("distill", "gradient norm", grad_clip(&m, c.grad_clip), step + 1, NULL);
         adamw_step(&m, lr_at(&c, step));
         if (c.log_every > 0 && ((step + 1) % c.log_every == 0 || step + 1 == c.steps)) {
             fprintf(log, "step %5d/%d | %s loss %.5f | %.1fs\n", step + 1, c.steps, loss_name, loss,

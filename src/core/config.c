@@ -166,6 +166,8 @@ void config_set(Config *c, const char *key, const char *value, const char *sourc
     case KEY_FLOAT: {
         double v = strtod(value, &end);
         if (!*value || *end) fatal("%s: key '%s' expects a number, got '%s'", source, key, value);
+        if (!isfinite((float)v))  // nan, inf, or out of float range (1e39)
+            fatal("%s: key '%s' expects a finite number, got '%s'", source, key, value);
         *(float *)p = (float)v;
         break;
     }
@@ -255,13 +257,28 @@ void config_resolve(Config *c) {
     REQUIRE(c->seq_len >= 1, "key 'seq_len' must be positive, got %d", c->seq_len);
     REQUIRE(c->vocab_size >= 2, "key 'vocab_size' must be at least 2, got %d", c->vocab_size);
     REQUIRE(c->d_g >= 1, "key 'd_g' must be positive, got %d", c->d_g);
+    // Every float key finite (a Config may be filled without config_set), then its range; a
+    // comparison with NaN is false, so each REQUIRE below also rejects NaN.
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (KEYS[i].type == KEY_FLOAT)
+            REQUIRE(isfinite(*(const float *)((const char *)c + KEYS[i].offset)),
+                    "key '%s' must be a finite number, got %g", KEYS[i].name,
+                    *(const float *)((const char *)c + KEYS[i].offset));
     REQUIRE(c->dropout >= 0 && c->dropout < 1, "key 'dropout' must be in [0, 1), got %g", c->dropout);
+    REQUIRE(c->init_std > 0, "key 'init_std' must be > 0, got %g", c->init_std);
+    REQUIRE(c->gate_init_std > 0, "key 'gate_init_std' must be > 0, got %g", c->gate_init_std);
+    REQUIRE(c->ln_eps > 0, "key 'ln_eps' must be > 0, got %g", c->ln_eps);
+    REQUIRE(c->mqar_alpha > 0, "key 'mqar_alpha' must be > 0, got %g", c->mqar_alpha);
     REQUIRE(c->tau >= 1e-6f && isfinite(c->tau), "key 'tau' must be a number >= 1e-6, got %g", c->tau);
     REQUIRE(c->batch >= 1, "key 'batch' must be positive, got %d", c->batch);
     REQUIRE(c->grad_accum >= 1, "key 'grad_accum' must be positive, got %d", c->grad_accum);
     REQUIRE(c->steps >= 0, "key 'steps' must be >= 0, got %d", c->steps);
     REQUIRE(c->warmup >= 0, "key 'warmup' must be >= 0, got %d", c->warmup);
     REQUIRE(c->lr >= 0, "key 'lr' must be >= 0, got %g", c->lr);
+    REQUIRE(c->min_lr_ratio >= 0, "key 'min_lr_ratio' must be >= 0, got %g", c->min_lr_ratio);
+    REQUIRE(c->weight_decay >= 0, "key 'weight_decay' must be >= 0, got %g", c->weight_decay);
+    REQUIRE(c->adam_eps > 0, "key 'adam_eps' must be > 0, got %g", c->adam_eps);
+    REQUIRE(c->grad_clip >= 0, "key 'grad_clip' must be >= 0 (0 = off), got %g", c->grad_clip);
     REQUIRE(c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 && c->beta2 < 1,
             "keys 'beta1'/'beta2' must be in [0, 1)");
     REQUIRE(c->attn_bias == 0 || c->attn_bias == 1, "key 'attn_bias' must be 0 or 1");

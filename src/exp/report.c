@@ -180,8 +180,15 @@ static void report_shares(FILE *f, const Recipe *r, RecipeResults res, const Arm
         cJSON_ArrayForEach(v, g) if (cJSON_IsNumber(v)) mx = fmax(mx, fabs(v->valuedouble)), n++;
         char t[32] = "n/a";
         if (n) snprintf(t, sizeof t, "%g", mx);
-        fprintf(f, "\nGate-gradient norm of the learned hard gate (seed 0, max over layers): %s "
-                   "(paper: 0).\n", t);
+        // Not a measurement: with gate_grad=none routelab leaves the hard gate out of the gradient
+        // graph, so this norm is 0 by construction. The evidence is the finite-difference test
+        // that perturbing a hard gate leaves the loss unchanged (tests/test_grad_model.c).
+        fprintf(f, "\nThe learned hard gate gets no gradient: top-k of G enters the loss only "
+                   "through which keys are kept, so routelab leaves the gate out of the gradient graph "
+                   "(gate_grad=none) and its gate-gradient norm (%s, seed 0, max over layers) is zero "
+                   "by construction, not a measurement. The evidence is the finite-difference test "
+                   "that perturbing a hard gate leaves the loss unchanged (tests/test_grad_model.c); "
+                   "the paper reports 0.\n", t);
     }
     // MoE: the learned router's gain over the random one, as a share of the dense FFN's gain.
     static const char *const moe_sets[][4] = {{"add_dense", "add_moe_learned", "add_moe_random", "addition"},

@@ -38,6 +38,24 @@ double grad_norm(const Model *m) {
     return sqrt(total);
 }
 
+void die_if_diverged(const char *cmd, const char *what, double v, int step, const char *ckpt_path) {
+    if (isfinite(v)) return;
+    const char *text = isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+    if (ckpt_path && file_exists(ckpt_path))
+        fatal("%s: %s is %s at step %d (diverged): the last good checkpoint %s is kept; lower "
+              "--lr or check the data", cmd, what, text, step, ckpt_path);
+    fatal("%s: %s is %s at step %d (diverged): no checkpoint was written; lower --lr or check "
+          "the data", cmd, what, text, step);
+}
+
+int params_all_finite(const Model *m) {
+    int ok = 1;
+    size_t n = m->table.total;
+#pragma omp parallel for schedule(static) reduction(&& : ok)
+    for (size_t j = 0; j < n; j++) ok = ok && isfinite(m->params[j]);
+    return ok;
+}
+
 double grad_clip(Model *m, float clip) {
     double norm = grad_norm(m);
     if (clip > 0.0f && norm > clip) {

@@ -101,10 +101,12 @@ typedef struct {
     int index;
 } Ranked;
 
-// Strict total order: larger value first, then lower index (deterministic ties). NaN ranks last.
+// Strict total order: larger value first, then lower index (deterministic ties). NaN ranks
+// first, above +inf (as torch.topk orders it): a NaN score or gate is kept, so it reaches the
+// weights and propagates instead of being routed around.
 static inline int ranks_before(Ranked a, Ranked b) {
     int an = isnan(a.value), bn = isnan(b.value);
-    if (an != bn) return bn;
+    if (an != bn) return an;
     if (!an && a.value != b.value) return a.value > b.value;
     return a.index < b.index;
 }
@@ -241,17 +243,22 @@ static void weights_row(float *W, float *saveS, float *saves, float *lse, const 
     float mx = -INFINITY, inv_tau = 1.0f / a->tau;
     if (use == GATE_ON_LOGITS)
         for (int j = 0; j <= i; j++) saves[j] = sigmoid_vec(G[j] * inv_tau);
+    int poisoned = 0;  // a NaN visible score or kept logit: the row is NaN, never "no kept key"
     for (int j = 0; j <= i; j++) {
         float z = 0.0f;  // every visible entry is written: the exp loop below reads them all
         if (keep[j]) {
             z = use == GATE_ON_LOGITS ? S[j] * saves[j] : S[j];
             mx = z > mx ? z : mx;
+            poisoned |= isnan(z);
         }
+        poisoned |= isnan(S[j]);
         W[j] = z;
     }
     memset(W + i + 1, 0, (size_t)(T - i - 1) * sizeof(float));
     float sum = 0.0f;
-    if (mx > -INFINITY) {
+    if (poisoned) {
+        sum = NAN;
+    } else if (mx > -INFINITY) {
         // Branch-free so gcc vectorises it: a dropped key's exponent is 0 (its W is 0 and
         // finite) and its weight is multiplied by 0. Partial sums in 16 lanes, fixed order.
         float lane[16] = {0};
@@ -273,6 +280,8 @@ static void weights_row(float *W, float *saveS, float *saves, float *lse, const 
     if (sum > 0.0f) {  // a row with no kept key (topk_scope=all) stays all zero
         float inv = 1.0f / sum;
         for (int j = 0; j <= i; j++) W[j] *= inv;
+    } else if (isnan(sum)) {  // NaN score, or +inf (inf - inf): every visible weight is NaN
+        for (int j = 0; j <= i; j++) W[j] = sum;
     }
     if (use == GATE_ON_LOGITS) {
         memcpy(saveS, S, (size_t)T * sizeof(float));
@@ -285,7 +294,7 @@ static void weights_row(float *W, float *saveS, float *saves, float *lse, const 
     } else if (ste) {
         memcpy(saveS, S, (size_t)T * sizeof(float));
         for (int j = 0; j <= i; j++) saves[j] = sigmoid_vec(G[j] * inv_tau);
-        *lse = sum > 0.0f ? mx + logf(sum) : -INFINITY;
+        *lse = sum > 0.0f ? mx + logf(sum) : isnan(sum) ? sum : -INFINITY;
     }
 }
 
@@ -295,7 +304,8 @@ static const float *dropped_weights(float *Wd, const float *W, size_t block, con
     size_t TT = (size_t)a->T * a->T;
     float scale = 1.0f / (1.0f - a->dropout);
     for (size_t e = 0; e < TT; e++)
-        Wd[e] = hash_uniform(a->dropout_key, block * TT + e) >= a->dropout ? W[e] * scale : 0.0f;
+        Wd[e] = hash_uniform(a->dropout_key, block * TT + e) >= a->dropout ? W[e] * scale
+                                                                           : W[e] - W[e];
     return Wd;
 }
 
@@ -394,7 +404,7 @@ void attention_backward(float *dqkv, float *dgq, float *dgk, const float *dout,
             float ds = 1.0f / (1.0f - a->dropout);
             for (size_t e = 0; e < TT; e++)
                 s.dW[e] = hash_uniform(a->dropout_key, (size_t)bh * TT + e) >= a->dropout
-                              ? s.dW[e] * ds : 0.0f;
+                              ? s.dW[e] * ds : s.dW[e] - s.dW[e];
         }
         for (int i = 0; i < T; i++) {
             size_t row = (size_t)bh * TT + (size_t)i * T;

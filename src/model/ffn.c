@@ -158,11 +158,14 @@ static void route(FfnActs *s, const float *x, const FfnWeights *w, const FfnArgs
         }
     }
     double ent = 0.0;  // serial: the same bits for the same run
-    for (size_t i = 0; i < N * (size_t)E; i++) ent -= s->probs[i] > 0 ? s->probs[i] * log(s->probs[i]) : 0.0;
+    for (size_t i = 0; i < N * (size_t)E; i++)
+        ent -= s->probs[i] > 0 ? s->probs[i] * log(s->probs[i]) : isnan(s->probs[i]) ? NAN : 0.0;
     s->router_entropy = E > 1 ? ent / (double)N / log((double)E) : 0.0;
 }
 
 // Capacity and dispatch: rows grouped by expert, first choices before second, token order.
+// A token whose router weight is NaN (a NaN or inf router logit) goes to no expert and takes
+// no capacity; the combine gives it a NaN output (it is not expert 0's, nor dropped to 0).
 static void dispatch(FfnActs *s, const FfnArgs *a) {
     size_t N = a->N, cap = N * (size_t)a->topk;
     int E = a->E, K = a->topk, count[MAX_EXPERTS] = {0};
@@ -171,7 +174,8 @@ static void dispatch(FfnActs *s, const FfnArgs *a) {
     for (int r = 0; r < K; r++)
         for (size_t n = 0; n < N; n++) {
             int e = s->choice[n * K + r];
-            if ((size_t)count[e] < cap) s->slot[n * K + r] = count[e]++;  // rank inside e for now
+            if (isnan(s->weight[n * K + r])) s->slot[n * K + r] = -1;
+            else if ((size_t)count[e] < cap) s->slot[n * K + r] = count[e]++;  // rank inside e for now
             else s->slot[n * K + r] = -1, dropped++;
         }
     s->expert_start[0] = 0;
@@ -226,8 +230,10 @@ void ffn_forward(float *out, FfnActs *s, const float *x, const FfnWeights *w, co
         memset(o, 0, C * sizeof(float));
         for (int k = 0; k < a->topk; k++) {
             int r = s->slot[n * a->topk + k];
-            if (r < 0) continue;
             float wt = s->weight[n * a->topk + k];
+            if (r < 0 && isnan(wt))  // a NaN router weight: the token's output is NaN
+                for (int c = 0; c < C; c++) o[c] = wt;
+            if (r < 0) continue;
             const float *y = s->y + (size_t)r * C;
             for (int c = 0; c < C; c++) o[c] += wt * y[c];
         }

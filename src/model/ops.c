@@ -196,7 +196,8 @@ void dropout_apply(float *x, size_t n, float p, unsigned long long key) {
     if (p <= 0.0f) return;
     float scale = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] = hash_uniform(key, i) >= p ? x[i] * scale : 0.0f;
+    // a dropped element is x - x: +0 for finite x (as before), NaN for NaN or inf (propagates)
+    for (size_t i = 0; i < n; i++) x[i] = hash_uniform(key, i) >= p ? x[i] * scale : x[i] - x[i];
 }
 
 double crossentropy_forward(float *losses, float *lse, size_t *n_scored, const float *logits,

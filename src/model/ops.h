@@ -53,10 +53,13 @@ void dropout_apply(float *x, size_t n, float p, unsigned long long key);
 // on [-87, 0]; results below 2^-126 (x < -87.3) flush to 0. Branch-free on purpose: a
 // comparison-select on floats stops the vectoriser. |x| is first clamped to 104 on the bits
 // (an integer min), so -inf and huge negatives give 0, never an out-of-range conversion.
+// NaN (and +inf) come back unchanged, by an integer select at the end (vectorises, and leaves
+// every finite result bit-identical): a diverged value propagates, it is never read as 0.
 static inline float exp_nonpositive(float x) {
     int xb;
     __builtin_memcpy(&xb, &x, sizeof xb);
-    int mag = xb & 0x7fffffff;
+    int x0 = xb, mag = xb & 0x7fffffff;
+    int special = -((mag > 0x7f800000) | (x0 == 0x7f800000));  // all ones for NaN or +inf
     mag = mag < 0x42D00000 ? mag : 0x42D00000;  // 104.0f
     xb = (int)((unsigned)xb & 0x80000000u) | mag;
     __builtin_memcpy(&x, &xb, sizeof x);
@@ -77,7 +80,12 @@ static inline float exp_nonpositive(float x) {
     int bits = e << 23;
     float two_n;
     __builtin_memcpy(&two_n, &bits, sizeof two_n);  // 2^n by a bit cast
-    return p * two_n;
+    float res = p * two_n;
+    int rb;
+    __builtin_memcpy(&rb, &res, sizeof rb);
+    rb = (rb & ~special) | (x0 & special);
+    __builtin_memcpy(&res, &rb, sizeof res);
+    return res;
 }
 
 // Cross-entropy with ignore index. losses (N): per-position NLL (0 where ignored); lse (N): each

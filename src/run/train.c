@@ -195,9 +195,7 @@ int cmd_train(int argc, char **argv) {
         for (int micro = 0; micro < c.grad_accum; micro++) {
             dataset_next_batch(train, B, inputs, targets);
             double l = model_forward(&m, inputs, targets, B, T);
-            if (!isfinite(l))
-                fatal("loss is %g at step %d: training diverged (lower --lr or raise --warmup); "
-                      "the last good checkpoint is kept at %s", l, step + 1, ckpt_path);
+            die_if_diverged("train", "loss", l, step + 1, ckpt_path);  // before any update
             if (m.n_scored == 0)
                 fatal("batch at step %d has no scored target (every target is -1): check the data",
                       step + 1);
@@ -206,9 +204,7 @@ int cmd_train(int argc, char **argv) {
         }
         diagnostics_gate_grad_norms(diag, &m);
         double norm = grad_clip(&m, c.grad_clip);
-        if (!isfinite(norm))
-            fatal("gradient norm is %g at step %d (lower --lr); the last good checkpoint is kept "
-                  "at %s", norm, step + 1, ckpt_path);
+        die_if_diverged("train", "gradient norm", norm, step + 1, ckpt_path);
         adamw_step(&m, lr);
         double dt = now_seconds() - t0;
         st.step++;
@@ -250,8 +246,11 @@ int cmd_train(int argc, char **argv) {
         }
         fflush(metrics);
         int stop_now = stop_requested || (c.stop_after > 0 && done_here >= c.stop_after);
-        if ((c.ckpt_every > 0 && st.step % c.ckpt_every == 0) || last || stop_now)
+        if ((c.ckpt_every > 0 && st.step % c.ckpt_every == 0) || last || stop_now) {
+            if (!params_all_finite(&m))  // never overwrite the last good checkpoint with it
+                die_if_diverged("train", "a parameter", NAN, (int)st.step, ckpt_path);
             checkpoint_save(ckpt_path, &m, &st);
+        }
         if (stop_now && !last) {
             fprintf(log, "%s after step %lld: checkpoint written to %s; continue with: routelab "
                          "train --resume=%s\n",
