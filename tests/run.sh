@@ -39,6 +39,7 @@ for t in build/test_*; do
     run_suite "$(basename "$t" | sed 's/^test_//')" "$t"
 done
 run_suite cli bash tests/test_cli.sh
+run_suite crash bash tests/test_crash.sh
 for l in "${skips[@]}"; do echo "SKIP $l"; done
 echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ]

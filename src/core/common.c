@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
+#include <dirent.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -111,6 +113,28 @@ _Noreturn void atomic_fail(int fd, const char *tmp, const char *path, const char
     unlink(tmp);
     fatal("cannot write %s '%s': %s (check that the disk has space and the directory is "
           "writable; the previous file is kept)", what, path, reason);
+}
+
+int atomic_remove_stale(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (slash) *slash = 0;
+    else snprintf(dir, sizeof dir, ".");
+    size_t bl = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int removed = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *n = e->d_name;  // exactly BASE.tmp. and mkstemp's six characters
+        if (strlen(n) != bl + 11 || strncmp(n, base, bl) || strncmp(n + bl, ".tmp.", 5)) continue;
+        char full[4400];
+        snprintf(full, sizeof full, "%s/%s", dir, n);
+        removed += unlink(full) == 0;
+    }
+    closedir(d);
+    return removed;
 }
 
 int atomic_begin(const char *path, char *tmp, size_t cap, const char *what) {

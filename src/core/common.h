@@ -44,6 +44,9 @@ void write_file_atomic(const char *path, const void *data, size_t len);
 // data; atomic_commit fsyncs, closes, renames over path and fsyncs the directory. On any error
 // they remove the temporary file and die with one line naming path (`what` is its role).
 int atomic_begin(const char *path, char *tmp, size_t cap, const char *what);
+// Removes the PATH.tmp.XXXXXX files a killed writer of path left behind; returns how many. Only
+// for a path with one writer (a run directory's files, by the run that owns it).
+int atomic_remove_stale(const char *path);
 void atomic_write(int fd, const void *data, size_t len, const char *tmp, const char *path,
                   const char *what);
 void atomic_commit(int fd, const char *tmp, const char *path, const char *what);

@@ -149,6 +149,10 @@ int cmd_train(int argc, char **argv) {
     join_path(cfg_path, sizeof cfg_path, dir, "config.ini");
     join_path(metrics_path, sizeof metrics_path, dir, "metrics.jsonl");
     if (!resume) join_path(ckpt_path, sizeof ckpt_path, dir, "model.ckpt");
+    // A run killed while writing its checkpoint leaves the unfinished temporary file: the run
+    // owns its directory, so it is removed (the checkpoint itself was never touched).
+    int stale = atomic_remove_stale(ckpt_path) + atomic_remove_stale(metrics_path);
+    if (stale) warnf("removed %d unfinished temporary file(s) of an interrupted write in %s", stale, dir);
 
     DataSpec spec = dataspec_from_config(&c);
     Dataset *train = dataset_open(&spec, SPLIT_TRAIN), *val = dataset_open(&spec, SPLIT_VAL);
