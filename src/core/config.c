@@ -187,6 +187,8 @@ void config_defaults(Config *c) {
 typedef struct {
     Config *c;
     const char *path;
+    ConfigLineFilter filter;
+    void *filter_ctx;
 } IniCtx;
 
 static int config_ini_line(void *user, const char *section, const char *name, const char *value) {
@@ -194,17 +196,20 @@ static int config_ini_line(void *user, const char *section, const char *name, co
     char where[STR_LEN + 32];
     snprintf(where, sizeof where, "config file '%s'", ctx->path);
     (void)section;  // sections are allowed for readability; keys are global
-    config_set(ctx->c, name, value, where);
+    if (!ctx->filter || ctx->filter(ctx->filter_ctx, ctx->c, name, value, where))
+        config_set(ctx->c, name, value, where);
     return 1;
 }
 
-void config_load_ini(Config *c, const char *path) {
+void config_load_ini_filtered(Config *c, const char *path, ConfigLineFilter filter, void *ctx) {
     if (!file_exists(path)) fatal("config file '%s' not found (check the --config path)", path);
-    IniCtx ctx = {c, path};
-    int rc = ini_parse(path, config_ini_line, &ctx);
+    IniCtx x = {c, path, filter, ctx};
+    int rc = ini_parse(path, config_ini_line, &x);
     if (rc > 0) fatal("config file '%s': syntax error on line %d (expected key = value)", path, rc);
     if (rc < 0) fatal("config file '%s' could not be read", path);
 }
+
+void config_load_ini(Config *c, const char *path) { config_load_ini_filtered(c, path, NULL, NULL); }
 
 // Splits "a,b,c" into per-layer values; one value means every layer.
 static int split_list(const char *s, char out[][LAYER_VALUE_LEN], int max) {

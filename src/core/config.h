@@ -57,6 +57,11 @@ void config_defaults(Config *c);
 // Applies "key=value"; returns 0 on success, else fatal naming the key (source says where).
 void config_set(Config *c, const char *key, const char *value, const char *source);
 void config_load_ini(Config *c, const char *path);
+// The same, asking filter(ctx, c, key, value, where) first about every line: a line it returns
+// 0 for is not applied (the filter may die naming the line instead).
+typedef int (*ConfigLineFilter)(void *ctx, const Config *c, const char *key, const char *value,
+                                const char *where);
+void config_load_ini_filtered(Config *c, const char *path, ConfigLineFilter filter, void *ctx);
 // Validates the scalar keys (ranges); dies with one line naming the key on bad values. The
 // grammar of the per-layer and per-module string keys is checked by the plans that read them.
 void config_resolve(Config *c);

@@ -2,7 +2,6 @@
 #include "options.h"
 
 #include <errno.h>
-#include <ini.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -147,39 +146,22 @@ int options_parse(OptSpec *s, int argc, char **argv) {
     return 0;
 }
 
-typedef struct {
-    const OptSpec *s;
-    Config *c;
-    const char *path;
-} IniCtx;
-
-static int ini_line(void *user, const char *section, const char *name, const char *value) {
-    IniCtx *x = user;
-    char where[STR_LEN + 32];
-    snprintf(where, sizeof where, "config file '%s'", x->path);
-    (void)section;
-    if (x->s->changeable && config_is_key(name) && !in_list(x->s->changeable, name)) {
-        Config tmp = *x->c;  // a fixed key may only repeat the checkpoint's value
-        config_set(&tmp, name, value, where);
-        if (memcmp(&tmp, x->c, sizeof tmp) != 0)
-            fatal("%s: '%s' in %s is fixed by the checkpoint (%s)", x->s->cmd, name, where,
-                  x->s->fixed_hint ? x->s->fixed_hint : "see --help");
-        return 1;
-    }
-    config_set(x->c, name, value, where);
-    return 1;
+// A config file on top of a checkpoint's config: a fixed key may only repeat its value (so a
+// run's own config.ini is accepted); the others apply.
+static int fixed_key_filter(void *ctx, const Config *c, const char *name, const char *value,
+                            const char *where) {
+    const OptSpec *s = ctx;
+    if (!config_is_key(name) || in_list(s->changeable, name)) return 1;
+    Config tmp = *c;
+    config_set(&tmp, name, value, where);
+    if (memcmp(&tmp, c, sizeof tmp) != 0)
+        fatal("%s: '%s' in %s is fixed by the checkpoint (%s)", s->cmd, name, where,
+              s->fixed_hint ? s->fixed_hint : "see --help");
+    return 0;
 }
 
 static void load_file(const OptSpec *s, Config *c, const char *path) {
-    if (!s->changeable) {
-        config_load_ini(c, path);
-        return;
-    }
-    if (!file_exists(path)) fatal("config file '%s' not found (check the --config path)", path);
-    IniCtx x = {s, c, path};
-    int rc = ini_parse(path, ini_line, &x);
-    if (rc > 0) fatal("config file '%s': syntax error on line %d (expected key = value)", path, rc);
-    if (rc < 0) fatal("config file '%s' could not be read", path);
+    config_load_ini_filtered(c, path, s->changeable ? fixed_key_filter : NULL, (void *)s);
 }
 
 void options_apply_config(const OptSpec *s, Config *c, int argc, char **argv) {
