@@ -3,14 +3,7 @@
 #  1. the `make run` recipe: a 2-layer model on MQAR (T 64, 4 pairs) passes 90% test accuracy;
 #  2. a 2-layer d=128 model on prepared WikiText validation text: falling loss, eval perplexity;
 #  3. deploy-time swap and post-hoc distillation on the MQAR model.
-set -u
-cd "$(dirname "$0")/.."
-RL=./routelab
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-check() { local what=$1; shift; if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $what"; fi; }
+source "$(dirname "$0")/lib.sh"
 start=$SECONDS
 $RL train --data=mqar --out="$TMP/mqar" --n_layer=2 --d_model=128 --n_head=2 --d_ff=256 \
     --seq_len=64 --vocab_size=64 --mqar_pairs=4 --batch=64 --steps=1000 --dropout=0 --lr=1e-3 \
@@ -35,7 +28,6 @@ import json; L=[json.loads(l)['loss'] for l in open('$TMP/wr/metrics.jsonl') if 
 assert sum(L[-20:])/20 < sum(L[:20])/20 - 2, (L[:3], L[-3:])"
     check "WikiText eval perplexity" python3 -c "import json; assert json.load(open('$TMP/wr.json'))['val_ppl'] < 1000"
 else
-    echo "SKIP: $WIKI not found"
+    skip "$WIKI not found: WikiText training checks"
 fi
-echo "long: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+summary long

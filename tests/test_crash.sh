@@ -3,16 +3,7 @@
 # moments (checkpoint writes included: with ckpt_every=1 most of a step's time is spent writing),
 # resumed after each kill, and must end with the same per-step losses, bit for bit, as an
 # uninterrupted run, a checkpoint that loads, and no temporary file left behind.
-set -u
-cd "$(dirname "$0")/.."
-RL=./routelab
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
+source "$(dirname "$0")/lib.sh"
 KILLS=${KILLS:-20}
 STEPS=40
 TINY="--data=mqar --n_layer=2 --d_model=32 --n_head=2 --d_ff=64 --seq_len=32 --vocab_size=32 \
@@ -56,5 +47,4 @@ check "every step logged once" [ "$(wc -l <"$TMP/crash.loss")" -eq $STEPS ]
 check "the final checkpoint evaluates" $RL eval --ckpt="$TMP/crash" >/dev/null 2>&1
 echo "kills during a checkpoint write (their temporary file removed on resume): $(grep -c 'unfinished temporary' "$TMP/crash.log")"
 check "no temporary file left behind" [ -z "$(ls "$TMP/crash" | grep '\.tmp')" ]
-echo "crash: $pass passed, $fail failed, 0 skipped"
-[ $fail -eq 0 ]
+summary crash

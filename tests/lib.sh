@@ -1,0 +1,16 @@
+# lib.sh: what the shell test scripts share (sourced): run from the project root with ./routelab,
+# a temporary directory removed at exit, and the counters behind the final
+# "NAME: N passed, N failed, N skipped" line that tests/run.sh sums up.
+set -u
+cd "$(dirname "${BASH_SOURCE[1]}")/.."
+RL=./routelab
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0
+fail=0
+skipped=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+skip() { skipped=$((skipped + 1)); echo "SKIP: $*"; }
+check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
+summary() { echo "$1: $pass passed, $fail failed, $skipped skipped"; [ $fail -eq 0 ]; }
