@@ -2,11 +2,13 @@
 # Crash safety: a training run with a checkpoint every step is killed with SIGKILL at 20 random
 # moments (checkpoint writes included: with ckpt_every=1 most of a step's time is spent writing),
 # resumed after each kill, and must end with the same per-step losses, bit for bit, as an
-# uninterrupted run, a checkpoint that loads, and no temporary file left behind.
+# uninterrupted run, a checkpoint that loads, and no temporary file left behind. The vocabulary
+# is large so that the checkpoint (about 6 MB) takes a real share of a step and some kills land
+# inside its write.
 source "$(dirname "$0")/lib.sh"
 KILLS=${KILLS:-20}
 STEPS=40
-TINY="--data=mqar --n_layer=2 --d_model=32 --n_head=2 --d_ff=64 --seq_len=32 --vocab_size=32 \
+TINY="--data=mqar --n_layer=2 --d_model=32 --n_head=2 --d_ff=64 --seq_len=32 --vocab_size=16384 \
  --mqar_pairs=4 --batch=4 --mqar_eval_examples=16 --eval_batches=2 --warmup=2 --d_g=8 --k=8 \
  --attn=soft --dropout=0.1 --steps=$STEPS --ckpt_every=1 --eval_every=10 --log_every=1 --threads=2"
 $RL train $TINY --out="$TMP/ref" >/dev/null 2>&1 || bad "uninterrupted run"
