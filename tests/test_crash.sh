@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Crash safety: a training run with a checkpoint every step is killed with SIGKILL at 20 random
-# moments (checkpoint writes included: with ckpt_every=1 most of a step's time is spent writing),
-# resumed after each kill, and must end with the same per-step losses, bit for bit, as an
-# uninterrupted run, a checkpoint that loads, and no temporary file left behind. The vocabulary
-# is large so that the checkpoint (about 6 MB) takes a real share of a step and some kills land
-# inside its write.
+# moments, resumed after each kill, and must end with the same per-step losses, bit for bit, as
+# an uninterrupted run, a checkpoint that loads, and no temporary file left behind. The
+# vocabulary is large so that the checkpoint (about 6 MB) takes a real share of a step and some
+# kills land inside its write (the test prints how many did).
 source "$(dirname "$0")/lib.sh"
 KILLS=${KILLS:-20}
 STEPS=40
