@@ -3,7 +3,7 @@
 # "NAME: N passed, N failed, N skipped" line that tests/run.sh sums up.
 set -u
 cd "$(dirname "${BASH_SOURCE[1]}")/.."
-RL=./routelab
+RL=${RL_BIN:-./routelab}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 pass=0

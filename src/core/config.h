@@ -12,6 +12,8 @@
 #define MAX_LAYERS 64
 #define STR_LEN 256
 #define PATH_LEN 1024  // the path keys (out, init): long run directories must fit
+#define MAX_DIM (1 << 20)     // widths, seq_len, n_head * d_g (config_resolve checks)
+#define MAX_VOCAB (1 << 24)
 
 typedef struct {
     // model
@@ -62,6 +64,10 @@ void config_load_ini(Config *c, const char *path);
 typedef int (*ConfigLineFilter)(void *ctx, const Config *c, const char *key, const char *value,
                                 const char *where);
 void config_load_ini_filtered(Config *c, const char *path, ConfigLineFilter filter, void *ctx);
+// Applies INI text (NUL-terminated); name says where it came from in errors.
+void config_parse_ini(Config *c, const char *text, const char *name);
+void config_parse_ini_filtered(Config *c, const char *text, const char *name,
+                               ConfigLineFilter filter, void *ctx);
 // Validates the scalar keys (ranges); dies with one line naming the key on bad values. The
 // grammar of the per-layer and per-module string keys is checked by the plans that read them.
 void config_resolve(Config *c);
