@@ -4,7 +4,7 @@
 # Uses ../shared (reference cases, WikiText, GPT-2 tokenizer) where present; says SKIP otherwise.
 set -u
 cd "$(dirname "$0")/.."
-RL=./routelab
+RL=${RL_BIN:-./routelab}
 SHARED=../shared
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -22,6 +22,8 @@ expect_error() {
     local rc=$?
     if [ $rc -eq 0 ]; then bad "$what: exit 0, expected an error"; return; fi
     if [ $rc -gt 128 ]; then bad "$what: crashed (signal $((rc - 128)))"; return; fi
+    # make test SANITIZE=1: a sanitizer report on an error path is a crash, not an error line
+    if grep -qE 'Sanitizer|runtime error:' "$TMP/err"; then bad "$what: sanitizer report: $(head -3 "$TMP/err")"; return; fi
     if ! grep -qE "$pat" "$TMP/err"; then bad "$what: stderr lacks /$pat/: $(cat "$TMP/err")"; return; fi
     if [ "$(grep -c 'error' "$TMP/err")" -ne 1 ]; then bad "$what: not a one-line error"; return; fi
     ok

@@ -12,14 +12,47 @@
 #include <time.h>
 #include <unistd.h>
 
+static jmp_buf *fatal_jump;  // fuzz targets: fatal() returns there instead of exiting
+static int fatal_quiet;
+#define TRACK_MAX 65536
+static void **tracked;  // live blocks while fatal_jump is set (fuzz targets)
+static size_t n_tracked;
+
+void fatal_set_jump(jmp_buf *env, int quiet) {
+    fatal_jump = env;
+    fatal_quiet = quiet;
+    if (env && !tracked) tracked = calloc(TRACK_MAX, sizeof *tracked);
+    if (!env) n_tracked = 0;
+}
+
+static void track_add(void *p) {
+    if (fatal_jump && tracked && n_tracked < TRACK_MAX) tracked[n_tracked++] = p;
+}
+
+static void track_remove(void *p) {
+    if (!fatal_jump || !tracked || !p) return;
+    for (size_t i = n_tracked; i-- > 0;)
+        if (tracked[i] == p) {
+            tracked[i] = tracked[--n_tracked];
+            return;
+        }
+}
+
+void fatal_free_tracked(void) {
+    while (n_tracked) free(tracked[--n_tracked]);
+}
+
 void fatal(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fflush(stdout);
-    fputs("routelab: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    if (!fatal_jump || !fatal_quiet) {
+        fputs("routelab: error: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+    }
     va_end(ap);
+    if (fatal_jump) longjmp(*fatal_jump, 1);
     exit(1);
 }
 
@@ -41,12 +74,15 @@ void *xcalloc(size_t count, size_t size) {
     void *p = aligned_alloc(64, rounded);
     if (!p) fatal("out of memory allocating %.1f MiB (reduce batch or seq_len)", bytes / 1048576.0);
     memset(p, 0, rounded);
+    track_add(p);
     return p;
 }
 
 void *xrealloc(void *p, size_t size) {
     void *q = realloc(p, size ? size : 1);
     if (!q) fatal("out of memory allocating %.1f MiB", size / 1048576.0);
+    track_remove(p);
+    track_add(q);
     return q;
 }
 
@@ -57,7 +93,10 @@ char *xstrdup(const char *s) {
     return d;
 }
 
-void xfree(void *p) { free(p); }
+void xfree(void *p) {
+    track_remove(p);
+    free(p);
+}
 
 FILE *xfopen(const char *path, const char *mode, const char *what) {
     FILE *f = fopen(path, mode);

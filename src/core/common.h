@@ -3,6 +3,7 @@
 #ifndef ROUTELAB_COMMON_H
 #define ROUTELAB_COMMON_H
 
+#include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +15,13 @@
 // file or key, what was expected, and the fix.
 _Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// For fuzz targets only (tests/fuzz): while env is set, fatal() prints its line (unless quiet)
+// and longjmps to env (setjmp returns 1) instead of exiting, and every block from xcalloc /
+// xrealloc / xstrdup is recorded until xfree; fatal_free_tracked() frees the blocks a parser
+// left behind when it jumped out. NULL turns both off. Single-threaded use only.
+void fatal_set_jump(jmp_buf *env, int quiet);
+void fatal_free_tracked(void);
 
 // Internal invariant (a bug, not bad input): always on, also in release builds.
 #define ASSERT(cond)                                                                         \

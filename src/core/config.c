@@ -184,18 +184,27 @@ typedef struct {
 static int config_ini_line(void *user, const char *section, const char *name, const char *value) {
     IniCtx *ctx = user;
     char where[STR_LEN + 32];
-    snprintf(where, sizeof where, "config file '%s'", ctx->path);
+    snprintf(where, sizeof where, "config file '%.*s'", STR_LEN, ctx->path);
     (void)section;  // sections are allowed for readability; keys are global
     config_set(ctx->c, name, value, where);
     return 1;
 }
 
+void config_parse_ini(Config *c, const char *text, const char *name) {
+    IniCtx ctx = {c, name};
+    int rc = ini_parse_string(text, config_ini_line, &ctx);
+    if (rc > 0) fatal("config file '%s': syntax error on line %d (expected key = value)", name, rc);
+    if (rc < 0) fatal("config file '%s' could not be read", name);
+}
+
 void config_load_ini(Config *c, const char *path) {
     if (!file_exists(path)) fatal("config file '%s' not found (check the --config path)", path);
-    IniCtx ctx = {c, path};
-    int rc = ini_parse(path, config_ini_line, &ctx);
-    if (rc > 0) fatal("config file '%s': syntax error on line %d (expected key = value)", path, rc);
-    if (rc < 0) fatal("config file '%s' could not be read", path);
+    size_t len;
+    char *text = read_file(path, &len, "config file");  // NUL-terminated
+    if (strlen(text) != len)
+        fatal("config file '%s' holds a NUL byte (not a text INI file)", path);
+    config_parse_ini(c, text, path);
+    xfree(text);
 }
 
 int config_parse_args(Config *c, int argc, char **argv, int first, const char *const *extra_keys) {
@@ -289,6 +298,15 @@ void config_set_per_layer(Config *c, const char *key, const char *const *vals, i
 
 void config_resolve(Config *c) {
 #define REQUIRE(cond, ...) do { if (!(cond)) fatal(__VA_ARGS__); } while (0)
+    // Upper bounds keep every size product of the parameter table and plans within int and
+    // size_t (a corrupt config or checkpoint is a one-line error, never an overflow).
+    REQUIRE(c->d_model <= MAX_DIM && c->d_ff <= MAX_DIM && c->seq_len <= MAX_DIM &&
+            c->d_g <= MAX_DIM && c->d_expert <= MAX_DIM,
+            "keys 'd_model', 'd_ff', 'seq_len', 'd_g', 'd_expert' must be at most %d", MAX_DIM);
+    REQUIRE(c->vocab_size <= MAX_VOCAB, "key 'vocab_size' must be at most %d, got %d", MAX_VOCAB,
+            c->vocab_size);
+    REQUIRE(c->n_head >= 1 && (long)c->n_head * c->d_g <= MAX_DIM,
+            "keys 'n_head' x 'd_g' (%d x %d) must be at most %d", c->n_head, c->d_g, MAX_DIM);
     REQUIRE(c->n_layer >= 1 && c->n_layer <= MAX_LAYERS, "key 'n_layer' must be in 1..%d, got %d",
             MAX_LAYERS, c->n_layer);
     REQUIRE(c->d_model >= 1 && c->n_head >= 1 && c->d_model % c->n_head == 0,

@@ -11,6 +11,8 @@
 
 #define MAX_LAYERS 64
 #define STR_LEN 256
+#define MAX_DIM (1 << 20)     // widths, seq_len, n_head * d_g (config_resolve checks)
+#define MAX_VOCAB (1 << 24)
 
 typedef struct {
     // model
@@ -56,6 +58,8 @@ void config_defaults(Config *c);
 // Applies "key=value"; returns 0 on success, else fatal naming the key (source says where).
 void config_set(Config *c, const char *key, const char *value, const char *source);
 void config_load_ini(Config *c, const char *path);
+// Applies INI text (NUL-terminated); name says where it came from in errors.
+void config_parse_ini(Config *c, const char *text, const char *name);
 // Parses argv[first..]: --key=value (config keys), --config=FILE (loaded first). Arguments
 // that are not config keys are left for the command: returns them compacted in argv, count.
 int config_parse_args(Config *c, int argc, char **argv, int first, const char *const *extra_keys);

@@ -40,6 +40,12 @@ void shard_write(const char *path, const int32_t *tokens, size_t n) {
 uint16_t *shard_read(const char *path, size_t *n) {
     size_t len;
     uint8_t *buf = read_file(path, &len, "token shard");
+    uint16_t *tokens = shard_parse(buf, len, path, n);
+    xfree(buf);
+    return tokens;
+}
+
+uint16_t *shard_parse(const uint8_t *buf, size_t len, const char *path, size_t *n) {
     if (len < HEADER_BYTES)
         fatal("shard '%s' is %zu bytes, shorter than the %d-byte header (truncated or not a "
               "shard; re-run `routelab prepare`)", path, len, HEADER_BYTES);
@@ -58,7 +64,6 @@ uint16_t *shard_read(const char *path, size_t *n) {
     const uint8_t *body = buf + HEADER_BYTES;
     for (size_t i = 0; i < count; i++)
         tokens[i] = (uint16_t)(body[2 * i] | body[2 * i + 1] << 8);
-    xfree(buf);
     *n = count;
     return tokens;
 }

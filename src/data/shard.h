@@ -17,5 +17,7 @@
 void shard_write(const char *path, const int32_t *tokens, size_t n);
 // Reads a shard, checking magic, version and exact file size; returns n tokens (caller frees).
 uint16_t *shard_read(const char *path, size_t *n);
+// The same checks on a shard's bytes in memory (path names it in errors).
+uint16_t *shard_parse(const uint8_t *buf, size_t len, const char *path, size_t *n);
 
 #endif

@@ -68,11 +68,20 @@ static int read_keyed_int(const char **p, const char *end, const char *key, long
     return 1;
 }
 
+#define BPE_MAX_BYTES (256 << 20)  // all tokens' bytes together
 #define BPE_FIX "re-create it with `routelab tokenizer-train`"
 
 static Tokenizer *load_trained_bpe(const char *path) {
     size_t len;
     char *text = read_file(path, &len, "BPE tokenizer file");
+    Tokenizer *t = tokenizer_parse_bpe(text, len, path);
+    xfree(text);
+    return t;
+}
+
+Tokenizer *tokenizer_parse_bpe(const char *data, size_t len, const char *path) {
+    char *text = xcalloc(len + 1, 1);  // NUL-terminated copy: strtol stops at the end
+    memcpy(text, data, len);
     const char *p = text, *end = text + len;
     static const char MAGIC[] = "routelab-bpe 1\n";
     if (len < sizeof MAGIC - 1 || memcmp(text, MAGIC, sizeof MAGIC - 1) != 0)
@@ -92,6 +101,9 @@ static Tokenizer *load_trained_bpe(const char *path) {
     if (!read_keyed_int(&p, end, "merges", &n_merges) || n_merges != vocab - 256)
         fatal("tokenizer file '%s' line 4: expected 'merges %ld' (vocab_size - 256); the file is "
               "corrupt (" BPE_FIX ")", path, vocab - 256);
+    if (n_merges > (end - p) / 4)  // each merge line takes at least 4 bytes ("L R\n")
+        fatal("tokenizer file '%s' is truncated: %zu bytes cannot hold %ld merges (" BPE_FIX ")",
+              path, len, n_merges);
 
     Tokenizer *t = xcalloc(1, sizeof *t);
     t->spec = xstrdup(path);
@@ -102,8 +114,12 @@ static Tokenizer *load_trained_bpe(const char *path) {
     merge_table_init(&t->merges, (size_t)n_merges);
     for (long i = 0; i < n_merges; i++) {
         char *after;
-        long a = strtol(p, &after, 10), b = -1;
-        int ok = after > p && *after == ' ';
+        long a = -1, b = -1;
+        int ok = p < end && *p >= '0' && *p <= '9';  // strtol would skip spaces and newlines
+        if (ok) {
+            a = strtol(p, &after, 10);
+            ok = *after == ' ' && after[1] >= '0' && after[1] <= '9';
+        }
         if (ok) {
             const char *q = after + 1;
             b = strtol(q, &after, 10);
@@ -127,6 +143,10 @@ static Tokenizer *load_trained_bpe(const char *path) {
     for (long i = 0; i < n_merges; i++) {
         size_t la = t->offset[left[i] + 1] - t->offset[left[i]];
         size_t lb = t->offset[right[i] + 1] - t->offset[right[i]];
+        // Tokens can double in length with each merge: bound the total before allocating it.
+        if (la + lb > BPE_MAX_BYTES - t->offset[256 + i])
+            fatal("tokenizer file '%s': the tokens' bytes exceed %d MiB at merge %ld (the file is "
+                  "corrupt; " BPE_FIX ")", path, BPE_MAX_BYTES >> 20, i);
         t->offset[257 + i] = t->offset[256 + i] + la + lb;
     }
     t->bytes = xcalloc(t->offset[vocab] + 1, 1);

@@ -27,6 +27,9 @@ typedef struct Tokenizer Tokenizer;
 // is a fatal error naming the file and the fix.
 Tokenizer *tokenizer_load(const char *spec);
 void tokenizer_free(Tokenizer *tok);
+// Parses a trained BPE file's bytes in memory (path names it in errors); what tokenizer_load
+// does with a trained-BPE PATH after reading it.
+Tokenizer *tokenizer_parse_bpe(const char *data, size_t len, const char *path);
 int tokenizer_vocab_size(const Tokenizer *tok);
 const char *tokenizer_spec(const Tokenizer *tok);  // the spec it was loaded from
 

@@ -55,55 +55,86 @@ typedef struct {
 static int ckpt_ini_line(void *user, const char *section, const char *name, const char *value) {
     CkptIni *x = user;
     char where[4200];
-    snprintf(where, sizeof where, "checkpoint '%s'", x->path);
+    snprintf(where, sizeof where, "checkpoint '%.4000s'", x->path);
     config_set(x->c, name, value, where);
     return 1;
 }
 
-// Reads and validates the header; returns the whole file (caller frees).
-static char *read_checkpoint(const char *path, size_t *len, int32_t *h) {
-    if (!file_exists(path))
-        fatal("checkpoint '%s' not found (pass a run directory holding model.ckpt, or the file)", path);
-    char *buf = read_file(path, len, "checkpoint");
-    if (*len < 1024) fatal("checkpoint '%s' is truncated (%zu bytes): re-run training", path, *len);
+static size_t header_floats(const int32_t *h) {
+    return (size_t)(uint32_t)h[4] | ((size_t)(uint32_t)h[5] << 31);
+}
+
+// Validates the header against the file's size: every count is checked before it is used.
+static void check_header(const char *buf, size_t len, const char *path, int32_t *h) {
+    if (len < 1024) fatal("checkpoint '%s' is truncated (%zu bytes): re-run training", path, len);
     memcpy(h, buf, 1024);
     if (h[0] != CKPT_MAGIC)
         fatal("'%s' is not a routelab checkpoint (magic %d, expected %d)", path, h[0], CKPT_MAGIC);
     if (h[1] != CKPT_VERSION)
         fatal("checkpoint '%s' has version %d; this routelab reads version %d", path, h[1],
               CKPT_VERSION);
-    if (h[2] < 0 || (size_t)h[2] + 1024 > *len) fatal("checkpoint '%s' is truncated", path);
-    return buf;
+    if (h[2] < 0 || (size_t)h[2] > len - 1024) fatal("checkpoint '%s' is truncated", path);
+    if (h[3] < 0 || h[4] < 0 || h[5] < 0 || (h[6] != 0 && h[6] != 1))
+        fatal("checkpoint '%s' has a corrupt header (tensor count %d, float count %d:%d, "
+              "optimizer flag %d)", path, h[3], h[5], h[4], h[6]);
+    // The file's size bounds the counts, so the sums below cannot overflow.
+    size_t body = len - 1024 - (size_t)h[2], P = header_floats(h), nt = (size_t)h[3];
+    size_t per_float = h[6] ? 12 : 4, per_tensor = h[6] ? 8 : 0;
+    if (P > body / per_float || nt * per_tensor > body - P * per_float ||
+        body != P * per_float + nt * per_tensor + STATE_WORDS * 8)
+        fatal("checkpoint '%s' has %zu bytes, but its header promises %zu floats in %zu tensors"
+              "%s: truncated or corrupt (use an earlier copy or re-run)", path, len, P, nt,
+              h[6] ? " with optimizer state" : "");
 }
 
-void checkpoint_read_config(const char *path, Config *c) {
-    size_t len;
+void checkpoint_parse_config(const void *data, size_t len, const char *path, Config *c) {
+    const char *buf = data;
     int32_t h[256];
-    char *buf = read_checkpoint(path, &len, h);
+    check_header(buf, len, path, h);
     char *text = xcalloc((size_t)h[2] + 1, 1);
     memcpy(text, buf + 1024, (size_t)h[2]);
+    if (strlen(text) != (size_t)h[2]) fatal("checkpoint '%s': its config text is corrupt", path);
     config_defaults(c);
     CkptIni x = {c, path};
     if (ini_parse_string(text, ckpt_ini_line, &x) != 0)
         fatal("checkpoint '%s': its config text is corrupt", path);
     config_resolve(c);
     xfree(text);
+    // The parameter table the config implies must match the header before any tensor is
+    // allocated (so a corrupt config never asks for gigabytes).
+    ModelPlan plan;
+    ParamTable table;
+    model_plan_resolve(&plan, c);
+    param_table_build(&table, c, &plan);
+    size_t P = header_floats(h), nt = (size_t)h[3];
+    if (P != table.total || nt != (size_t)table.count)
+        fatal("checkpoint '%s' holds %zu floats in %zu tensors but its config implies %zu in %d: "
+              "the file is corrupt", path, P, nt, table.total, table.count);
+    param_table_free(&table);
+}
+
+static char *read_checkpoint(const char *path, size_t *len) {
+    if (!file_exists(path))
+        fatal("checkpoint '%s' not found (pass a run directory holding model.ckpt, or the file)", path);
+    return read_file(path, len, "checkpoint");
+}
+
+void checkpoint_read_config(const char *path, Config *c) {
+    size_t len;
+    char *buf = read_checkpoint(path, &len);
+    checkpoint_parse_config(buf, len, path, c);
     xfree(buf);
 }
 
-void checkpoint_load(const char *path, Model *m, TrainState *st) {
-    size_t len;
+void checkpoint_load_buffer(const void *data, size_t len, const char *path, Model *m,
+                            TrainState *st) {
+    const char *buf = data;
     int32_t h[256];
-    char *buf = read_checkpoint(path, &len, h);
-    size_t P = (size_t)(uint32_t)h[4] | ((size_t)(uint32_t)h[5] << 31);
-    size_t nt = (size_t)h[3];
-    if (P != m->table.total || (int)nt != m->table.count)
+    check_header(buf, len, path, h);
+    size_t P = header_floats(h), nt = (size_t)h[3];
+    if (P != m->table.total || nt != (size_t)m->table.count)
         fatal("checkpoint '%s' holds %zu floats in %zu tensors but its config implies %zu in %d: "
               "the file is corrupt", path, P, nt, m->table.total, m->table.count);
-    size_t expect = 1024 + (size_t)h[2] + P * 4 + (h[6] ? 2 * P * 4 + nt * 8 : 0) + STATE_WORDS * 8;
-    if (len != expect)
-        fatal("checkpoint '%s' has %zu bytes, expected %zu: truncated or corrupt (use an earlier "
-              "copy or re-run)", path, len, expect);
     const char *p = buf + 1024 + h[2];
     memcpy(m->params, p, P * 4), p += P * 4;
     if (h[6]) {
@@ -125,6 +156,12 @@ void checkpoint_load(const char *path, Model *m, TrainState *st) {
         memcpy(&st->elapsed_s, &s[4], 8);
     }
     m->forward_count = s[1];
+}
+
+void checkpoint_load(const char *path, Model *m, TrainState *st) {
+    size_t len;
+    char *buf = read_checkpoint(path, &len);
+    checkpoint_load_buffer(buf, len, path, m, st);
     xfree(buf);
 }
 

@@ -30,6 +30,11 @@ void checkpoint_read_config(const char *path, Config *c);
 // Loads parameters (and optimizer state and TrainState when present and wanted) into a model
 // built from the checkpoint's config. st may be NULL.
 void checkpoint_load(const char *path, Model *m, TrainState *st);
+// The same on a checkpoint's bytes in memory (path names it in errors). parse_config also
+// checks that the header's tensor and float counts match the parameter table of the config.
+void checkpoint_parse_config(const void *data, size_t len, const char *path, Config *c);
+void checkpoint_load_buffer(const void *data, size_t len, const char *path, Model *m,
+                            TrainState *st);
 // Builds the model a checkpoint describes and loads its parameters (path: file, resolved).
 void checkpoint_build_model(Model *m, const char *path);
 // Copies the parameters of another checkpoint into m by name (optimizer state untouched).

@@ -29,16 +29,77 @@ static cJSON *need(const cJSON *obj, const char *key, const char *where) {
     return v;
 }
 
-// Loads a {file, shape, dtype} entry; checks the exact byte size.
-static void *load_array(const Ctx *x, const cJSON *entry, size_t *count, const char *want_dtype) {
-    const char *file = need(entry, "file", x->dir)->valuestring;
-    const char *dtype = need(entry, "dtype", x->dir)->valuestring;
-    if (!file || !dtype || strcmp(dtype, want_dtype) != 0)
-        fatal("reference %s: entry '%s' has dtype %s, expected %s", x->dir, file ? file : "?",
-              dtype ? dtype : "?", want_dtype);
+// Typed fields: a field of the wrong type is the same one-line error as a missing one.
+static const char *need_str(const cJSON *obj, const char *key, const char *where) {
+    const cJSON *v = need(obj, key, where);
+    if (!cJSON_IsString(v) || !v->valuestring)
+        fatal("reference %s: field '%s' must be a string", where, key);
+    return v->valuestring;
+}
+
+static double need_num(const cJSON *obj, const char *key, const char *where) {
+    const cJSON *v = need(obj, key, where);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        fatal("reference %s: field '%s' must be a finite number", where, key);
+    return v->valuedouble;
+}
+
+static double item_int(const cJSON *v, const char *key, const char *where, double lo, double hi) {
+    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
+        v->valuedouble != floor(v->valuedouble))
+        fatal("reference %s: field '%s' must be an integer in [%.0f, %.0f]", where, key, lo, hi);
+    return v->valuedouble;
+}
+
+static long need_int(const cJSON *obj, const char *key, const char *where, long lo, long hi) {
+    return (long)item_int(need(obj, key, where), key, where, (double)lo, (double)hi);
+}
+
+static const cJSON *need_arr(const cJSON *obj, const char *key, const char *where) {
+    const cJSON *v = need(obj, key, where);
+    if (!cJSON_IsArray(v)) fatal("reference %s: field '%s' must be an array", where, key);
+    return v;
+}
+
+static const cJSON *need_obj(const cJSON *obj, const char *key, const char *where) {
+    const cJSON *v = need(obj, key, where);
+    if (!cJSON_IsObject(v)) fatal("reference %s: field '%s' must be an object", where, key);
+    return v;
+}
+
+// Every element of an array field must be a string.
+static const cJSON *need_str_arr(const cJSON *obj, const char *key, const char *where) {
+    const cJSON *arr = need_arr(obj, key, where), *v;
+    cJSON_ArrayForEach(v, arr) if (!cJSON_IsString(v) || !v->valuestring)
+        fatal("reference %s: field '%s' must be an array of strings", where, key);
+    return arr;
+}
+
+// Elements of a {file, shape, dtype} entry; checks the types and that the shape's product fits.
+static size_t entry_numel(const cJSON *entry, const char *where) {
+    if (!cJSON_IsObject(entry)) fatal("reference %s: an array entry must be an object", where);
+    need_str(entry, "file", where);
+    need_str(entry, "dtype", where);
     size_t n = 1;
     const cJSON *d;
-    cJSON_ArrayForEach(d, need(entry, "shape", x->dir)) n *= (size_t)d->valuedouble;
+    cJSON_ArrayForEach(d, need_arr(entry, "shape", where)) {
+        size_t e = (size_t)item_int(d, "shape", where, 0, 1e12);
+        if (e && n > ((size_t)1 << 40) / e)
+            fatal("reference %s: an array shape has more than 2^40 elements", where);
+        n *= e;
+    }
+    return n;
+}
+
+// Loads a {file, shape, dtype} entry; checks the exact byte size.
+static void *load_array(const Ctx *x, const cJSON *entry, size_t *count, const char *want_dtype) {
+    size_t n = entry_numel(entry, x->dir);
+    const char *file = need_str(entry, "file", x->dir);
+    const char *dtype = need_str(entry, "dtype", x->dir);
+    if (strcmp(dtype, want_dtype) != 0)
+        fatal("reference %s: entry '%s' has dtype %s, expected %s", x->dir, file, dtype,
+              want_dtype);
     char path[4096];
     join_path(path, sizeof path, x->dir, file);
     size_t len;
@@ -104,47 +165,151 @@ static int name_in(const cJSON *arr, const char *name) {
     return 0;
 }
 
-static void set_int(Config *c, const char *key, const cJSON *v) {
+static void set_int(Config *c, const char *key, const cJSON *v, const char *where) {
     char buf[64];
-    snprintf(buf, sizeof buf, "%d", cJSON_IsBool(v) ? cJSON_IsTrue(v) : (int)v->valuedouble);
+    snprintf(buf, sizeof buf, "%ld", (long)item_int(v, key, where, -2147483647.0, 2147483647.0));
     config_set(c, key, buf, "reference index.json");
+}
+
+// The config of case `name` (fields of index.json only; no file is read).
+static void case_config(const cJSON *index, const char *name, const char *dir, Config *cp) {
+    const cJSON *cfgj = need_obj(index, "config", dir), *cs = need_obj(index, "cases", dir);
+    const cJSON *cj = need_obj(cs, name, dir);
+    Config c;
+    config_defaults(&c);
+    static const char *ints[] = {"n_layer", "n_head", "d_model", "d_ff", "seq_len", "vocab_size",
+                                 "attn_bias", "tie_embeddings", "d_g", NULL};
+    for (const char **k = ints; *k; k++) set_int(&c, *k, need(cfgj, *k, dir), dir);
+    config_set(&c, "gelu", need_str(cfgj, "gelu", dir), "reference");
+    config_set(&c, "dropout", "0", "reference");
+    char buf[STR_LEN];
+    join_list(buf, sizeof buf, need_str_arr(cj, "modes", name));
+    config_set(&c, "attn", buf, "reference");
+    join_list(buf, sizeof buf, need_str_arr(cj, "gate_kinds", name));
+    config_set(&c, "gate", buf, "reference");
+    set_int(&c, "k", need(cj, "k", name), name);
+    snprintf(buf, sizeof buf, "%.9g", need_num(cj, "tau", name));
+    config_set(&c, "tau", buf, "reference");
+    config_set(&c, "topk_scope", need_str(cj, "topk_scope", name), "reference");
+    config_set(&c, "gate_grad", need_str(cj, "gate_grad", name), "reference");
+    const cJSON *aj = need_obj(index, "adamw", dir);
+    snprintf(buf, sizeof buf, "%.9g", need_num(aj, "lr", dir));
+    config_set(&c, "lr", buf, "reference");
+    snprintf(buf, sizeof buf, "%.9g", need_num(aj, "beta1", dir));
+    config_set(&c, "beta1", buf, "reference");
+    snprintf(buf, sizeof buf, "%.9g", need_num(aj, "beta2", dir));
+    config_set(&c, "beta2", buf, "reference");
+    snprintf(buf, sizeof buf, "%.9g", need_num(aj, "eps", dir));
+    config_set(&c, "adam_eps", buf, "reference");
+    snprintf(buf, sizeof buf, "%.9g", need_num(aj, "weight_decay", dir));
+    config_set(&c, "weight_decay", buf, "reference");
+    config_resolve(&c);
+    *cp = c;
+}
+
+static const ParamInfo *need_param(const ParamTable *t, const cJSON *entry, const char *where) {
+    const char *pname = need_str(entry, "name", where);
+    const ParamInfo *p = param_find(t, pname);
+    if (!p) fatal("reference %s: parameter '%s' does not exist in a model with this config",
+                  where, pname);
+    return p;
+}
+
+// Checks every field run_case uses of case `name`: types, ranges, parameter names and layer
+// indices against the config's parameter table, and array shapes against the parameters.
+// Reads no array file and allocates no model.
+static void check_case(const cJSON *index, const char *name, const char *dir) {
+    Config c;
+    case_config(index, name, dir, &c);
+    const cJSON *cj = need_obj(need_obj(index, "cases", dir), name, dir);
+    ModelPlan plan;
+    ParamTable t;
+    model_plan_resolve(&plan, &c);
+    param_table_build(&t, &c, &plan);
+    need_str(cj, "loss_kind", name);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, need_arr(index, "params", dir)) {
+        size_t n = entry_numel(e, dir);
+        const ParamInfo *p = need_param(&t, e, dir);
+        if (n != p->numel)
+            fatal("reference %s: parameter '%s' has shape of %zu elements, the config implies %zu",
+                  dir, p->name, n, p->numel);
+    }
+    need_str_arr(cj, "trainable", name);
+    need_str_arr(cj, "updated", name);
+    long B = need_int(need_obj(index, "config", dir), "batch", dir, 1, 1L << 20);
+    static const char *io[] = {"inputs", "targets", "logits"};
+    for (int i = 0; i < 3; i++) {
+        size_t n = entry_numel(need(cj, io[i], name), name);
+        size_t want = (size_t)B * c.seq_len * (i == 2 ? (size_t)c.vocab_size : 1);
+        if (n != want)
+            fatal("reference %s: %s of case %s has %zu elements, expected %zu", dir, io[i], name,
+                  n, want);
+    }
+    cJSON_ArrayForEach(e, need_arr(cj, "mask_files", name)) {
+        entry_numel(e, name);
+        need_int(e, "layer", name, 0, c.n_layer - 1);
+        need_str(e, "layout", name);
+    }
+    cJSON_ArrayForEach(e, need_arr(cj, "grads", name)) {
+        if (!cJSON_IsBool(need(e, "grad_is_none", name)))
+            fatal("reference %s: field 'grad_is_none' must be true or false", name);
+        const ParamInfo *p = need_param(&t, e, name);
+        if (!cJSON_IsTrue(need(e, "grad_is_none", name)) && entry_numel(e, name) != p->numel)
+            fatal("reference %s: gradient '%s' has the wrong shape", name, p->name);
+    }
+    const cJSON *dj = need_obj(cj, "diagnostics", name);
+    cJSON_ArrayForEach(e, dj) {
+        if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) < c.n_layer)
+            fatal("reference %s: diagnostics must be arrays of one number per layer", name);
+        const cJSON *v;
+        cJSON_ArrayForEach(v, e) if (!cJSON_IsNumber(v))
+            fatal("reference %s: diagnostics must be arrays of one number per layer", name);
+    }
+    need_num(cj, "loss", name);
+    const cJSON *adamw = need_obj(cj, "adamw", name);
+    long steps = need_int(adamw, "steps", name, 0, 3);
+    const cJSON *lj = need_arr(adamw, "losses", name), *v;
+    if (cJSON_GetArraySize(lj) < steps)
+        fatal("reference %s: adamw.losses must hold one loss per step (%ld)", name, steps);
+    cJSON_ArrayForEach(v, lj) if (!cJSON_IsNumber(v))
+        fatal("reference %s: adamw.losses must be numbers", name);
+    need_num(adamw, "loss_after", name);
+    cJSON_ArrayForEach(e, need_arr(adamw, "params", name)) {
+        const ParamInfo *p = need_param(&t, e, name);
+        if (entry_numel(e, name) != p->numel)
+            fatal("reference %s: parameter '%s' after AdamW has the wrong shape", name, p->name);
+    }
+    param_table_free(&t);
+}
+
+// Parses and checks a whole index.json: format_version, case_names and every case.
+static cJSON *parse_index(const char *text, const char *path, const char *dir) {
+    cJSON *index = cJSON_Parse(text);
+    if (!index) fatal("reference index '%s' is not valid JSON (re-copy the reference set)", path);
+    if (!cJSON_IsObject(index)) fatal("reference index '%s' is not a JSON object", path);
+    long fv = need_int(index, "format_version", dir, -1000000, 1000000);
+    if (fv != 1)
+        fatal("reference index '%s' has format_version %ld; this routelab reads version 1", path,
+              fv);
+    const cJSON *nj;
+    cJSON_ArrayForEach(nj, need_str_arr(index, "case_names", dir))
+        check_case(index, nj->valuestring, dir);
+    return index;
+}
+
+void refcheck_check_index(const char *text, const char *dir) {
+    cJSON_Delete(parse_index(text, "index.json", dir));
 }
 
 // Returns 1 pass, 0 fail, -1 skipped.
 static int run_case(Ctx *x, const cJSON *index, const char *name) {
     const cJSON *cfgj = need(index, "config", x->dir), *cs = need(index, "cases", x->dir);
     const cJSON *cj = need(cs, name, x->dir);
-    const char *loss_kind = need(cj, "loss_kind", name)->valuestring;
+    const char *loss_kind = need_str(cj, "loss_kind", name);
     int distill = strcmp(loss_kind, "lm") != 0;
     Config c;
-    config_defaults(&c);
-    static const char *ints[] = {"n_layer", "n_head", "d_model", "d_ff", "seq_len", "vocab_size",
-                                 "attn_bias", "tie_embeddings", "d_g", NULL};
-    for (const char **k = ints; *k; k++) set_int(&c, *k, need(cfgj, *k, x->dir));
-    config_set(&c, "gelu", need(cfgj, "gelu", x->dir)->valuestring, "reference");
-    config_set(&c, "dropout", "0", "reference");
-    char buf[STR_LEN];
-    join_list(buf, sizeof buf, need(cj, "modes", name));
-    config_set(&c, "attn", buf, "reference");
-    join_list(buf, sizeof buf, need(cj, "gate_kinds", name));
-    config_set(&c, "gate", buf, "reference");
-    set_int(&c, "k", need(cj, "k", name));
-    snprintf(buf, sizeof buf, "%.9g", need(cj, "tau", name)->valuedouble);
-    config_set(&c, "tau", buf, "reference");
-    config_set(&c, "topk_scope", need(cj, "topk_scope", name)->valuestring, "reference");
-    config_set(&c, "gate_grad", need(cj, "gate_grad", name)->valuestring, "reference");
-    const cJSON *aj = need(index, "adamw", x->dir);
-    snprintf(buf, sizeof buf, "%.9g", need(aj, "lr", x->dir)->valuedouble);
-    config_set(&c, "lr", buf, "reference");
-    snprintf(buf, sizeof buf, "%.9g", need(aj, "beta1", x->dir)->valuedouble);
-    config_set(&c, "beta1", buf, "reference");
-    snprintf(buf, sizeof buf, "%.9g", need(aj, "beta2", x->dir)->valuedouble);
-    config_set(&c, "beta2", buf, "reference");
-    snprintf(buf, sizeof buf, "%.9g", need(aj, "eps", x->dir)->valuedouble);
-    config_set(&c, "adam_eps", buf, "reference");
-    snprintf(buf, sizeof buf, "%.9g", need(aj, "weight_decay", x->dir)->valuedouble);
-    config_set(&c, "weight_decay", buf, "reference");
-    config_resolve(&c);
+    case_config(index, name, x->dir, &c);
 
     Model m;
     model_build(&m, &c);
@@ -178,7 +343,7 @@ static int run_case(Ctx *x, const cJSON *index, const char *name) {
     size_t n_in, n_tg;
     int *inputs = load_array(x, need(cj, "inputs", name), &n_in, "int32");
     int *targets = load_array(x, need(cj, "targets", name), &n_tg, "int32");
-    int B = (int)need(cfgj, "batch", x->dir)->valuedouble, T = c.seq_len;
+    int B = (int)need_int(cfgj, "batch", x->dir, 1, 1L << 20), T = c.seq_len;
     if (n_in != (size_t)B * T || n_tg != n_in)
         fatal("reference %s: inputs/targets of case %s are not (batch, seq_len)", x->dir, name);
     // The reference's stochastic / random_fixed masks, replayed through the KeepMasks seam.
@@ -188,10 +353,19 @@ static int run_case(Ctx *x, const cJSON *index, const char *name) {
     memset(&given, 0, sizeof given);
     const cJSON *mf;
     cJSON_ArrayForEach(mf, need(cj, "mask_files", name)) {
-        int l = (int)need(mf, "layer", name)->valuedouble;
+        int l = (int)need_int(mf, "layer", name, 0, c.n_layer - 1);
         size_t n;
+        xfree(masks[l]);
         masks[l] = load_array(x, mf, &n, "float32");
-        mask_per_forward[l] = strncmp(need(mf, "layout", name)->valuestring, "forward", 7) == 0;
+        mask_per_forward[l] = strncmp(need_str(mf, "layout", name), "forward", 7) == 0;
+        // layout "forward,batch,head,query,key": one (B, H, T, T) mask per forward pass;
+        // "head,query,key": one (H, T, T) mask for every batch row and forward
+        size_t HTT = (size_t)c.n_head * T * T;
+        size_t want = mask_per_forward[l] ? ((size_t)need_int(need(cj, "adamw", name), "steps",
+                                                              name, 0, 3) + 1) * B * HTT : HTT;
+        if (n < want)
+            fatal("reference %s: keep mask of layer %d in case %s has %zu elements, expected %zu",
+                  x->dir, l, name, n, want);
     }
     size_t BHTT = (size_t)B * c.n_head * T * T;
     int any_mask = 0;
@@ -223,7 +397,7 @@ static int run_case(Ctx *x, const cJSON *index, const char *name) {
     float *logits_copy = NULL, *grads0 = xcalloc(m.table.total, sizeof(float));
     LayerDiag diag[MAX_LAYERS];
     const cJSON *adamw = need(cj, "adamw", name);
-    int steps = (int)need(adamw, "steps", name)->valuedouble;
+    int steps = (int)need_int(adamw, "steps", name, 0, 3);
     for (int f = 0; f <= steps; f++) {
         for (int l = 0; l < c.n_layer; l++)
             given.mask[l] = masks[l] ? masks[l] + (mask_per_forward[l] ? (size_t)f * BHTT : 0) : NULL;
@@ -330,12 +504,7 @@ static int run_set(const char *dir, const char *only, int verbose, int *passed, 
     join_path(path, sizeof path, dir, "index.json");
     size_t len;
     char *text = read_file(path, &len, "reference index");
-    cJSON *index = cJSON_Parse(text);
-    if (!index) fatal("reference index '%s' is not valid JSON (re-copy the reference set)", path);
-    const cJSON *fv = need(index, "format_version", dir);
-    if ((int)fv->valuedouble != 1)
-        fatal("reference index '%s' has format_version %d; this routelab reads version 1", path,
-              (int)fv->valuedouble);
+    cJSON *index = parse_index(text, path, dir);
     Ctx x = {dir, verbose, 0};
     printf("reference set %s\n", dir);
     const cJSON *nj;
