@@ -77,7 +77,8 @@ static inline float exp_nonpositive(float x) {
     p = p * r * r + r + 1.0f;
     int e = ni + 127;
     e &= -(e > 0);  // below 2^-126: exponent 0, so 2^n reads as 0
-    int bits = e << 23;
+    int bits = (int)((unsigned)e << 23);  // unsigned: e reaches 277 for the NaN/+inf lane, whose
+                                          // result is replaced below (no signed overflow)
     float two_n;
     __builtin_memcpy(&two_n, &bits, sizeof two_n);  // 2^n by a bit cast
     float res = p * two_n;
