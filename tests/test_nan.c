@@ -30,7 +30,7 @@ static inline float old_exp_nonpositive(float x) {
     p = p * r * r + r + 1.0f;
     int e = ni + 127;
     e &= -(e > 0);
-    int bits = e << 23;
+    int bits = (int)((unsigned)e << 23);  // as gcc compiled the old signed shift, without its UB
     float two_n;
     memcpy(&two_n, &bits, sizeof two_n);
     return p * two_n;
