@@ -2,21 +2,8 @@
 # Command-line tests of ./routelab: reference checks, resume bit-identity, interrupt handling,
 # deploy-time routing swap, data preparation, sampling and bad-input errors.
 # Uses ../shared (reference cases, WikiText, GPT-2 tokenizer) where present; says SKIP otherwise.
-set -u
-cd "$(dirname "$0")/.."
-RL=${RL_BIN:-./routelab}
+source "$(dirname "$0")/lib.sh"
 SHARED=../shared
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-skipped=0
-ok() { pass=$((pass + 1)); }
-exec 3>&1  # failure messages bypass the redirections of checked commands
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&3; }
-# skip WHAT: checks that cannot run here, named and counted as skipped (never as passed)
-skip() { skipped=$((skipped + 1)); echo "SKIP: $*" >&3; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
 # expect_error WHAT PATTERN CMD...: CMD must exit non-zero with a one-line error matching PATTERN
 expect_error() {
     local what=$1 pat=$2
@@ -499,5 +486,4 @@ mapfile -t logs < <(find "$TMP" -name metrics.jsonl -o -name result.json -o -nam
 check "every metrics.jsonl line, result.json, dataset.json is strict JSON (${#logs[@]} files)" \
     strict_json "${logs[@]}"
 
-echo "cli: $pass passed, $fail failed, $skipped skipped"
-[ $fail -eq 0 ]
+summary cli
