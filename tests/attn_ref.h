@@ -21,6 +21,7 @@ typedef struct {
     int B, T, NH, hd, dg;
     int feed;                 // 1: mask_feed (NH,T,T), 2: mask_feed per batch (B,NH,T,T)
     const char *label;
+    int nkv;                  // K/V heads (0 = NH): query head h reads K/V head h / (NH / nkv)
 } AttnCase;
 
 // Brute-force top-k of x (n): keep the min(k, n) best by (value desc, index asc).
@@ -80,6 +81,7 @@ static inline void attn_reference(double *W, double *y, double *dgq, double *dgk
                            const AttnCase *cs, const unsigned char *keep_in, int *near_tie) {
     const AttnArgs *a = &x->a;
     int B = a->B, T = a->T, C = a->C, NH = a->NH, hd = a->hd, dg = a->dg, GW = NH * dg;
+    int NKV = cs->nkv ? cs->nkv : NH, QW = C + 2 * NKV * hd;  // qkv rows: q heads, k heads, v heads
     RefKeep rk = ref_keep(a->mode);
     double S[64 * 64], G[64 * 64], Z[64], dW[64];
     unsigned char keep[64 * 64];
@@ -90,12 +92,13 @@ static inline void attn_reference(double *W, double *y, double *dgq, double *dgk
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             size_t bh = (size_t)b * NH + h;
+            size_t kc = (size_t)C + (size_t)(h / (NH / NKV)) * hd, vc = kc + (size_t)NKV * hd;
             for (int i = 0; i < T; i++)
                 for (int j = 0; j < T; j++) {
                     double s = 0, g = 0;
                     for (int d = 0; d < hd; d++)
-                        s += (double)x->qkv[((size_t)b * T + i) * 3 * C + h * hd + d] *
-                             x->qkv[((size_t)b * T + j) * 3 * C + C + h * hd + d];
+                        s += (double)x->qkv[((size_t)b * T + i) * QW + h * hd + d] *
+                             x->qkv[((size_t)b * T + j) * QW + kc + d];
                     S[i * T + j] = s / sqrt((double)hd);
                     if (x->gq) {
                         for (int d = 0; d < dg; d++)
@@ -154,7 +157,7 @@ static inline void attn_reference(double *W, double *y, double *dgq, double *dgk
                 for (int d = 0; d < hd; d++) {
                     double acc = 0;
                     for (int j = 0; j < T; j++)
-                        acc += w[j] * x->qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * hd + d];
+                        acc += w[j] * x->qkv[((size_t)b * T + j) * QW + vc + d];
                     y[((size_t)b * T + i) * C + h * hd + d] = acc;
                 }
             }
@@ -168,7 +171,7 @@ static inline void attn_reference(double *W, double *y, double *dgq, double *dgk
                     dW[j] = 0;
                     for (int d = 0; d < hd; d++)
                         dW[j] += (double)x->r[((size_t)b * T + i) * C + h * hd + d] *
-                                 x->qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * hd + d];
+                                 x->qkv[((size_t)b * T + j) * QW + vc + d];
                     dot += w[j] * dW[j];
                 }
                 for (int j = 0; j <= i; j++) {

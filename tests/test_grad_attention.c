@@ -52,6 +52,7 @@ static void attn_case(const AttnCase *cs, int nthreads) {
     a->NH = cs->NH;
     a->hd = cs->hd;
     a->C = cs->NH * cs->hd;
+    a->NKV = cs->nkv;
     a->dg = cs->dg;
     a->mode = cs->mode;
     a->k = cs->k;
@@ -64,14 +65,15 @@ static void attn_case(const AttnCase *cs, int nthreads) {
     a->nthreads = nthreads;
     a->scratch = falloc((size_t)nthreads * attention_scratch_floats(cs->T));
     int B = a->B, T = a->T, C = a->C, NH = a->NH, GW = NH * a->dg;
+    size_t QW = (size_t)attention_qkv_width(a);
     size_t TT = (size_t)B * NH * T * T, N = (size_t)B * T;
     RefKeep rk = ref_keep(cs->mode);
     int needs_gate = ref_needs_gate(cs->mode);
     int in_graph = ref_gate_in_graph(cs->mode, cs->gg);
     int ste = cs->mode == ATTN_HARD && cs->gg == GATE_GRAD_STE;
     int aux = cs->mode == ATTN_SOFT || cs->mode == ATTN_SOFT_PROB || ste;  // as model.c lays out
-    x.qkv = falloc(N * 3 * C);
-    fill_normal(x.qkv, N * 3 * C, 1.0f);
+    x.qkv = falloc(N * QW);
+    fill_normal(x.qkv, N * QW, 1.0f);
     if (needs_gate) {
         x.gq = falloc(N * GW);
         x.gk = falloc(N * GW);
@@ -165,11 +167,11 @@ static void attn_case(const AttnCase *cs, int nthreads) {
     // --- analytic gradients
     double L1 = attn_eval(&x, &(int){0});
     CHECK(L0 == L1, "%s: forward is not deterministic", cs->label);
-    float *dqkv = falloc(N * 3 * C);
+    float *dqkv = falloc(N * QW);
     float *dgq = needs_gate ? falloc(N * GW) : NULL, *dgk = needs_gate ? falloc(N * GW) : NULL;
     if (dgq)
         for (size_t e = 0; e < N * GW; e++) dgq[e] = dgk[e] = 7.0f;  // sentinel
-    for (size_t e = 0; e < N * 3 * C; e++) dqkv[e] = 9.0f;  // overwritten, not accumulated
+    for (size_t e = 0; e < N * QW; e++) dqkv[e] = 9.0f;  // overwritten, not accumulated
     attention_backward(dqkv, dgq, dgk, x.r, x.qkv, x.gq, x.gk, x.att, x.auxS, x.auxs, x.lse, a);
     if (needs_gate && !in_graph) {  // hard, gate_grad none: no gate gradient is produced
         int untouched = 1;
@@ -179,7 +181,7 @@ static void attn_case(const AttnCase *cs, int nthreads) {
     }
     x.check_pattern = rk == R_TOPK_S || rk == R_TOPK_G;
     snprintf(what, sizeof what, "%s%s: d qkv", cs->label, nthreads > 1 ? " (2 threads)" : "");
-    fd_check(what, x.qkv, dqkv, N * 3 * C, fo, attn_eval, &x);
+    fd_check(what, x.qkv, dqkv, N * QW, fo, attn_eval, &x);
     if (in_graph && !ste) {
         snprintf(what, sizeof what, "%s: d gq", cs->label);
         fd_check(what, x.gq, dgq, N * GW, fo, attn_eval, &x);
@@ -236,32 +238,40 @@ static void attn_case(const AttnCase *cs, int nthreads) {
 static void test_attention(void) {
     const AttnCase cases[] = {
         // mode            k  scope        gate_grad       tau   drop  B  T NH hd dg feed label
-        {ATTN_DENSE,        3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "dense"},
-        {ATTN_ORACLE,       3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "oracle causal"},
-        {ATTN_ORACLE,       2, TOPK_ALL,    GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "oracle all"},
-        {ATTN_SOFT,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "soft"},
-        {ATTN_SOFT,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 0.5f, 0.0f, 2, 6, 2, 4, 3, 0, "soft tau 0.5"},
-        {ATTN_SOFT_PROB,    3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "soft_prob"},
-        {ATTN_SOFT_PROB,    3, TOPK_CAUSAL, GATE_GRAD_NONE, 2.5f, 0.0f, 1, 8, 3, 2, 2, 0, "soft_prob tau 2.5"},
-        {ATTN_HARD,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "hard causal"},
-        {ATTN_HARD,         2, TOPK_ALL,    GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "hard all"},
-        {ATTN_HARD,         3, TOPK_CAUSAL, GATE_GRAD_STE,  1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "hard ste causal"},
-        {ATTN_HARD,         2, TOPK_ALL,    GATE_GRAD_STE,  1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "hard ste all"},
-        {ATTN_HARD,         4, TOPK_CAUSAL, GATE_GRAD_STE,  0.4f, 0.0f, 2, 9, 2, 3, 5, 0, "hard ste tau 0.4"},
-        {ATTN_STOCHASTIC,   3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "stochastic causal"},
-        {ATTN_STOCHASTIC,   2, TOPK_ALL,    GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "stochastic all"},
-        {ATTN_RANDOM_FIXED, 3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "random_fixed causal"},
-        {ATTN_RANDOM_FIXED, 2, TOPK_ALL,    GATE_GRAD_NONE, 1.0f, 0.0f, 3, 7, 2, 4, 3, 0, "random_fixed all"},
-        {ATTN_WINDOW,       3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "window"},
-        {ATTN_WINDOW,       1, TOPK_ALL,    GATE_GRAD_NONE, 1.0f, 0.0f, 2, 5, 1, 4, 3, 0, "window k 1"},
-        {ATTN_STOCHASTIC,   3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 6, 2, 4, 3, 2, "stochastic fed masks"},
-        {ATTN_RANDOM_FIXED, 3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 6, 2, 4, 3, 1, "random_fixed fed masks"},
+        {ATTN_DENSE,        3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "dense", 0},
+        {ATTN_ORACLE,       3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "oracle causal", 0},
+        {ATTN_ORACLE,       2, TOPK_ALL,    GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "oracle all", 0},
+        {ATTN_SOFT,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "soft", 0},
+        {ATTN_SOFT,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 0.5f, 0.0f, 2, 6, 2, 4, 3, 0, "soft tau 0.5", 0},
+        {ATTN_SOFT_PROB,    3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "soft_prob", 0},
+        {ATTN_SOFT_PROB,    3, TOPK_CAUSAL, GATE_GRAD_NONE, 2.5f, 0.0f, 1, 8, 3, 2, 2, 0, "soft_prob tau 2.5", 0},
+        {ATTN_HARD,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "hard causal", 0},
+        {ATTN_HARD,         2, TOPK_ALL,    GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "hard all", 0},
+        {ATTN_HARD,         3, TOPK_CAUSAL, GATE_GRAD_STE,  1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "hard ste causal", 0},
+        {ATTN_HARD,         2, TOPK_ALL,    GATE_GRAD_STE,  1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "hard ste all", 0},
+        {ATTN_HARD,         4, TOPK_CAUSAL, GATE_GRAD_STE,  0.4f, 0.0f, 2, 9, 2, 3, 5, 0, "hard ste tau 0.4", 0},
+        {ATTN_STOCHASTIC,   3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "stochastic causal", 0},
+        {ATTN_STOCHASTIC,   2, TOPK_ALL,    GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "stochastic all", 0},
+        {ATTN_RANDOM_FIXED, 3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "random_fixed causal", 0},
+        {ATTN_RANDOM_FIXED, 2, TOPK_ALL,    GATE_GRAD_NONE, 1.0f, 0.0f, 3, 7, 2, 4, 3, 0, "random_fixed all", 0},
+        {ATTN_WINDOW,       3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "window", 0},
+        {ATTN_WINDOW,       1, TOPK_ALL,    GATE_GRAD_NONE, 1.0f, 0.0f, 2, 5, 1, 4, 3, 0, "window k 1", 0},
+        // grouped K/V heads (Llama, Qwen): 4 query heads on 2 or 1 K/V heads
+        {ATTN_DENSE,        3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 4, 4, 3, 0, "dense gqa 4/2", 2},
+        {ATTN_ORACLE,       3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 7, 4, 4, 3, 0, "oracle gqa 4/1", 1},
+        {ATTN_SOFT,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 1, 7, 4, 2, 3, 0, "soft gqa 4/2", 2},
+        {ATTN_SOFT_PROB,    3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 1, 6, 4, 2, 3, 0, "soft_prob gqa 4/2", 2},
+        {ATTN_HARD,         3, TOPK_CAUSAL, GATE_GRAD_STE,  1.0f, 0.0f, 1, 7, 4, 2, 3, 0, "hard ste gqa 4/1", 1},
+        {ATTN_WINDOW,       2, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.2f, 2, 6, 4, 2, 3, 0, "window dropout gqa 4/2", 2},
+        {ATTN_RANDOM_FIXED, 3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 1, 7, 4, 2, 3, 0, "random_fixed gqa 4/2", 2},
+        {ATTN_STOCHASTIC,   3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 6, 2, 4, 3, 2, "stochastic fed masks", 0},
+        {ATTN_RANDOM_FIXED, 3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 6, 2, 4, 3, 1, "random_fixed fed masks", 0},
         // dropout on the attention weights: stateless masks, so the same key re-runs the same
-        {ATTN_DENSE,        3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.3f, 2, 7, 2, 4, 3, 0, "dense dropout"},
-        {ATTN_SOFT,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 0.8f, 0.3f, 2, 7, 2, 4, 3, 0, "soft dropout"},
-        {ATTN_SOFT_PROB,    3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.3f, 2, 7, 2, 4, 3, 0, "soft_prob dropout"},
-        {ATTN_ORACLE,       3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.3f, 2, 7, 2, 4, 3, 0, "oracle dropout"},
-        {ATTN_HARD,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.3f, 2, 7, 2, 4, 3, 0, "hard dropout"},
+        {ATTN_DENSE,        3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.3f, 2, 7, 2, 4, 3, 0, "dense dropout", 0},
+        {ATTN_SOFT,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 0.8f, 0.3f, 2, 7, 2, 4, 3, 0, "soft dropout", 0},
+        {ATTN_SOFT_PROB,    3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.3f, 2, 7, 2, 4, 3, 0, "soft_prob dropout", 0},
+        {ATTN_ORACLE,       3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.3f, 2, 7, 2, 4, 3, 0, "oracle dropout", 0},
+        {ATTN_HARD,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.3f, 2, 7, 2, 4, 3, 0, "hard dropout", 0},
     };
     // one thread for most (fast and steady on a loaded machine), every third with two
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) attn_case(&cases[i], i % 3 ? 1 : 2);

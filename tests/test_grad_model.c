@@ -189,7 +189,7 @@ static void test_model_ste_gate(void) {
     x.gq = m.layer[0].gq;
     x.gk = m.layer[0].gk;
     x.r = m.datty;
-    AttnCase cs = {ATTN_HARD, m.plan.attn.k[0], m.plan.attn.scope, GATE_GRAD_STE, c.tau, 0, 2, 8, 2, 8, 4, 0, ""};
+    AttnCase cs = {ATTN_HARD, m.plan.attn.k[0], m.plan.attn.scope, GATE_GRAD_STE, c.tau, 0, 2, 8, 2, 8, 4, 0, "", 0};
     size_t TT = (size_t)2 * 2 * 8 * 8, N = 16, GW = 8;
     unsigned char *keep = xcalloc(TT, 1);
     for (size_t e = 0; e < TT; e++) keep[e] = m.layer[0].att[e] != 0.0f;
@@ -244,7 +244,7 @@ static void test_model(void) {
     }
     static const struct {
         const char *label;
-        const char *kv[12];
+        const char *kv[18];
         const char *skip[6];
     } cases[] = {
         {"model oracle", {"attn", "oracle"}, {NULL}},
@@ -290,9 +290,26 @@ static void test_model(void) {
         {"model moe dense control", {"ffn", "moe", "moe_dense_control", "1", "expert", "swiglu",
                                      "top_experts", "2", "n_expert", "4"}, {NULL}},
         {"model moe train=mlp:1", {"ffn", "moe", "train", "mlp:1", "top_experts", "2"}, {NULL}},
+        // families (family.c): RMSNorm, rotary positions, SwiGLU, grouped K/V heads, q/k norm
+#define GQA "n_head", "4", "n_kv_head", "2", "head_dim", "6"
+        {"model llama dense gqa llama3 rope", {"family", "llama", GQA, "rope_scaling", "llama3",
+                                               "rope_original_max_pos", "4"}, {NULL}},
+        {"model llama soft mlp_bias kv 1", {"family", "llama", "n_head", "4", "n_kv_head", "1",
+                                            "attn", "soft", "mlp_bias", "1"}, {NULL}},
+        {"model qwen2 oracle gqa", {"family", "qwen2", GQA, "attn", "oracle"}, {NULL}},
+        {"model qwen2 soft_prob", {"family", "qwen2", "attn", "soft_prob", "rope_theta", "100"}, {NULL}},
+        {"model qwen3 dense gqa head_dim", {"family", "qwen3", GQA}, {NULL}},
+        {"model qwen3 soft gqa", {"family", "qwen3", GQA, "attn", "soft"}, {NULL}},
+        {"model qwen3 hard,stochastic", {"family", "qwen3", GQA, "attn", "hard,stochastic"}, {NULL}},
+        {"model qwen3 window,random_fixed", {"family", "qwen3", GQA, "attn", "window,random_fixed"}, {NULL}},
+        {"model qwen3 hard ste (layer 0)", {"family", "qwen3", GQA, "attn", "hard,dense", "gate_grad", "ste"},
+         {"blocks.0.ln1", "blocks.0.attn.gate", "wte", NULL}},
+        {"model qwen3 train=attn:1 moe", {"family", "qwen3", GQA, "train", "attn:1+gates", "ffn", "dense,moe",
+                                          "n_expert", "2"}, {NULL}},
+#undef GQA
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *kv[20] = {0};
+        const char *kv[26] = {0};
         int n = 0;
         for (int j = 0; cases[i].kv[j]; j++) kv[n++] = cases[i].kv[j];
         for (int j = 0; j < 6; j++) kv[n++] = combos[i % 8][j];

@@ -1,7 +1,9 @@
 // test_grad_ops.c: finite-difference checks of the plain ops' backward passes: matmul,
-// layernorm, GELU (erf, tanh), cross-entropy (ignore -1), residual, dropout. The method and
+// layernorm, GELU (erf, tanh), cross-entropy (ignore -1), residual, dropout, RMSNorm, the
+// per-head q/k norm and rotary embeddings (each forward also against plain double loops). The method and
 // tolerances are described in grad_check.h.
 #include "grad_check.h"
+#include "rotary.h"
 
 // ----------------------------------------------------------------------------- plain ops
 typedef struct {
@@ -308,6 +310,172 @@ static void test_residual_dropout(void) {
     xfree(y2), xfree(rr), xfree(dr);
 }
 
+// ----------------------------------------------------------------------------- RMSNorm
+typedef struct {
+    OpCtx op;
+    float *inp, *w, *rstd;
+    size_t N;
+    int C;
+} RmsCtx;
+
+static void rms_run(void *v) {
+    RmsCtx *c = v;
+    rmsnorm_forward(c->op.out, c->rstd, c->inp, c->w, c->N, c->C, 1e-6f);
+}
+
+static void test_rmsnorm(void) {
+    size_t N = 5;
+    int C = 11;
+    RmsCtx c = {{0}, falloc(N * C), falloc(C), falloc(N), N, C};
+    float *r = falloc(N * C), *out = falloc(N * C);
+    fill_normal(c.inp, N * C, 1.5f);
+    for (size_t i = 0; i < N * C; i++) c.inp[i] += 0.4f;
+    fill_normal(c.w, C, 1.0f);
+    fill_normal(r, N * C, 1.0f);
+    c.op = (OpCtx){r, out, N * C, rms_run};
+    rms_run(&c);
+    double err = 0.0;
+    for (size_t n = 0; n < N; n++) {
+        double ss = 0;
+        for (int i = 0; i < C; i++) ss += (double)c.inp[n * C + i] * c.inp[n * C + i];
+        for (int i = 0; i < C; i++)
+            err = fmax(err, fabs(c.w[i] * c.inp[n * C + i] / sqrt(ss / C + 1e-6) - out[n * C + i]));
+    }
+    CHECK(err < 1e-5, "rmsnorm_forward vs loops: max err %g", err);
+    float *dinp = falloc(N * C), *dw = falloc(C);
+    for (size_t i = 0; i < N * C; i++) dinp[i] = 0.5f;  // dinp accumulates
+    for (int i = 0; i < C; i++) dw[i] = -1.0f;          // dw accumulates
+    rmsnorm_backward(dinp, dw, r, c.inp, c.w, c.rstd, N, C);
+    for (size_t i = 0; i < N * C; i++) dinp[i] -= 0.5f;
+    for (int i = 0; i < C; i++) dw[i] += 1.0f;
+    fd_check("rmsnorm dinp", c.inp, dinp, N * C, &OPS_FD, op_eval, &c);
+    fd_check("rmsnorm dweight", c.w, dw, C, &OPS_FD, op_eval, &c);
+    xfree(c.inp), xfree(c.w), xfree(c.rstd), xfree(r), xfree(out), xfree(dinp), xfree(dw);
+}
+
+// ----------------------------------------------------------------------------- q/k norm
+typedef struct {
+    OpCtx op;
+    float *inp, *wq, *wk, *rstd;
+    size_t N;
+    int NH, NKV, hd, stride;
+} HeadNormCtx;
+
+static void head_norm_run(void *v) {
+    HeadNormCtx *c = v;
+    head_norm_forward(c->op.out, c->rstd, c->inp, c->wq, c->wk, c->N, c->NH, c->NKV, c->hd,
+                      c->stride, 1e-6f);
+}
+
+static void test_head_norm(void) {
+    size_t N = 4;
+    int NH = 4, NKV = 2, hd = 6, stride = (NH + 2 * NKV) * hd;
+    HeadNormCtx c = {{0}, falloc(N * stride), falloc(hd), falloc(hd), falloc(N * (NH + NKV)), N,
+                     NH, NKV, hd, stride};
+    float *r = falloc(N * stride), *out = falloc(N * stride);
+    fill_normal(c.inp, N * stride, 1.2f);
+    fill_normal(c.wq, hd, 1.0f);
+    fill_normal(c.wk, hd, 1.0f);
+    fill_normal(r, N * stride, 1.0f);
+    c.op = (OpCtx){r, out, N * stride, head_norm_run};
+    head_norm_run(&c);
+    double err = 0.0;
+    for (size_t n = 0; n < N; n++)
+        for (int h = 0; h < NH + 2 * NKV; h++) {
+            const float *x = c.inp + n * stride + h * hd, *w = h < NH ? c.wq : c.wk;
+            double ss = 0;
+            for (int i = 0; i < hd; i++) ss += (double)x[i] * x[i];
+            for (int i = 0; i < hd; i++) {
+                double y = h < NH + NKV ? w[i] * x[i] / sqrt(ss / hd + 1e-6) : x[i];  // v: copied
+                err = fmax(err, fabs(y - out[n * stride + h * hd + i]));
+            }
+        }
+    CHECK(err < 1e-5, "head_norm_forward vs loops (q, k normed, v copied): max err %g", err);
+    float *dinp = falloc(N * stride), *dwq = falloc(hd), *dwk = falloc(hd);
+    for (size_t i = 0; i < N * stride; i++) dinp[i] = 9.0f;  // overwritten
+    head_norm_backward(dinp, dwq, dwk, r, c.inp, c.wq, c.wk, c.rstd, N, NH, NKV, hd, stride);
+    fd_check("q/k norm dinp", c.inp, dinp, N * stride, &OPS_FD, op_eval, &c);
+    fd_check("q/k norm d q_norm", c.wq, dwq, hd, &OPS_FD, op_eval, &c);
+    fd_check("q/k norm d k_norm", c.wk, dwk, hd, &OPS_FD, op_eval, &c);
+    xfree(c.inp), xfree(c.wq), xfree(c.wk), xfree(c.rstd), xfree(r), xfree(out);
+    xfree(dinp), xfree(dwq), xfree(dwk);
+}
+
+// ----------------------------------------------------------------------------- rotary
+typedef struct {
+    OpCtx op;
+    float *inp, *cos_t, *sin_t;
+    size_t N;
+    int T, heads, hd, stride;
+} RopeCtx;
+
+static void rope_run(void *v) {
+    RopeCtx *c = v;
+    memcpy(c->op.out, c->inp, c->N * c->stride * sizeof(float));
+    rope_forward(c->op.out, c->cos_t, c->sin_t, c->N, c->T, c->heads, c->hd, c->stride);
+}
+
+static void test_rope(void) {
+    // inverse frequencies: 1 / theta^(2i/hd), and Llama 3's rule from its definition
+    // (transformers' _compute_llama3_parameters), in double
+    int hd = 16, half = hd / 2;
+    RopeParams p = {500000.0f, 1, 8.0f, 1.0f, 4.0f, 64};
+    float inv[8], inv_plain[8];
+    RopeParams plain = p;
+    plain.llama3 = 0;
+    rope_inv_freq(inv_plain, hd, &plain);
+    rope_inv_freq(inv, hd, &p);
+    double err_plain = 0, err_l3 = 0;
+    int n_low = 0, n_mid = 0, n_high = 0;
+    for (int i = 0; i < half; i++) {
+        double f = 1.0 / pow(500000.0, 2.0 * i / hd), wl = 2 * M_PI / f, want;
+        err_plain = fmax(err_plain, fabs(inv_plain[i] - f) / f);
+        if (wl < 64.0 / 4.0) want = f, n_high++;          // short wavelength: kept
+        else if (wl > 64.0 / 1.0) want = f / 8.0, n_low++; // long: slowed by the factor
+        else {
+            double sm = (64.0 / wl - 1.0) / (4.0 - 1.0);
+            want = (1 - sm) * f / 8.0 + sm * f, n_mid++;
+        }
+        err_l3 = fmax(err_l3, fabs(inv[i] - want) / want);
+    }
+    CHECK(err_plain < 1e-6, "rope inverse frequencies vs 1/theta^(2i/hd): rel err %g", err_plain);
+    CHECK(err_l3 < 1e-5 && n_low && n_mid && n_high,
+          "llama3 rope scaling vs its definition: rel err %g (low %d, medium %d, high %d bands)",
+          err_l3, n_low, n_mid, n_high);
+
+    // forward against the complex rotation (x1 + i x2) e^{i t f} in double; backward by FD
+    int T = 5, B = 2, heads = 3, stride = heads * hd + 7;  // 7 trailing columns stay untouched
+    size_t N = (size_t)B * T;
+    RopeCtx c = {{0}, falloc(N * stride), falloc((size_t)T * half), falloc((size_t)T * half), N, T,
+                 heads, hd, stride};
+    rope_tables(c.cos_t, c.sin_t, inv, T, hd);
+    float *r = falloc(N * stride), *out = falloc(N * stride);
+    fill_normal(c.inp, N * stride, 1.0f);
+    fill_normal(r, N * stride, 1.0f);
+    c.op = (OpCtx){r, out, N * stride, rope_run};
+    rope_run(&c);
+    double err = 0;
+    for (size_t n = 0; n < N; n++) {
+        int t = (int)(n % T);
+        for (int h = 0; h < heads; h++)
+            for (int i = 0; i < half; i++) {
+                const float *x = c.inp + n * stride + h * hd;
+                double ang = (double)inv[i] * t, a = x[i], b = x[i + half];
+                double y1 = a * cos(ang) - b * sin(ang), y2 = a * sin(ang) + b * cos(ang);
+                err = fmax(err, fabs(y1 - out[n * stride + h * hd + i]));
+                err = fmax(err, fabs(y2 - out[n * stride + h * hd + i + half]));
+            }
+        for (int j = heads * hd; j < stride; j++)
+            err = fmax(err, fabs(c.inp[n * stride + j] - out[n * stride + j]));
+    }
+    CHECK(err < 1e-5, "rope_forward vs the complex rotation: max err %g", err);
+    float *d = falloc(N * stride);
+    memcpy(d, r, N * stride * sizeof(float));
+    rope_backward(d, c.cos_t, c.sin_t, N, T, heads, hd, stride);
+    fd_check("rope dinp", c.inp, d, N * stride, &OPS_FD, op_eval, &c);
+    xfree(c.inp), xfree(c.cos_t), xfree(c.sin_t), xfree(r), xfree(out), xfree(d);
+}
+
 int main(void) {
     double t_start = now_seconds();
     grad_init(NULL);
@@ -317,5 +485,8 @@ int main(void) {
     test_gelu(GELU_TANH);
     test_crossentropy();
     test_residual_dropout();
+    test_rmsnorm();
+    test_head_norm();
+    test_rope();
     return grad_summary("grad_ops", t_start);
 }

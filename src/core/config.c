@@ -28,17 +28,31 @@ static const ConfigKey KEYS[] = {
       "LayerNorm, learned positions; see README, Model families)"),
     K(n_layer, KEY_INT, "6", "transformer blocks"),
     K(d_model, KEY_INT, "256", "residual width"),
-    K(n_head, KEY_INT, "4", "attention heads (d_model must divide)"),
+    K(n_head, KEY_INT, "4", "attention (query) heads"),
+    K(n_kv_head, KEY_INT, "0", "key/value heads, grouped: n_head must be a multiple (0 = n_head; "
+      "families llama, qwen2, qwen3)"),
+    K(head_dim, KEY_INT, "0", "width of one head (0 = d_model / n_head; another value: families "
+      "llama, qwen2, qwen3)"),
     K(d_ff, KEY_INT, "1024", "FFN hidden width"),
     K(seq_len, KEY_INT, "512", "context length T (rows of the position embedding)"),
     K(vocab_size, KEY_INT, "50257", "vocabulary size V"),
-    K(attn_bias, KEY_INT, "0", "1: biases on the q/k/v and output projections"),
+    K(attn_bias, KEY_INT, "0", "1: biases on the q/k/v and output projections (qwen2: q/k/v "
+      "biases always, never on the output)"),
+    K(mlp_bias, KEY_INT, "-1", "1: biases on the FFN's matrices; -1: the family's choice (gpt 1, "
+      "llama/qwen 0)"),
     K(tie_embeddings, KEY_INT, "1", "1: LM head is the token embedding; 0: separate lm_head"),
     K(gelu, KEY_STR, "erf", "GELU form: erf (exact) | tanh"),
     K(dropout, KEY_FLOAT, "0.1", "dropout on embeddings, attention weights, FFN (0 = off)"),
     K(init_std, KEY_FLOAT, "0.02", "std of the N(0, s) init of matrices and embeddings"),
     K(gate_init_std, KEY_FLOAT, "0.02", "std of the gate init"),
-    K(ln_eps, KEY_FLOAT, "1e-5", "LayerNorm epsilon"),
+    K(ln_eps, KEY_FLOAT, "1e-5", "epsilon of the family's norm (LayerNorm, RMSNorm)"),
+    K(rope_theta, KEY_FLOAT, "10000", "rotary positions: base of the frequencies"),
+    K(rope_scaling, KEY_STR, "none", "rotary frequency scaling: none | llama3"),
+    K(rope_factor, KEY_FLOAT, "8", "llama3 rope scaling: factor"),
+    K(rope_low_freq_factor, KEY_FLOAT, "1", "llama3 rope scaling: low_freq_factor"),
+    K(rope_high_freq_factor, KEY_FLOAT, "4", "llama3 rope scaling: high_freq_factor"),
+    K(rope_original_max_pos, KEY_INT, "8192", "llama3 rope scaling: "
+      "original_max_position_embeddings"),
     // routing
     K(attn, KEY_STR, "dense",
       "routing mode, or a comma list per layer: dense|oracle|soft|soft_prob|hard|stochastic|"
@@ -279,8 +293,20 @@ void config_resolve(Config *c) {
             "keys 'n_head' x 'd_g' (%d x %d) must be at most %d", c->n_head, c->d_g, MAX_DIM);
     REQUIRE(c->n_layer >= 1 && c->n_layer <= MAX_LAYERS, "key 'n_layer' must be in 1..%d, got %d",
             MAX_LAYERS, c->n_layer);
-    REQUIRE(c->d_model >= 1 && c->n_head >= 1 && c->d_model % c->n_head == 0,
-            "key 'd_model' (%d) must be a positive multiple of 'n_head' (%d)", c->d_model, c->n_head);
+    REQUIRE(c->d_model >= 1 && c->n_head >= 1 && (c->head_dim > 0 || c->d_model % c->n_head == 0),
+            "key 'd_model' (%d) must be a positive multiple of 'n_head' (%d), or set head_dim",
+            c->d_model, c->n_head);
+    REQUIRE(c->head_dim >= 0 && c->head_dim <= MAX_DIM && (long)c->n_head * (c->head_dim ? c->head_dim : 1) <= MAX_DIM,
+            "key 'head_dim' must be in 0..%d with n_head x head_dim at most %d, got %d", MAX_DIM,
+            MAX_DIM, c->head_dim);
+    REQUIRE(c->n_kv_head >= 0 && c->n_kv_head <= c->n_head &&
+            (c->n_kv_head == 0 || c->n_head % c->n_kv_head == 0),
+            "key 'n_kv_head' (%d) must divide n_head (%d), or be 0 (= n_head)", c->n_kv_head, c->n_head);
+    REQUIRE(c->mlp_bias >= -1 && c->mlp_bias <= 1, "key 'mlp_bias' must be -1, 0 or 1, got %d",
+            c->mlp_bias);
+    REQUIRE(c->rope_theta > 0, "key 'rope_theta' must be > 0, got %g", c->rope_theta);
+    REQUIRE(c->rope_original_max_pos >= 1, "key 'rope_original_max_pos' must be positive, got %d",
+            c->rope_original_max_pos);
     REQUIRE(c->d_ff >= 1, "key 'd_ff' must be positive, got %d", c->d_ff);
     REQUIRE(c->seq_len >= 1, "key 'seq_len' must be positive, got %d", c->seq_len);
     REQUIRE(c->vocab_size >= 2, "key 'vocab_size' must be at least 2, got %d", c->vocab_size);

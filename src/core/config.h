@@ -19,9 +19,14 @@ typedef struct {
     // model
     char family[STR_LEN];      // row of the model-family table (family.c)
     int n_layer, d_model, n_head, d_ff, seq_len, vocab_size;
-    int attn_bias, tie_embeddings;
+    int n_kv_head, head_dim;   // grouped K/V heads and head width (0 = the GPT defaults)
+    int attn_bias, mlp_bias, tie_embeddings;
     char gelu[STR_LEN];
     float dropout, init_std, gate_init_std, ln_eps;
+    float rope_theta;          // rotary positions (families with rotary positions)
+    char rope_scaling[STR_LEN];// none | llama3
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_max_pos;
     // routing
     char attn[STR_LEN];        // mode, or comma list per layer
     char k[STR_LEN];           // keys kept per query, or comma list per layer

@@ -161,12 +161,22 @@ size_t attention_scratch_floats(int T) {
     return 4 * (size_t)T * T + 2 * (size_t)T + (size_t)T + (size_t)T + 64;
 }
 
+// Grouped K/V heads: query head h reads K/V head h / (NH / NKV). Columns of a qkv row.
+static inline int n_kv_heads(const AttnArgs *a) { return a->NKV ? a->NKV : a->NH; }
+int attention_qkv_width(const AttnArgs *a) { return a->C + 2 * n_kv_heads(a) * a->hd; }
+static inline size_t q_col(const AttnArgs *a, int h) { return (size_t)h * a->hd; }
+static inline size_t k_col(const AttnArgs *a, int h) {
+    return (size_t)a->C + (size_t)(h / (a->NH / n_kv_heads(a))) * a->hd;
+}
+static inline size_t v_col(const AttnArgs *a, int h) {
+    return k_col(a, h) + (size_t)n_kv_heads(a) * a->hd;
+}
+
 void attention_scores(float *S, const float *qkv, int b, int h, const AttnArgs *a) {
-    int T = a->T, C = a->C, hd = a->hd;
-    const float *q = qkv + (size_t)b * T * 3 * C + h * hd;
-    const float *k = q + C;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f / sqrtf((float)hd), q,
-                3 * C, k, 3 * C, 0.0f, S, T);
+    int T = a->T, hd = a->hd, W = attention_qkv_width(a);
+    const float *row0 = qkv + (size_t)b * T * W;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f / sqrtf((float)hd),
+                row0 + q_col(a, h), W, row0 + k_col(a, h), W, 0.0f, S, T);
 }
 
 void attention_gate_scores(float *G, const float *gq, const float *gk, int b, int h,
@@ -311,7 +321,7 @@ static const float *dropped_weights(float *Wd, const float *W, size_t block, con
 
 void attention_forward(float *out, float *att, float *aux_S, float *aux_s, float *lse,
                        const float *qkv, const float *gq, const float *gk, const AttnArgs *a) {
-    int B = a->B, T = a->T, C = a->C, NH = a->NH, hd = a->hd;
+    int B = a->B, T = a->T, C = a->C, NH = a->NH, hd = a->hd, QW = attention_qkv_width(a);
     size_t TT = (size_t)T * T;
     int needs_gate = route_needs_gate(a->mode);
     ASSERT(!needs_gate || (gq && gk));
@@ -330,8 +340,8 @@ void attention_forward(float *out, float *att, float *aux_S, float *aux_s, float
                         needs_gate ? s.G + (size_t)i * T : NULL, s.keep, i, a);
         }
         const float *Wd = dropped_weights(s.Wd, W, (size_t)bh, a);
-        const float *v = qkv + (size_t)b * T * 3 * C + 2 * C + h * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, Wd, T, v, 3 * C,
+        const float *v = qkv + (size_t)b * T * QW + v_col(a, h);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, Wd, T, v, QW,
                     0.0f, out + (size_t)b * T * C + h * hd, C);
     }
 }
@@ -382,47 +392,56 @@ void attention_backward(float *dqkv, float *dgq, float *dgk, const float *dout,
                         const float *aux_S, const float *aux_s, const float *lse,
                         const AttnArgs *a) {
     int B = a->B, T = a->T, C = a->C, NH = a->NH, hd = a->hd, dg = a->dg, GW = NH * dg;
+    int QW = attention_qkv_width(a), NKV = n_kv_heads(a), rep = NH / NKV;
     size_t TT = (size_t)T * T;
     int gate_grad = route_gate_in_graph(a->mode, a->gate_grad);
     ASSERT(!gate_grad || (dgq && dgk && aux_s));
     float scale = 1.0f / sqrtf((float)hd), gscale = 1.0f / sqrtf((float)dg);
+    // One task per (batch row, K/V head): its query heads run in order and add their dk, dv
+    // into the shared K/V head (no race, a fixed order: deterministic).
 #pragma omp parallel for schedule(static) num_threads(a->nthreads)
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
+    for (int bg = 0; bg < B * NKV; bg++) {
+        int b = bg / NKV, g = bg % NKV;
         Scratch s = scratch_of(a, omp_get_thread_num());
-        const float *W = att + (size_t)bh * TT;
-        const float *Wd = dropped_weights(s.Wd, W, (size_t)bh, a);
-        const float *q = qkv + (size_t)b * T * 3 * C + h * hd, *k = q + C, *v = q + 2 * C;
-        float *dq = dqkv + (size_t)b * T * 3 * C + h * hd, *dk = dq + C, *dv = dq + 2 * C;
-        const float *dy = dout + (size_t)b * T * C + h * hd;
-        // dv = Wd^T dy ; dW = dy v^T (then through the dropout mask)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, Wd, T, dy, C, 0.0f,
-                    dv, 3 * C);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dy, C, v, 3 * C,
-                    0.0f, s.dW, T);
-        if (a->dropout > 0.0f) {
-            float ds = 1.0f / (1.0f - a->dropout);
-            for (size_t e = 0; e < TT; e++)
-                s.dW[e] = hash_uniform(a->dropout_key, (size_t)bh * TT + e) >= a->dropout
-                              ? s.dW[e] * ds : s.dW[e] - s.dW[e];
-        }
-        for (int i = 0; i < T; i++) {
-            size_t row = (size_t)bh * TT + (size_t)i * T;
-            backward_row(s.dW + (size_t)i * T, gate_grad ? s.G + (size_t)i * T : NULL, W + (size_t)i * T,
-                         aux_S ? aux_S + row : NULL, aux_s ? aux_s + row : NULL,
-                         lse ? lse[(size_t)bh * T + i] : 0.0f, i, a);
-        }
-        // S = q k^T * scale: dq = dS k * scale, dk = dS^T q * scale
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, s.dW, T, k, 3 * C,
-                    0.0f, dq, 3 * C);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, s.dW, T, q, 3 * C,
-                    0.0f, dk, 3 * C);
-        if (gate_grad) {  // G = gq gk^T * gscale
-            const float *gqh = gq + (size_t)b * T * GW + h * dg, *gkh = gk + (size_t)b * T * GW + h * dg;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dg, T, gscale, s.G, T, gkh,
-                        GW, 0.0f, dgq + (size_t)b * T * GW + h * dg, GW);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, dg, T, gscale, s.G, T, gqh,
-                        GW, 0.0f, dgk + (size_t)b * T * GW + h * dg, GW);
+        for (int r = 0; r < rep; r++) {
+            int h = g * rep + r, bh = b * NH + h;
+            float beta = r ? 1.0f : 0.0f;  // the group's first query head overwrites dk, dv
+            const float *W = att + (size_t)bh * TT;
+            const float *Wd = dropped_weights(s.Wd, W, (size_t)bh, a);
+            const float *row0 = qkv + (size_t)b * T * QW;
+            const float *q = row0 + q_col(a, h), *k = row0 + k_col(a, h), *v = row0 + v_col(a, h);
+            float *drow0 = dqkv + (size_t)b * T * QW;
+            float *dq = drow0 + q_col(a, h), *dk = drow0 + k_col(a, h), *dv = drow0 + v_col(a, h);
+            const float *dy = dout + (size_t)b * T * C + h * hd;
+            // dv += Wd^T dy ; dW = dy v^T (then through the dropout mask)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, Wd, T, dy, C, beta,
+                        dv, QW);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dy, C, v, QW,
+                        0.0f, s.dW, T);
+            if (a->dropout > 0.0f) {
+                float ds = 1.0f / (1.0f - a->dropout);
+                for (size_t e = 0; e < TT; e++)
+                    s.dW[e] = hash_uniform(a->dropout_key, (size_t)bh * TT + e) >= a->dropout
+                                  ? s.dW[e] * ds : s.dW[e] - s.dW[e];
+            }
+            for (int i = 0; i < T; i++) {
+                size_t row = (size_t)bh * TT + (size_t)i * T;
+                backward_row(s.dW + (size_t)i * T, gate_grad ? s.G + (size_t)i * T : NULL, W + (size_t)i * T,
+                             aux_S ? aux_S + row : NULL, aux_s ? aux_s + row : NULL,
+                             lse ? lse[(size_t)bh * T + i] : 0.0f, i, a);
+            }
+            // S = q k^T * scale: dq = dS k * scale, dk += dS^T q * scale
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, s.dW, T, k, QW,
+                        0.0f, dq, QW);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, s.dW, T, q, QW,
+                        beta, dk, QW);
+            if (gate_grad) {  // G = gq gk^T * gscale (one gate per query head)
+                const float *gqh = gq + (size_t)b * T * GW + h * dg, *gkh = gk + (size_t)b * T * GW + h * dg;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dg, T, gscale, s.G, T, gkh,
+                            GW, 0.0f, dgq + (size_t)b * T * GW + h * dg, GW);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, dg, T, gscale, s.G, T, gqh,
+                            GW, 0.0f, dgk + (size_t)b * T * GW + h * dg, GW);
+            }
         }
     }
 }

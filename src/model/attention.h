@@ -85,7 +85,9 @@ typedef struct {
 
 // Everything one layer's attention needs. Buffers marked "saved" are kept for backward.
 typedef struct {
-    int B, T, C, NH, hd, dg;  // C = d_model; hd = C / NH; dg = gate width per head
+    int B, T, C, NH, hd, dg;  // C = NH * hd: width of the head outputs; dg = gate width per head
+    int NKV;                  // K/V heads (0 = NH); query head h reads K/V head h / (NH / NKV).
+                              // qkv rows: NH q heads, NKV k heads, NKV v heads (C + 2 NKV hd)
     AttnMode mode;
     int k;
     TopkScope scope;
@@ -102,15 +104,18 @@ typedef struct {
 
 size_t attention_scratch_floats(int T);
 
+// Width of a qkv row: C + 2 * NKV * hd.
+int attention_qkv_width(const AttnArgs *a);
+
 // out (B,T,C) head outputs (before attn.proj); att (B,NH,T,T) saved weights W;
 // aux_S (B,NH,T,T) saved S (soft, ste) or P (soft_prob), else NULL;
 // aux_s (B,NH,T,T) saved sigmoid(G/tau) where the gate is in the graph, else NULL;
 // lse (B,NH,T) saved log-normaliser of kept keys (ste), else NULL;
-// qkv (B,T,3C); gq, gk (B,T,NH*dg) gate projections (NULL when the mode needs no gate).
+// qkv (B,T,QKV) with QKV = attention_qkv_width; gq, gk (B,T,NH*dg) gate projections (NULL when the mode needs no gate).
 void attention_forward(float *out, float *att, float *aux_S, float *aux_s, float *lse,
                        const float *qkv, const float *gq, const float *gk, const AttnArgs *a);
 
-// dqkv (B,T,3C) overwritten; dgq, dgk (B,T,NH*dg) overwritten where the gate is in the graph;
+// dqkv (B,T,QKV) overwritten (grouped K/V heads: the sum over their query heads); dgq, dgk (B,T,NH*dg) overwritten where the gate is in the graph;
 // dout (B,T,C) gradient of the head outputs; the rest as saved by the forward.
 void attention_backward(float *dqkv, float *dgq, float *dgk, const float *dout,
                         const float *qkv, const float *gq, const float *gk, const float *att,

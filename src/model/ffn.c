@@ -96,11 +96,11 @@ static uint64_t expert_key(const FfnArgs *a, int e) {
 static void expert_forward(float *y, float *h, float *act, const float *x, size_t n, int e,
                            const FfnWeights *w, const FfnArgs *a) {
     int C = a->C, F = a->F, Fi = ffn_fc_rows(a);
-    PROFILED(OP_MATMUL, matmul_forward(h, x, w->fc_w + (size_t)e * Fi * C, w->fc_b + (size_t)e * Fi, n, C, Fi, a->prec));
+    PROFILED(OP_MATMUL, matmul_forward(h, x, w->fc_w + (size_t)e * Fi * C, w->fc_b ? w->fc_b + (size_t)e * Fi : NULL, n, C, Fi, a->prec));
     if (a->act == FFN_ACT_GELU) PROFILED(OP_GELU, gelu_forward(act, h, n * F, a->gelu));
     else PROFILED(OP_GELU, glu_forward(act, h, n, F, a->act == FFN_ACT_SWIGLU, a->gelu));
     PROFILED(OP_ELEMENTWISE, dropout_apply(act, n * F, a->dropout, expert_key(a, e)));
-    PROFILED(OP_MATMUL, matmul_forward(y, act, w->proj_w + (size_t)e * C * F, w->proj_b + (size_t)e * C, n, F, C, a->prec));
+    PROFILED(OP_MATMUL, matmul_forward(y, act, w->proj_w + (size_t)e * C * F, w->proj_b ? w->proj_b + (size_t)e * C : NULL, n, F, C, a->prec));
 }
 
 static void expert_backward(float *dx, const FfnGrads *g, float *dh, float *da, const float *dy,

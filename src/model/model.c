@@ -12,6 +12,7 @@
 #include "gemm_bf16.h"
 #include "ops.h"
 #include "profile.h"
+#include "rotary.h"
 
 // Dropout sites, so each dropout in a forward pass has its own stateless mask key.
 enum { SITE_EMBED, SITE_ATTN, SITE_GELU, SITE_FFN_OUT, N_SITES };
@@ -133,8 +134,11 @@ static void ensure_acts(Model *m, int B, int T) {
     free_acts(m);
     m->B = B;
     m->T = T;
+    const ShapePlan *sp = &m->plan.shape;
     size_t N = (size_t)B * T, C = c->d_model, V = c->vocab_size;
     size_t NH = c->n_head, GW = NH * c->d_g, TT = (size_t)T * T;
+    size_t QKV = sp->qkv_width, QW = sp->q_width;
+    int layernorm = m->plan.family->norm == NORM_LAYERNORM, qk_norm = m->plan.family->qk_norm;
     Slot s[32 * MAX_LAYERS];
     IntSlot is[8 * MAX_LAYERS];
     int n = 0, ni = 0;
@@ -152,19 +156,21 @@ static void ensure_acts(Model *m, int B, int T) {
         int gate_grad = route_gate_in_graph(mode, gg);  // backward needs S and s
         any_gate |= gate_grad;
         SLOT(L->ln1, N * C);
-        SLOT(L->ln1_mean, N);
+        SLOT(L->ln1_mean, layernorm ? N : 0);
         SLOT(L->ln1_rstd, N);
-        SLOT(L->qkv, N * 3 * C);
+        SLOT(L->qkv_pre, qk_norm ? N * QKV : 0);
+        SLOT(L->qk_rstd, qk_norm ? N * (NH + sp->n_kv_head) : 0);
+        SLOT(L->qkv, N * QKV);
         SLOT(L->gq, needs_gate ? N * GW : 0);
         SLOT(L->gk, needs_gate ? N * GW : 0);
         SLOT(L->att, B * NH * TT);
         SLOT(L->aux_S, gate_grad ? B * NH * TT : 0);
         SLOT(L->aux_s, gate_grad ? B * NH * TT : 0);
         SLOT(L->lse, ste ? B * NH * T : 0);
-        SLOT(L->atty, N * C);
+        SLOT(L->atty, N * QW);
         SLOT(L->res_att, N * C);
         SLOT(L->ln2, N * C);
-        SLOT(L->ln2_mean, N);
+        SLOT(L->ln2_mean, layernorm ? N : 0);
         SLOT(L->ln2_rstd, N);
         FfnArgs fa = model_ffn_args(m, l);
         size_t fs[FA_COUNT];
@@ -182,20 +188,33 @@ static void ensure_acts(Model *m, int B, int T) {
         SLOT(L->res_ffn, N * C);
     }
     SLOT(m->lnf, N * C);
-    SLOT(m->lnf_mean, N);
+    SLOT(m->lnf_mean, layernorm ? N : 0);
     SLOT(m->lnf_rstd, N);
+    int rotary = m->plan.family->positions == POS_ROTARY;
+    SLOT(m->rope_cos, rotary ? (size_t)T * sp->head_dim / 2 : 0);
+    SLOT(m->rope_sin, rotary ? (size_t)T * sp->head_dim / 2 : 0);
     SLOT(m->logits, N * V);
     SLOT(m->losses, N);
     SLOT(m->lse, N);
     size_t total;
     m->acts = carve(s, n, &total);
     m->iacts = carve_ints(is, ni);
+    if (rotary) {
+        RopeParams rp = {c->rope_theta, sp->rope_scaling == ROPE_SCALING_LLAMA3, c->rope_factor,
+                         c->rope_low_freq_factor, c->rope_high_freq_factor,
+                         c->rope_original_max_pos};
+        float *inv_freq = xcalloc((size_t)sp->head_dim / 2, sizeof(float));
+        rope_inv_freq(inv_freq, sp->head_dim, &rp);
+        rope_tables(m->rope_cos, m->rope_sin, inv_freq, T, sp->head_dim);
+        xfree(inv_freq);
+    }
     n = 0;
     SLOT(m->dres, N * C);
     SLOT(m->dln, N * C);
     SLOT(m->dtmp, N * C);
-    SLOT(m->dqkv, N * 3 * C);
-    SLOT(m->datty, N * C);
+    SLOT(m->dqkv, N * QKV);
+    SLOT(m->dqkv_pre, qk_norm ? N * QKV : 0);
+    SLOT(m->datty, N * QW);
     size_t biggest[FS_COUNT] = {0};
     for (int l = 0; l < c->n_layer; l++) {
         FfnArgs fa = model_ffn_args(m, l);
@@ -225,9 +244,10 @@ AttnArgs model_attn_args(const Model *m, int l, const KeepMasks *given) {
     AttnArgs a = {0};
     a.B = m->B;
     a.T = m->T;
-    a.C = c->d_model;
+    a.C = m->plan.shape.q_width;
     a.NH = c->n_head;
-    a.hd = c->d_model / c->n_head;
+    a.NKV = m->plan.shape.n_kv_head;
+    a.hd = m->plan.shape.head_dim;
     a.dg = c->d_g;
     a.mode = ap->mode[l];
     a.k = ap->k[l];
@@ -284,13 +304,14 @@ static void mean_ablate(float *x, size_t N, int C) {
 }
 
 // ----------------------------------------------------------------------------- family ops
-// The norm a family's row names, before attention, before the FFN and at the end. mean is
-// unused by norms without centring. out (N,C), mean, rstd (N), inp (N,C), w, b (C) or NULL.
+// The norm a family's row names, before attention, before the FFN and at the end. mean and b
+// are unused by norms without centring (RMSNorm). out (N,C), mean, rstd (N), inp (N,C), w, b (C) or NULL.
 static void norm_forward(const ModelFamily *f, float *out, float *mean, float *rstd,
                          const float *inp, const float *w, const float *b, size_t N, int C,
                          float eps) {
     switch (f->norm) {
     case NORM_LAYERNORM: layernorm_forward(out, mean, rstd, inp, w, b, N, C, eps); break;
+    case NORM_RMSNORM: rmsnorm_forward(out, rstd, inp, w, N, C, eps); break;
     }
 }
 
@@ -300,7 +321,43 @@ static void norm_backward(const ModelFamily *f, float *dinp, float *dw, float *d
                           const float *rstd, size_t N, int C) {
     switch (f->norm) {
     case NORM_LAYERNORM: layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C); break;
+    case NORM_RMSNORM: rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C); break;
     }
+}
+
+// The attention inputs: qkv = rope(qk_norm(ln1 Wqkv^T + b)) on the q and k heads (each step as
+// the family's row says). Saves qkv_pre and qk_rstd for the q/k norm's backward.
+static void qkv_forward(Model *m, LayerActs *L, const LayerWeights *w, size_t N) {
+    const ShapePlan *sp = &m->plan.shape;
+    const ModelFamily *f = m->plan.family;
+    int C = m->cfg.d_model, QKV = sp->qkv_width, heads = sp->n_head + sp->n_kv_head;
+    float *proj = f->qk_norm ? L->qkv_pre : L->qkv;
+    PROFILED(OP_MATMUL, matmul_forward(proj, L->ln1, w->qkv_w, w->qkv_b, N, C, QKV, m->plan.precision));
+    if (f->qk_norm)
+        PROFILED(OP_LAYERNORM, head_norm_forward(L->qkv, L->qk_rstd, L->qkv_pre, w->q_norm, w->k_norm, N,
+                                                 sp->n_head, sp->n_kv_head, sp->head_dim, QKV, m->cfg.ln_eps));
+    if (f->positions == POS_ROTARY)  // the q heads and the k heads lead every row
+        PROFILED(OP_ELEMENTWISE, rope_forward(L->qkv, m->rope_cos, m->rope_sin, N, m->T, heads, sp->head_dim, QKV));
+}
+
+// From dqkv (the attention's input gradient, consumed in place) to dln (overwritten) and the
+// projection's (and q/k norm's) parameter gradients.
+static float *grad_of(const Model *m, const float *param_ptr);
+static void qkv_backward(Model *m, LayerActs *L, const LayerWeights *w, size_t N) {
+    const ShapePlan *sp = &m->plan.shape;
+    const ModelFamily *f = m->plan.family;
+    int C = m->cfg.d_model, QKV = sp->qkv_width, heads = sp->n_head + sp->n_kv_head;
+    if (f->positions == POS_ROTARY)
+        PROFILED(OP_ELEMENTWISE, rope_backward(m->dqkv, m->rope_cos, m->rope_sin, N, m->T, heads, sp->head_dim, QKV));
+    const float *dproj = m->dqkv;
+    if (f->qk_norm) {
+        PROFILED(OP_LAYERNORM, head_norm_backward(m->dqkv_pre, grad_of(m, w->q_norm), grad_of(m, w->k_norm), m->dqkv,
+                                                  L->qkv_pre, w->q_norm, w->k_norm, L->qk_rstd, N, sp->n_head,
+                                                  sp->n_kv_head, sp->head_dim, QKV));
+        dproj = m->dqkv_pre;
+    }
+    PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->qkv_w), grad_of(m, w->qkv_b), dproj, L->ln1,
+                                        w->qkv_w, N, C, QKV, 0, m->plan.precision));
 }
 
 // ----------------------------------------------------------------------------- forward
@@ -312,6 +369,7 @@ double model_forward_given(Model *m, const int *inputs, const int *targets, int 
                            const KeepMasks *given) {
     const Config *c = &m->cfg;
     const ModelPlan *plan = &m->plan;
+    const ShapePlan *sp = &plan->shape;
     const Precision prec = plan->precision;
     if (T > c->seq_len) fatal("sequence of %d tokens is longer than seq_len %d", T, c->seq_len);
     ensure_acts(m, B, T);
@@ -342,6 +400,11 @@ double model_forward_given(Model *m, const int *inputs, const int *targets, int 
             for (int i = 0; i < C; i++) x[i] = te[i] + pe[i];
         }
         break;
+    case POS_ROTARY:  // x = wte[token]; positions enter as rotations of q and k (below)
+#pragma omp parallel for schedule(static)
+        for (size_t n = 0; n < N; n++)
+            memcpy(m->encoded + n * C, m->w.wte + (size_t)m->inputs[n] * C, C * sizeof(float));
+        break;
     }
     PROFILED(OP_ELEMENTWISE, dropout_apply(m->encoded, N * C, p, site_key(m, -1, SITE_EMBED)));
     const float *x = m->encoded;
@@ -350,14 +413,14 @@ double model_forward_given(Model *m, const int *inputs, const int *targets, int 
         LayerActs *L = &m->layer[l];
         const LayerWeights *w = &m->w.layer[l];
         PROFILED(OP_LAYERNORM, norm_forward(plan->family, L->ln1, L->ln1_mean, L->ln1_rstd, x, w->ln1_w, w->ln1_b, N, C, c->ln_eps));
-        PROFILED(OP_MATMUL, matmul_forward(L->qkv, L->ln1, w->qkv_w, w->qkv_b, N, C, 3 * C, prec));
+        qkv_forward(m, L, w, N);
         if (L->gq) {
             PROFILED(OP_MATMUL, matmul_forward(L->gq, L->ln1, w->gate_q, NULL, N, C, GW, prec));
             PROFILED(OP_MATMUL, matmul_forward(L->gk, L->ln1, w->gate_k, NULL, N, C, GW, prec));
         }
         AttnArgs a = model_attn_args(m, l, given);
         PROFILED(OP_ATTENTION, attention_forward(L->atty, L->att, L->aux_S, L->aux_s, L->lse, L->qkv, L->gq, L->gk, &a));
-        PROFILED(OP_MATMUL, matmul_forward(m->dtmp, L->atty, w->proj_w, w->proj_b, N, C, C, prec));
+        PROFILED(OP_MATMUL, matmul_forward(m->dtmp, L->atty, w->proj_w, w->proj_b, N, sp->q_width, C, prec));
         if (plan->ablate_attn[l]) mean_ablate(m->dtmp, N, C);
         PROFILED(OP_ELEMENTWISE, residual_forward(L->res_att, x, m->dtmp, N * C));
         PROFILED(OP_LAYERNORM, norm_forward(plan->family, L->ln2, L->ln2_mean, L->ln2_rstd, L->res_att, w->ln2_w, w->ln2_b, N, C,
@@ -434,13 +497,12 @@ void model_backward(Model *m, float grad_scale) {
                            w->ln2_w, L->ln2_mean, L->ln2_rstd, N, C));
         // attention: res_att = x_in + proj(atty)
         PROFILED(OP_MATMUL, matmul_backward(m->datty, grad_of(m, w->proj_w), grad_of(m, w->proj_b), m->dres, L->atty,
-                        w->proj_w, N, C, C, 0, prec));
+                        w->proj_w, N, m->plan.shape.q_width, C, 0, prec));
         AttnArgs a = model_attn_args(m, l, NULL);  // backward reads the saved weights, not masks
         int gate_path = route_gate_in_graph(m->plan.attn.mode[l], m->plan.attn.gate_grad);
         PROFILED(OP_ATTENTION, attention_backward(m->dqkv, gate_path ? m->dgq : NULL, gate_path ? m->dgk : NULL, m->datty,
                            L->qkv, L->gq, L->gk, L->att, L->aux_S, L->aux_s, L->lse, &a));
-        PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->qkv_w), grad_of(m, w->qkv_b), m->dqkv, L->ln1,
-                        w->qkv_w, N, C, 3 * C, 0, prec));
+        qkv_backward(m, L, w, N);
         if (gate_path) {  // the gate reads LN1's output too, frozen or not
             PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->gate_q), NULL, m->dgq, L->ln1, w->gate_q, N, C, GW, 1, prec));
             PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->gate_k), NULL, m->dgk, L->ln1, w->gate_k, N, C, GW, 1, prec));
@@ -468,12 +530,16 @@ void model_print_summary(const Model *m, FILE *f) {
     size_t trainable = 0;
     for (int i = 0; i < m->table.count; i++)
         if (m->trainable[i]) trainable += m->table.info[i].numel;
+    const ShapePlan *sp = &m->plan.shape;
+    fprintf(f, "model: family %s, %d layers, d_model %d, %d heads", m->plan.family->name,
+            m->cfg.n_layer, m->cfg.d_model, m->cfg.n_head);
+    if (sp->n_kv_head != sp->n_head) fprintf(f, " (%d K/V)", sp->n_kv_head);
+    if (sp->head_dim * sp->n_head != m->cfg.d_model) fprintf(f, " of width %d", sp->head_dim);
     fprintf(f,
-            "model: %d layers, d_model %d, %d heads, d_ff %d, seq_len %d, vocab %d\n"
+            ", d_ff %d, seq_len %d, vocab %d\n"
             "params: %zu unique (%.2fM); as the paper counts (tied matrix twice, no gates): "
             "%.2fM; gate parameters: %zu; trainable: %zu\n",
-            m->cfg.n_layer, m->cfg.d_model, m->cfg.n_head, m->cfg.d_ff, m->cfg.seq_len,
-            m->cfg.vocab_size, unique, unique / 1e6, (paper - gates) / 1e6, gates, trainable);
+            m->cfg.d_ff, m->cfg.seq_len, m->cfg.vocab_size, unique, unique / 1e6, (paper - gates) / 1e6, gates, trainable);
     const AttnPlan *ap = &m->plan.attn;
     const FfnPlan *fp = &m->plan.ffn;
     fprintf(f, "attention:");

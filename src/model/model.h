@@ -1,8 +1,10 @@
-// model.h: the pre-norm GPT. Parameters, gradients, AdamW moments and activations live in flat
-// buffers carved by size tables; forward/backward walk the blocks in order.
-//   x = drop(wte[idx] + wpe)
-//   block: x += attn.proj(Attn(LN1(x)));  x += drop(mlp.proj(drop(GELU(mlp.fc(LN2(x))))))
-//   logits = LN_f(x) lm_head^T   (lm_head = wte when tie_embeddings)
+// model.h: the pre-norm transformer of every family (family.h). Parameters, gradients, AdamW
+// moments and activations live in flat buffers carved by size tables; forward/backward walk
+// the blocks in order:
+//   x = drop(wte[idx] [+ wpe])
+//   block: x += attn.proj(Attn(rope(qk_norm(q)), rope(qk_norm(k)), v of norm1(x)))
+//          x += drop(ffn(norm2(x)))
+//   logits = norm_f(x) lm_head^T   (lm_head = wte when tie_embeddings)
 #ifndef ROUTELAB_MODEL_H
 #define ROUTELAB_MODEL_H
 #include <stddef.h>
@@ -17,12 +19,14 @@
 
 // One block's saved activations (N = B*T rows).
 typedef struct {
-    float *ln1, *ln1_mean, *ln1_rstd;  // (N,C), (N), (N)
-    float *qkv;                        // (N,3C)
+    float *ln1, *ln1_mean, *ln1_rstd;  // (N,C), (N) (LayerNorm only), (N)
+    float *qkv_pre;                    // (N,QKV) projection before the q/k norm, or NULL
+    float *qk_rstd;                    // (N,NH+NKV) the q/k norm's 1/rms, or NULL
+    float *qkv;                        // (N,QKV) q, k (normed, rotated), v; QKV = qkv_width
     float *gq, *gk;                    // (N,NH*dg) when the mode uses the gate, else NULL
     float *att;                        // (B,NH,T,T) attention weights W
     float *aux_S, *aux_s, *lse;        // see attention_forward; NULL when not needed
-    float *atty;                       // (N,C) head outputs, concatenated
+    float *atty;                       // (N,NH*hd) head outputs, concatenated
     float *res_att;                    // (N,C) residual after attention
     float *ln2, *ln2_mean, *ln2_rstd;  // (N,C), (N), (N)
     FfnActs ffn;                       // the FFN sublayer's (ffn.h)
@@ -49,13 +53,15 @@ typedef struct {
     float *encoded;                 // (N,C)
     LayerActs layer[MAX_LAYERS];
     float *lnf, *lnf_mean, *lnf_rstd;  // (N,C), (N), (N)
+    float *rope_cos, *rope_sin;     // (T, hd/2) rotary tables, or NULL
     float *logits;                  // (N,V); dlogits after backward
     float *losses;                  // (N) per-position NLL
     float *lse;                     // (N) per-position log-sum-exp of the logits
     int *inputs, *targets;          // (N)
     // backward scratch
     float *bwd;
-    float *dres, *dln, *dtmp, *dqkv, *datty, *dgq, *dgk;
+    float *dres, *dln, *dtmp, *dgq, *dgk;  // (N,C) x3, (N,NH*dg) x2
+    float *dqkv, *dqkv_pre, *datty;        // (N,QKV), (N,QKV) or NULL, (N,NH*hd)
     FfnScratch dffn;                // sized for the largest FFN sublayer
     float *attn_scratch;
     int nthreads;

@@ -121,6 +121,99 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
     }
 }
 
+// ----------------------------------------------------------------------------- RMSNorm
+// One row: o = w * (x * r), r = 1 / sqrt(mean(x^2) + eps) (Hugging Face's order of products).
+static inline float rms_row_forward(float *o, const float *x, const float *w, int D, float eps) {
+    double ss = 0.0;
+    for (int c = 0; c < D; c++) ss += (double)x[c] * x[c];
+    float r = (float)(1.0 / sqrt(ss / D + (double)eps));
+    for (int c = 0; c < D; c++) o[c] = w[c] * (x[c] * r);
+    return r;
+}
+
+// One row: dx += r (w dy) - x r^3 mean(w dy x); dw += dy x r.
+static inline void rms_row_backward(float *dx, float *dw, const float *dy, const float *x,
+                                    const float *w, float r, int D) {
+    double dot = 0.0;
+    for (int c = 0; c < D; c++) dot += (double)w[c] * dy[c] * x[c];
+    float k = (float)(dot / D) * r * r * r;
+    for (int c = 0; c < D; c++) dx[c] += r * w[c] * dy[c] - k * x[c];
+    if (dw)
+        for (int c = 0; c < D; c++) dw[c] += dy[c] * (x[c] * r);
+}
+
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, size_t N, int C,
+                     float eps) {
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) rstd[n] = rms_row_forward(out + n * C, inp + n * C, w, C, eps);
+}
+
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, size_t N, int C) {
+    int nt = omp_get_max_threads();
+    float *partial = dw ? xcalloc((size_t)nt * C, sizeof(float)) : NULL;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), team = omp_get_num_threads();
+        size_t lo = N * t / team, hi = N * (t + 1) / team;
+        float *pdw = partial ? partial + (size_t)t * C : NULL;
+        for (size_t n = lo; n < hi; n++)
+            rms_row_backward(dinp + n * C, pdw, dout + n * C, inp + n * C, w, rstd[n], C);
+    }
+    if (partial) {  // thread partials added in thread order: deterministic
+        for (int t = 0; t < nt; t++)
+            for (int c = 0; c < C; c++) dw[c] += partial[(size_t)t * C + c];
+        xfree(partial);
+    }
+}
+
+void head_norm_forward(float *out, float *rstd, const float *inp, const float *wq, const float *wk,
+                       size_t N, int NH, int NKV, int hd, int stride, float eps) {
+    int heads = NH + NKV;
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        const float *x = inp + n * stride;
+        float *o = out + n * stride;
+        for (int h = 0; h < heads; h++)
+            rstd[n * heads + h] = rms_row_forward(o + (size_t)h * hd, x + (size_t)h * hd,
+                                                  h < NH ? wq : wk, hd, eps);
+        memcpy(o + (size_t)heads * hd, x + (size_t)heads * hd,
+               (size_t)(stride - heads * hd) * sizeof(float));
+    }
+}
+
+void head_norm_backward(float *dinp, float *dwq, float *dwk, const float *dout, const float *inp,
+                        const float *wq, const float *wk, const float *rstd, size_t N, int NH,
+                        int NKV, int hd, int stride) {
+    int nt = omp_get_max_threads(), heads = NH + NKV;
+    float *partial = dwq || dwk ? xcalloc((size_t)nt * 2 * hd, sizeof(float)) : NULL;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), team = omp_get_num_threads();
+        size_t lo = N * t / team, hi = N * (t + 1) / team;
+        float *pq = partial && dwq ? partial + (size_t)t * 2 * hd : NULL;
+        float *pk = partial && dwk ? partial + (size_t)t * 2 * hd + hd : NULL;
+        for (size_t n = lo; n < hi; n++) {
+            const float *x = inp + n * stride, *dy = dout + n * stride;
+            float *dx = dinp + n * stride;
+            memset(dx, 0, (size_t)heads * hd * sizeof(float));
+            for (int h = 0; h < heads; h++)
+                rms_row_backward(dx + (size_t)h * hd, h < NH ? pq : pk, dy + (size_t)h * hd,
+                                 x + (size_t)h * hd, h < NH ? wq : wk, rstd[n * heads + h], hd);
+            memcpy(dx + (size_t)heads * hd, dy + (size_t)heads * hd,
+                   (size_t)(stride - heads * hd) * sizeof(float));
+        }
+    }
+    if (partial) {
+        for (int t = 0; t < nt; t++)
+            for (int c = 0; c < hd; c++) {
+                if (dwq) dwq[c] += partial[(size_t)t * 2 * hd + c];
+                if (dwk) dwk[c] += partial[(size_t)t * 2 * hd + hd + c];
+            }
+        xfree(partial);
+    }
+}
+
 #define SQRT_2_OVER_PI 0.7978845608028654f
 #define INV_SQRT_2 0.7071067811865476f
 #define INV_SQRT_2PI 0.3989422804014327f

@@ -31,6 +31,24 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, size_t N, int C);
 
+// RMSNorm over C (Llama, Qwen): out = w * (x / sqrt(mean(x^2) + eps)), no bias; the mean of
+// squares is accumulated in double. out (N,C), rstd (N), inp (N,C), w (C)
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, size_t N, int C,
+                     float eps);
+// dinp (N,C) += ...; dw (C) += ... (NULL when frozen)
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, size_t N, int C);
+
+// Per-head RMSNorm of q and k inside fused qkv rows (Qwen3's q_norm / k_norm, before the
+// rotation): each row of `stride` floats holds NH q heads, then NKV k heads (then the v heads,
+// copied unchanged), each of width hd. out, inp (N,stride); rstd (N,NH+NKV); wq, wk (hd)
+void head_norm_forward(float *out, float *rstd, const float *inp, const float *wq, const float *wk,
+                       size_t N, int NH, int NKV, int hd, int stride, float eps);
+// dinp (N,stride) overwritten (the v part copied from dout); dwq, dwk (hd) += ... (NULL: frozen)
+void head_norm_backward(float *dinp, float *dwq, float *dwk, const float *dout, const float *inp,
+                        const float *wq, const float *wk, const float *rstd, size_t N, int NH,
+                        int NKV, int hd, int stride);
+
 // out (n) = GELU(inp (n)); dinp (n) = dout * GELU'(inp) (overwritten; may alias dout)
 void gelu_forward(float *out, const float *inp, size_t n, GeluKind kind);
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, GeluKind kind);

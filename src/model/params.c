@@ -30,8 +30,8 @@ void param_table_build(ParamTable *t, const Config *c, const ModelPlan *plan) {
     memset(t, 0, sizeof *t);
     int cap = 0, d = c->d_model, V = c->vocab_size, T = c->seq_len;
     int Hg = c->n_head * c->d_g;
-    int learned_pos = plan->family->positions == POS_LEARNED;
-    int norm_bias = plan->family->norm == NORM_LAYERNORM;
+    const ShapePlan *sp = &plan->shape;
+    int learned_pos = plan->family->positions == POS_LEARNED, norm_bias = sp->norm_bias;
     const FfnPlan *fp = &plan->ffn;
     char n[64];
     add(t, &cap, "wte.weight", V, d, -1, ROLE_EMBED);
@@ -41,10 +41,15 @@ void param_table_build(ParamTable *t, const Config *c, const ModelPlan *plan) {
     snprintf(n, sizeof n, "blocks.%d.%s", l, suffix), add(t, &cap, n, rows, cols, l, role)
         P("ln1.weight", d, 0, ROLE_LN);
         if (norm_bias) P("ln1.bias", d, 0, ROLE_LN);
-        P("attn.qkv.weight", 3 * d, d, ROLE_ATTN);
-        if (c->attn_bias) P("attn.qkv.bias", 3 * d, 0, ROLE_ATTN);
-        P("attn.proj.weight", d, d, ROLE_ATTN);
-        if (c->attn_bias) P("attn.proj.bias", d, 0, ROLE_ATTN);
+        // rows: the q heads, then the k heads, then the v heads (grouped: n_kv_head of each)
+        P("attn.qkv.weight", sp->qkv_width, d, ROLE_ATTN);
+        if (sp->qkv_bias) P("attn.qkv.bias", sp->qkv_width, 0, ROLE_ATTN);
+        if (plan->family->qk_norm) {
+            P("attn.q_norm.weight", sp->head_dim, 0, ROLE_ATTN);
+            P("attn.k_norm.weight", sp->head_dim, 0, ROLE_ATTN);
+        }
+        P("attn.proj.weight", d, sp->q_width, ROLE_ATTN);
+        if (sp->o_bias) P("attn.proj.bias", d, 0, ROLE_ATTN);
         P("attn.gate_q.weight", Hg, d, ROLE_GATE);
         P("attn.gate_k.weight", Hg, d, ROLE_GATE);
         P("ln2.weight", d, 0, ROLE_LN);
@@ -55,9 +60,9 @@ void param_table_build(ParamTable *t, const Config *c, const ModelPlan *plan) {
         RouterKind rk = fp->router[l];
         if (rk == ROUTER_LEARNED || rk == ROUTER_RANDOM) P("mlp.router.weight", E, d, ROLE_ROUTER);
         P("mlp.fc.weight", E * Fi, d, ROLE_MLP);
-        P("mlp.fc.bias", E * Fi, 0, ROLE_MLP);
+        if (sp->mlp_bias) P("mlp.fc.bias", E * Fi, 0, ROLE_MLP);
         P("mlp.proj.weight", E * d, Fw, ROLE_MLP);
-        P("mlp.proj.bias", E * d, 0, ROLE_MLP);
+        if (sp->mlp_bias) P("mlp.proj.bias", E * d, 0, ROLE_MLP);
 #undef P
     }
     add(t, &cap, "ln_f.weight", d, 0, -1, ROLE_HEAD);
@@ -93,6 +98,8 @@ void weights_carve(Weights *w, const ParamTable *t, const Config *c, float *base
         G(ln1_b, "ln1.bias");
         G(qkv_w, "attn.qkv.weight");
         G(qkv_b, "attn.qkv.bias");
+        G(q_norm, "attn.q_norm.weight");
+        G(k_norm, "attn.k_norm.weight");
         G(proj_w, "attn.proj.weight");
         G(proj_b, "attn.proj.bias");
         G(gate_q, "attn.gate_q.weight");
@@ -120,7 +127,7 @@ void params_init(float *params, const ParamTable *t, const Config *c) {
         const ParamInfo *p = &t->info[i];
         float *x = params + p->offset;
         int is_bias = strstr(p->name, ".bias") != NULL;
-        if (p->role == ROLE_LN || !strncmp(p->name, "ln_f", 4)) {
+        if (p->role == ROLE_LN || !strncmp(p->name, "ln_f", 4) || strstr(p->name, "_norm.weight")) {
             for (size_t j = 0; j < p->numel; j++) x[j] = is_bias ? 0.0f : 1.0f;
         } else if (is_bias) {
             memset(x, 0, p->numel * sizeof(float));

@@ -11,7 +11,7 @@
 typedef enum {
     ROLE_EMBED,     // wte, wpe
     ROLE_LN,        // ln1, ln2 (per layer)
-    ROLE_ATTN,      // qkv, proj weights and biases
+    ROLE_ATTN,      // qkv, proj weights and biases, q/k norms
     ROLE_GATE,      // gate_q, gate_k
     ROLE_MLP,       // fc, proj (of every expert)
     ROLE_ROUTER,    // the MoE router
@@ -30,14 +30,15 @@ typedef struct {
 
 // Pointers into one flat buffer (parameters, or gradients: same layout).
 typedef struct {
-    float *ln1_w, *ln1_b;      // (d), (d)
-    float *qkv_w, *qkv_b;      // (3d, d), (3d) or NULL without attn_bias
-    float *proj_w, *proj_b;    // (d, d), (d) or NULL
+    float *ln1_w, *ln1_b;      // (d), (d) or NULL (RMSNorm has no bias)
+    float *qkv_w, *qkv_b;      // (QKV, d), (QKV) or NULL; QKV = (n_head + 2 n_kv_head) head_dim
+    float *q_norm, *k_norm;    // (head_dim) each, or NULL: the family's per-head q/k norm
+    float *proj_w, *proj_b;    // (d, n_head head_dim), (d) or NULL
     float *gate_q, *gate_k;    // (H*g, d) each
     float *ln2_w, *ln2_b;      // (d), (d)
     float *router_w;           // (E, d) or NULL (no router: plain FFN, hash router)
-    float *fc_w, *fc_b;        // (E*Fi, d), (E*Fi); Fi = F, or 2F for GLU
-    float *fcproj_w, *fcproj_b;// (E*d, F), (E*d)
+    float *fc_w, *fc_b;        // (E*Fi, d), (E*Fi) or NULL; Fi = F, or 2F for GLU
+    float *fcproj_w, *fcproj_b;// (E*d, F), (E*d) or NULL (biases: mlp_bias)
 } LayerWeights;
 
 typedef struct {

@@ -16,9 +16,22 @@
 #include "ffn.h"
 #include "ops.h"
 
+// Rotary positions: inverse frequencies of the head_dim/2 rotated pairs (RoPE), after scaling.
+typedef enum { ROPE_SCALING_NONE, ROPE_SCALING_LLAMA3 } RopeScaling;
+
+// The attention shapes and biases of the family and keys (the same for every layer):
+// the fused qkv projection's rows are the q heads, then the k heads, then the v heads.
+typedef struct {
+    int n_head, n_kv_head, head_dim;   // query heads, K/V heads (grouped), width of one head
+    int q_width, kv_width, qkv_width;  // n_head*head_dim, n_kv_head*head_dim, q + 2 kv
+    int qkv_bias, o_bias, mlp_bias, norm_bias;
+    RopeScaling rope_scaling;
+} ShapePlan;
+
 typedef struct {
     int n_layer;
     const ModelFamily *family;
+    ShapePlan shape;
     AttnPlan attn;
     FfnPlan ffn;
     Precision precision;
