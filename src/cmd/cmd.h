@@ -14,5 +14,6 @@ int cmd_refcheck(int argc, char **argv);         // src/run/refcheck.c
 int cmd_prepare(int argc, char **argv);          // src/cmd/cmd_data.c
 int cmd_tokenizer_train(int argc, char **argv);  // src/cmd/cmd_data.c
 int cmd_repro(int argc, char **argv);            // src/exp/repro.c
+int cmd_export(int argc, char **argv);           // src/cmd/cmd_export.c
 
 #endif

@@ -17,6 +17,7 @@ static const Command COMMANDS[] = {
     {"sample", cmd_sample, "generate text from a checkpoint"},
     {"distill", cmd_distill, "post-hoc gate distillation (KL or BCE) on a frozen checkpoint"},
     {"probe", cmd_probe, "routing precision of content-based routers on MQAR (and a Bloom index)"},
+    {"export", cmd_export, "write a checkpoint as a Hugging Face model directory (safetensors)"},
     {"prepare", cmd_prepare, "tokenize text files into train/val token shards (llm.c format)"},
     {"tokenizer-train", cmd_tokenizer_train, "train a byte-level BPE tokenizer"},
     {"repro", cmd_repro, "run a recipe of the routing-absorption paper over seeds (report, plots)"},

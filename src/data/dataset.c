@@ -217,6 +217,8 @@ uint64_t dataset_position(const Dataset *ds) { return ds->position; }
 // Any value is accepted: a shard offset past the end simply wraps at the next batch.
 void dataset_set_position(Dataset *ds, uint64_t pos) { ds->position = pos; }
 
+int dataset_seq_len(const Dataset *ds) { return ds->T; }
+
 size_t dataset_num_windows(const Dataset *ds) {
     if (ds->source != SOURCE_SHARDS) return ds->eval_examples;
     return (ds->n_tokens - 1) / (size_t)ds->T;

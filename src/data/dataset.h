@@ -39,6 +39,8 @@ void dataset_set_position(Dataset *ds, uint64_t pos);
 // Evaluation windows: shards are cut into disjoint windows of T+1 tokens at stride T; MQAR
 // has mqar_eval_examples test examples. Window w goes to inputs/targets (T each).
 size_t dataset_num_windows(const Dataset *ds);
+// The window length T the dataset was opened with.
+int dataset_seq_len(const Dataset *ds);
 void dataset_window(const Dataset *ds, size_t w, int32_t *inputs, int32_t *targets);
 const char *dataset_describe(const Dataset *ds);  // one line for logs
 // Class of evaluation window w for split-by-class metrics: addition 1 = needs a carry,

@@ -11,12 +11,18 @@
 #include <string.h>
 
 #include "common.h"
+#include "hf_model.h"
 #include "safetensors.h"
 
 #define STATE_WORDS 8
 
 void checkpoint_resolve_path(char *out, size_t cap, const char *path_or_dir) {
-    if (dir_exists(path_or_dir)) join_path(out, cap, path_or_dir, "model.ckpt");
+    char ckpt[4096];
+    join_path(ckpt, sizeof ckpt, path_or_dir, "model.ckpt");
+    // a Hugging Face model directory stands for itself (unless it is also a run directory)
+    if (dir_exists(path_or_dir) && !file_exists(ckpt) && hf_is_model_dir(path_or_dir))
+        snprintf(out, cap, "%s", path_or_dir);
+    else if (dir_exists(path_or_dir)) join_path(out, cap, path_or_dir, "model.ckpt");
     else snprintf(out, cap, "%s", path_or_dir);
 }
 
@@ -191,7 +197,10 @@ void checkpoint_save(const char *path, const Model *m, const TrainState *st) {
 }
 
 // The format of path: 1 or 2 (dies when it is neither).
+#define CKPT_HF_DIR 3  // not a file version: a Hugging Face model directory (hf_model.h)
+
 static int checkpoint_version(const char *path) {
+    if (hf_is_model_dir(path)) return CKPT_HF_DIR;
     if (!file_exists(path))
         fatal("checkpoint '%s' not found (pass a run directory holding model.ckpt, or the file)", path);
     FILE *f = xfopen(path, "rb", "checkpoint");
@@ -289,7 +298,12 @@ static void load_v2(const char *path, Model *m, TrainState *st) {
 }
 
 void checkpoint_read_config(const char *path, Config *c) {
-    if (checkpoint_version(path) == 1) {
+    int version = checkpoint_version(path);
+    if (version == CKPT_HF_DIR) {
+        hf_read_config(path, c);
+        return;
+    }
+    if (version == 1) {
         read_config_v1(path, c);
         return;
     }
@@ -301,12 +315,19 @@ void checkpoint_read_config(const char *path, Config *c) {
 }
 
 void checkpoint_load(const char *path, Model *m, TrainState *st) {
-    if (checkpoint_version(path) == 1) load_v1(path, m, st);
-    else load_v2(path, m, st);
+    int version = checkpoint_version(path);
+    if (version == CKPT_HF_DIR) {
+        hf_load(path, m);  // weights only: a pretrained model starts a fresh run
+        if (st) memset(st, 0, sizeof *st);
+    } else if (version == 1) {
+        load_v1(path, m, st);
+    } else {
+        load_v2(path, m, st);
+    }
 }
 
 int checkpoint_threads(const char *path) {
-    if (checkpoint_version(path) == 1) return 0;
+    if (checkpoint_version(path) != 2) return 0;
     StFile f;
     open_v2(&f, path);
     const char *s = st_meta(&f, "threads");

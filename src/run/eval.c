@@ -8,12 +8,13 @@
 
 #include "checkpoint.h"
 #include "common.h"
+#include "family.h"
 #include "options.h"
 #include "result_keys.h"
 
 void evaluate(EvalResult *r, Model *m, Dataset *ds, int B, int max_batches, int with_diag) {
     memset(r, 0, sizeof *r);
-    int T = m->cfg.seq_len, V = m->cfg.vocab_size;
+    int T = dataset_seq_len(ds), V = m->cfg.vocab_size;
     size_t windows = dataset_num_windows(ds);
     if (max_batches > 0 && (size_t)max_batches * B < windows) windows = (size_t)max_batches * B;
     int *inputs = xcalloc((size_t)B * T, sizeof(int)), *targets = xcalloc((size_t)B * T, sizeof(int));
@@ -98,7 +99,8 @@ int cmd_eval(int argc, char **argv) {
     // Routing, data and batching may differ from training ("train with X, deploy with Y").
     static const char *const allowed[] = {"attn", "k", "gate_grad", "topk_scope", "tau", "data",
                                           "batch", "eval_batches", "threads", "mqar_eval_examples",
-                                          "mask_seed", "data_seed", "out", "ablate", NULL};
+                                          "mask_seed", "data_seed", "out", "ablate", "seq_len",
+                                          NULL};
     OptSpec os = {.cmd = "eval", .opts = opts, .n_opts = sizeof opts / sizeof *opts,
                   .config_keys = 1, .changeable = allowed,
                   .fixed_hint = "only routing, data and batch keys can change at evaluation"};
@@ -119,11 +121,22 @@ int cmd_eval(int argc, char **argv) {
     checkpoint_resolve_path(path, sizeof path, ckpt);
     Config c;
     checkpoint_read_config(path, &c);
+    int model_T = c.seq_len;
     options_apply_config(&os, &c, argc, argv);
     config_resolve(&c);
+    // --seq_len sets the evaluation windows. Learned positions have seq_len rows, so their
+    // windows can only be shorter; rotary positions have no table, any length works.
+    int eval_T = c.seq_len;
+    if (family_find(c.family)->positions == POS_LEARNED) {
+        if (eval_T > model_T)
+            fatal("eval: --seq_len=%d is longer than the %d learned positions of %s (pass "
+                  "--seq_len=%d or less)", eval_T, model_T, path, model_T);
+        c.seq_len = model_T;
+    }
     Model m;
     model_build(&m, &c);
     checkpoint_load(path, &m, NULL);
+    c.seq_len = eval_T;
     DataSpec spec = dataspec_from_config(&c);
     Dataset *val = dataset_open(&spec, SPLIT_VAL);
     double t0 = now_seconds();
