@@ -691,13 +691,16 @@ def round_weights(cfg, w, dtype: str):
 
 
 def config_from_hf(hfc: dict, **routing) -> HFConfig:
-    """HFConfig from a config.json dict (either rope form)."""
+    """HFConfig from a config.json dict (either rope form); routing: HFConfig fields to set
+    (seq_len, d_g, k, modes, ...; they override the config's)."""
     mt = hfc["model_type"]
     if mt == "gpt2":
-        return HFConfig(family="gpt2", vocab_size=hfc["vocab_size"], seq_len=hfc["n_positions"],
-                        n_layer=hfc["n_layer"], d_model=hfc["n_embd"], n_head=hfc["n_head"],
-                        d_ff=hfc.get("n_inner") or 4 * hfc["n_embd"],
-                        ln_eps=hfc.get("layer_norm_epsilon", 1e-5), **routing)
+        kw = dict(family="gpt2", vocab_size=hfc["vocab_size"], seq_len=hfc["n_positions"],
+                  n_layer=hfc["n_layer"], d_model=hfc["n_embd"], n_head=hfc["n_head"],
+                  d_ff=hfc.get("n_inner") or 4 * hfc["n_embd"],
+                  ln_eps=hfc.get("layer_norm_epsilon", 1e-5))
+        kw.update(routing)
+        return HFConfig(**kw)
     rp = hfc.get("rope_parameters") or {}
     rs = hfc.get("rope_scaling") or {}
     r = rp if rp else rs
