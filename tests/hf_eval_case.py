@@ -24,6 +24,7 @@ Usage:
     /usr/bin/python3 tests/hf_eval_case.py --all_presets /tmp/hf      # one dir per preset
     /usr/bin/python3 tests/hf_eval_case.py --preset qwen3_bf16 --out X --n_layer 3 --T 24
     /usr/bin/python3 tests/hf_eval_case.py --family llama --vocab 70000 --out X   # uint32 shards
+    /usr/bin/python3 tests/hf_eval_case.py --preset gpt2_old --out X --model_only  # X/model only
 Presets (any shape option below overrides the preset):
     llama3_sharded  Llama, rope_scaling llama3 (theta 5e5, factor 8, low 1, high 4, original
                     max pos 64: all three frequency bands occur with head_dim 16), GQA 4/2,
@@ -87,6 +88,8 @@ def parse_args(argv=None):
     p.add_argument("--out")
     p.add_argument("--twin", default=os.path.join(HERE, "..", "..", "shared", "ref", "pytorch"))
     p.add_argument("--no_fp32", action="store_true", help="skip the float32 numbers")
+    p.add_argument("--model_only", action="store_true",
+                   help="write only the HF directory OUT/model (no data, no expected.json)")
     # shape / content options: None = the preset's value (or the default)
     opt = p.add_argument_group("shape (override the preset)")
     opt.add_argument("--family", choices=["llama", "qwen2", "qwen3", "gpt2"])
@@ -203,6 +206,9 @@ def write_case(out, o, preset, a, argv):
         hf = withmb
     mdir = os.path.join(out, "model")
     files = hf_dir.write_hf_dir(mdir, cfg, hf, o["dtype"], o["shards"], o["rope_form"])
+    if a.model_only:
+        print("  wrote %s: %s" % (mdir, ", ".join(["config.json"] + files)))
+        return None
     # --- data
     g = torch.Generator().manual_seed(o["data_seed"])
     n_val = o["val_windows"] * T + 1 + o["val_extra"]
