@@ -12,6 +12,15 @@ Usage (Debian's PyTorch, run from anywhere):
         --batch 3 --k 5 --d_g 8 --seed 7
     ./routelab refcheck /tmp/unseen/paper_l3 --verbose
 
+    # HF families (see "HF families" below)
+    /usr/bin/python3 tests/gen_ref.py --family llama --out /tmp/hfref/llama --n_layer 2 \
+        --d_model 48 --n_head 4 --n_kv_head 2 --d_ff 64 --seq_len 16 --vocab_size 97 --k 4 \
+        --d_g 8 --rope_theta 500000 --rope_scaling llama3 --rope_original_max_pos 32 \
+        --attn_bias 1 --mlp_bias 1 --hf_shards 2
+    /usr/bin/python3 tests/gen_ref.py --family qwen3 --out /tmp/hfref/qwen3 --d_model 48 \
+        --n_head 4 --n_kv_head 2 --head_dim 16 --d_ff 64 --seq_len 16 --vocab_size 97 --k 4 \
+        --d_g 8 --tie_embeddings 1 --hf_dtype BF16
+
 Options (defaults reproduce the shapes and draws of ../shared/ref/paper_small):
     --style paper|gpt2style   paper: no attention biases, tied head, erf GELU;
                               gpt2style: attention biases, untied lm_head, tanh GELU
