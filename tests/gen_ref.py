@@ -12,6 +12,15 @@ Usage (Debian's PyTorch, run from anywhere):
         --batch 3 --k 5 --d_g 8 --seed 7
     ./routelab refcheck /tmp/unseen/paper_l3 --verbose
 
+    # HF families (see "HF families" below)
+    /usr/bin/python3 tests/gen_ref.py --family llama --out /tmp/hfref/llama --n_layer 2 \
+        --d_model 48 --n_head 4 --n_kv_head 2 --d_ff 64 --seq_len 16 --vocab_size 97 --k 4 \
+        --d_g 8 --rope_theta 500000 --rope_scaling llama3 --rope_original_max_pos 32 \
+        --attn_bias 1 --mlp_bias 1 --hf_shards 2
+    /usr/bin/python3 tests/gen_ref.py --family qwen3 --out /tmp/hfref/qwen3 --d_model 48 \
+        --n_head 4 --n_kv_head 2 --head_dim 16 --d_ff 64 --seq_len 16 --vocab_size 97 --k 4 \
+        --d_g 8 --tie_embeddings 1 --hf_dtype BF16
+
 Options (defaults reproduce the shapes and draws of ../shared/ref/paper_small):
     --style paper|gpt2style   paper: no attention biases, tied head, erf GELU;
                               gpt2style: attention biases, untied lm_head, tanh GELU
@@ -48,6 +57,32 @@ gap between the k-th and (k+1)-th ranked scores (G for hard, S for oracle) over 
 hard/oracle rows of the 4 forwards, relative to the largest |score| of that (layer, forward)
 score tensor over the ranked entries (null if the case ranks nothing).
 fp32_vs_fp64 only compares the loss of forward 0 of a float32 twin (or is null).
+
+HF families (--family llama|qwen2|qwen3|gpt2): the same 16 cases for a model of a Hugging
+Face family, computed by tests/hf_twin.py (llama, qwen2, qwen3) or by the shared twin itself
+(gpt2 = routelab family gpt with attention biases, tied head, tanh GELU, ln_eps =
+layer_norm_epsilon, seq_len = n_positions).  The initial weights are hf_twin.init_weights
+(matrices N(0, init_std), q/k rows N(0, --qk_init_std), norms 1 + N(0, 0.1), biases
+N(0, 0.02) where present, gates N(0, 0.02)); with --hf_dtype BF16/F16 every tensor but the
+gates is rounded to that dtype first, so weights/*.f32 hold the stored values.  weights/,
+grads/ and params_after/ use routelab's parameter names (hf_twin.param_table); the set also
+holds hf/, the same initial weights (gates left out) as a real HF directory, and index.json
+names it ("hf_dir": "hf", "hf_dtype", "hf_files").  config gets routelab's family keys:
+family, n_kv_head, head_dim, rope_theta, rope_scaling (none|llama3), rope_factor,
+rope_low_freq_factor, rope_high_freq_factor, rope_original_max_pos, attn_bias, mlp_bias,
+ln_eps (= rms_norm_eps), tie_embeddings (gelu is kept: "tanh" for gpt2, "erf" -- unused --
+for the SwiGLU families).  Options:
+    --family llama|qwen2|qwen3|gpt2   --n_kv_head (n_head)  --head_dim (d_model / n_head)
+    --rope_theta (10000)  --rope_scaling none|llama3  --rope_factor (8)
+    --rope_low_freq_factor (1)  --rope_high_freq_factor (4)  --rope_original_max_pos (8192)
+    --attn_bias 0|1 (llama/qwen3: q,k,v,o biases; qwen2 always q,k,v and no o)
+    --mlp_bias 0|1 (llama only)  --tie_embeddings 0|1 (gpt2 always 1)
+    --ln_eps (1e-6; gpt2 1e-5)  --qk_init_std (0.08)  --init_std (0.02)
+    --hf_dtype F32|BF16|F16  --hf_shards N (1)  --rope_form rope_scaling|rope_parameters
+    --gpt2_prefix (transformer.)  --gpt2_buffers (h.{i}.attn.bias causal-mask buffers)
+For llama/qwen2/qwen3 every row of token ids holds T+1 distinct ids (randperm(V)[:T+1] per
+row from the data_seed generator): without position embeddings a repeated token gives
+identical layer-0 gate inputs and so exact ties in G.
 """
 
 import argparse
@@ -117,11 +152,36 @@ def parse_args(argv=None):
     p.add_argument("--min_margin", type=float, default=1e-6)
     p.add_argument("--max_redraws", type=int, default=20)
     p.add_argument("--no_fp32", action="store_true")
+    hf = p.add_argument_group("HF families (tests/hf_twin.py)")
+    hf.add_argument("--family", choices=["llama", "qwen2", "qwen3", "gpt2"], default=None)
+    hf.add_argument("--n_kv_head", type=int, default=None)
+    hf.add_argument("--head_dim", type=int, default=None)
+    hf.add_argument("--rope_theta", type=float, default=10000.0)
+    hf.add_argument("--rope_scaling", choices=["none", "llama3"], default="none")
+    hf.add_argument("--rope_factor", type=float, default=8.0)
+    hf.add_argument("--rope_low_freq_factor", type=float, default=1.0)
+    hf.add_argument("--rope_high_freq_factor", type=float, default=4.0)
+    hf.add_argument("--rope_original_max_pos", type=int, default=8192)
+    hf.add_argument("--max_position_embeddings", type=int, default=2048)
+    hf.add_argument("--attn_bias", type=int, choices=[0, 1], default=0)
+    hf.add_argument("--mlp_bias", type=int, choices=[0, 1], default=0)
+    hf.add_argument("--tie_embeddings", type=int, choices=[0, 1], default=0)
+    hf.add_argument("--ln_eps", type=float, default=None)
+    hf.add_argument("--init_std", type=float, default=0.02)
+    hf.add_argument("--qk_init_std", type=float, default=0.08)
+    hf.add_argument("--hf_dtype", choices=["F32", "BF16", "F16"], default="F32")
+    hf.add_argument("--hf_shards", type=int, default=1)
+    hf.add_argument("--rope_form", choices=["rope_scaling", "rope_parameters"],
+                    default="rope_scaling")
+    hf.add_argument("--gpt2_prefix", action="store_true")
+    hf.add_argument("--gpt2_buffers", action="store_true")
     a = p.parse_args(argv)
     if a.data_seed is None:
         a.data_seed = a.seed + 1
-    if a.d_model % a.n_head:
+    if a.d_model % a.n_head and (a.family in (None, "gpt2") or a.head_dim is None):
         p.error("d_model must be a multiple of n_head")
+    if a.ln_eps is None:
+        a.ln_eps = 1e-5 if a.family == "gpt2" else 1e-6
     if a.k < 1 or a.n_layer < 1 or a.batch < 1 or a.seq_len < 1:
         p.error("k, n_layer, batch and seq_len must be >= 1")
     return a
@@ -206,7 +266,45 @@ def case_specs(a):
     return spec
 
 
+def hf_cfg(a, sp=None):
+    """hf_twin.HFConfig of the --family model (with the case's routing options)."""
+    import hf_twin
+    sp = sp or dict(k=a.k, topk_scope="causal", modes="dense", gate_kinds="learned",
+                    gate_grad="none")
+    return hf_twin.HFConfig(
+        family=a.family, vocab_size=a.vocab_size, seq_len=a.seq_len, n_layer=a.n_layer,
+        d_model=a.d_model, n_head=a.n_head, n_kv_head=a.n_kv_head, head_dim=a.head_dim,
+        d_ff=a.d_ff, rope_theta=a.rope_theta, rope_scaling=a.rope_scaling,
+        rope_factor=a.rope_factor, rope_low_freq_factor=a.rope_low_freq_factor,
+        rope_high_freq_factor=a.rope_high_freq_factor,
+        rope_original_max_pos=a.rope_original_max_pos,
+        max_position_embeddings=a.max_position_embeddings, attn_bias=bool(a.attn_bias),
+        mlp_bias=bool(a.mlp_bias), ln_eps=a.ln_eps, tie_embeddings=bool(a.tie_embeddings),
+        d_g=a.d_g, k=sp["k"], tau=a.tau, topk_scope=sp["topk_scope"], modes=sp["modes"],
+        gate_kinds=sp["gate_kinds"], gate_grad=sp["gate_grad"], dropout=0.0,
+        init_std=a.init_std, qk_init_std=a.qk_init_std, seed=a.seed,
+        stochastic_seed=a.stochastic_seed, fixed_mask_seed=a.fixed_mask_seed)
+
+
+def new_model(twin, a, sp):
+    """A fresh model for case spec sp: the shared twin's GPT (styles, and --family gpt2 =
+    routelab family gpt), or hf_twin.HFTwin (llama, qwen2, qwen3)."""
+    if a.family in (None, "gpt2"):
+        return twin.GPT(make_cfg(twin, a, sp))
+    import hf_twin
+    return hf_twin.HFTwin(hf_cfg(a, sp))
+
+
 def make_cfg(twin, a, sp):
+    if a.family == "gpt2":          # HF GPT-2 = routelab gpt: biases, tied head, tanh GELU
+        return twin.GPTConfig(vocab_size=a.vocab_size, seq_len=a.seq_len, n_layer=a.n_layer,
+                              n_head=a.n_head, d_model=a.d_model, d_ff=a.d_ff,
+                              attn_bias=True, tie_embeddings=True, gelu="tanh",
+                              ln_eps=a.ln_eps, d_g=a.d_g, k=sp["k"], tau=a.tau,
+                              topk_scope=sp["topk_scope"], modes=sp["modes"],
+                              gate_kinds=sp["gate_kinds"], gate_grad=sp["gate_grad"],
+                              dropout=0.0, seed=a.seed, stochastic_seed=a.stochastic_seed,
+                              fixed_mask_seed=a.fixed_mask_seed)
     ctor = twin.GPTConfig.paper if a.style == "paper" else twin.GPTConfig.gpt2style
     return ctor(vocab_size=a.vocab_size, seq_len=a.seq_len, n_layer=a.n_layer, n_head=a.n_head,
                 d_model=a.d_model, d_ff=a.d_ff, d_g=a.d_g, k=sp["k"], tau=a.tau,
@@ -218,7 +316,7 @@ def make_cfg(twin, a, sp):
 def build(twin, a, sp, weights32, dtype):
     """A fresh twin for the case (fresh mask generators), loaded with the float32 initial
     weights, cast to dtype, with the case's trainable set."""
-    model = twin.GPT(make_cfg(twin, a, sp))
+    model = new_model(twin, a, sp)
     with torch.no_grad():
         for n, p in model.named_parameters():
             p.copy_(weights32[n])
@@ -325,7 +423,15 @@ def run_case(twin, a, name, sp, weights32, idx, targets, dtype, feed=None, forwa
 
 def draw_data(a, data_seed):
     g = torch.Generator().manual_seed(data_seed)
-    seq = torch.randint(0, a.vocab_size, (a.batch, a.seq_len + 1), generator=g)
+    if getattr(a, "family", None) in ("llama", "qwen2", "qwen3"):
+        # no position embedding: a token repeated in a row gives identical layer-0 gate
+        # inputs h, hence exact ties in G (hard-mode top-k); draw T+1 distinct ids per row
+        if a.vocab_size < a.seq_len + 1:
+            sys.exit("gen_ref: --family %s needs vocab_size >= seq_len + 1" % a.family)
+        seq = torch.stack([torch.randperm(a.vocab_size, generator=g)[:a.seq_len + 1]
+                           for _ in range(a.batch)])
+    else:
+        seq = torch.randint(0, a.vocab_size, (a.batch, a.seq_len + 1), generator=g)
     idx, tgt = seq[:, :-1].contiguous(), seq[:, 1:].contiguous()
     g2 = torch.Generator().manual_seed(data_seed + 1)
     drop = torch.rand(a.batch, a.seq_len, generator=g2) < a.mask_threshold
@@ -349,8 +455,15 @@ def generate(twin, a, data_seed, verbose=True):
     """Runs every case; returns (results, data, weights32, param names) or raises Redraw."""
     torch.set_grad_enabled(True)
     specs = case_specs(a)
-    base = twin.GPT(make_cfg(twin, a, specs["dense"]))       # float32 init with --seed
-    weights32 = {n: p.detach().clone() for n, p in base.named_parameters()}
+    base = new_model(twin, a, specs["dense"])                # float32 init with --seed
+    if a.family is None:
+        weights32 = {n: p.detach().clone() for n, p in base.named_parameters()}
+    else:                   # HF-realistic init, rounded to the stored dtype (gates: float32)
+        import hf_twin
+        hcfg = hf_cfg(a)
+        weights32 = dict(hf_twin.round_weights(hcfg, hf_twin.init_weights(hcfg), a.hf_dtype))
+        assert [n for n, _ in hf_twin.param_table(hcfg)] == \
+            [n for n, _ in base.named_parameters()], "param_table != the model's order"
     names = [n for n, _ in base.named_parameters()]
     idx, tgt, tgt_m = draw_data(a, data_seed)
     results = {}
@@ -460,6 +573,9 @@ def write_set(twin, a, out, data_seed, payload):
             c["fp32_vs_fp64"] = None
         cases[name] = c
 
+    if a.family is not None:
+        return write_family_index(twin, a, out, data_seed, W, params, e_in, e_tg, cases,
+                                  fp32_worst, weights32)
     cfg = twin.GPTConfig.paper() if a.style == "paper" else twin.GPTConfig.gpt2style()
     config = dict(n_layer=a.n_layer, n_head=a.n_head, d_model=a.d_model, d_ff=a.d_ff,
                   seq_len=a.seq_len, vocab_size=a.vocab_size, attn_bias=bool(cfg.attn_bias),
@@ -507,6 +623,84 @@ def write_set(twin, a, out, data_seed, payload):
         f.write("\n")
 
 
+def write_family_index(twin, a, out, data_seed, W, params, e_in, e_tg, cases, fp32_worst,
+                       weights32):
+    """index.json of a --family set, and its hf/ directory."""
+    import hf_dir
+    import hf_twin
+    hcfg = hf_cfg(a)
+    rc = hcfg.routelab_config()
+    config = dict(family=rc["family"], n_layer=a.n_layer, n_head=a.n_head,
+                  n_kv_head=rc["n_kv_head"], head_dim=rc["head_dim"], d_model=a.d_model,
+                  d_ff=a.d_ff, seq_len=a.seq_len, vocab_size=a.vocab_size,
+                  attn_bias=rc["attn_bias"], tie_embeddings=rc["tie_embeddings"],
+                  gelu=rc["gelu"], d_g=a.d_g, k=a.k, tau=a.tau, topk_scope="causal",
+                  batch=a.batch, ln_eps=a.ln_eps, dropout=0.0, init_std=a.init_std,
+                  qk_init_std=a.qk_init_std, gate_init_std=hcfg.gate_init_std,
+                  norm_noise=hcfg.norm_noise, bias_std=hcfg.bias_std, seed=a.seed,
+                  data_seed=data_seed, stochastic_seed=a.stochastic_seed,
+                  fixed_mask_seed=a.fixed_mask_seed, lm_head_bias=False,
+                  mlp_bias=rc["mlp_bias"], ignore_index=twin.IGNORE_INDEX,
+                  rope_theta=rc["rope_theta"], rope_scaling=rc["rope_scaling"],
+                  rope_factor=rc["rope_factor"], rope_low_freq_factor=rc["rope_low_freq_factor"],
+                  rope_high_freq_factor=rc["rope_high_freq_factor"],
+                  rope_original_max_pos=rc["rope_original_max_pos"], hf_family=a.family)
+    prefix = "transformer." if (a.family == "gpt2" and a.gpt2_prefix) else ""
+    hf_w = hf_twin.to_hf(hcfg, weights32, prefix=prefix,
+                         attn_bias_buffer=a.family == "gpt2" and a.gpt2_buffers)
+    files = hf_dir.write_hf_dir(os.path.join(out, "hf"), hcfg, hf_w, a.hf_dtype, a.hf_shards,
+                                a.rope_form)
+    # the directory must read back as exactly weights/ (gates aside)
+    back = hf_twin.from_hf(hcfg, hf_dir.read_weights(os.path.join(out, "hf")), gates=weights32)
+    for n, t in back.items():
+        assert torch.equal(t.float(), weights32[n]), "hf/ does not read back as weights/: " + n
+    index = dict(
+        format_version=1,
+        name=a.name or os.path.basename(os.path.normpath(out)),
+        description=("routelab reference cases for the HF family %s (routelab family %s), "
+                     "produced by routelab/tests/gen_ref.py --family %s with %s. Every case "
+                     "starts from the initial weights in weights/ (routelab parameter names; "
+                     "hf/ holds the same weights, without the routelab-only gates, as a %s "
+                     "Hugging Face directory). Values computed in float64 from those float32 "
+                     "weights, stored as float32. See README.md."
+                     % (a.family, rc["family"], a.family,
+                        "the shared twin" if a.family == "gpt2" else "tests/hf_twin.py",
+                        a.hf_dtype)),
+        torch_version=torch.__version__,
+        config=config,
+        hf_dir="hf",
+        hf_dtype=a.hf_dtype,
+        hf_files=files,
+        hf_rope_form=a.rope_form,
+        adamw=dict(lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS, weight_decay=WD, steps=STEPS,
+                   betas=[BETA1, BETA2], grad_clip=None, same_batch_every_step=True,
+                   decay="weight_decay on parameters with ndim >= 2 only",
+                   update_rule=("a parameter is updated iff it is in the case's 'updated' list "
+                                "(trainable and grad_is_none false); others are untouched (no "
+                                "decay, no moments)"),
+                   formula=("t=step (1-based); p *= 1 - lr*wd; m = b1*m + (1-b1)*g; v = b2*v + "
+                            "(1-b2)*g*g; p -= (lr/(1-b1^t)) * m / (sqrt(v)/sqrt(1-b2^t) + eps)")),
+        tolerance=dict(
+            rtol=1e-4, atol=1e-5,
+            scalars="loss, adamw.losses, adamw.loss_after, diagnostics: |c-r| <= atol + rtol*|r|",
+            logits="every element |c-r| <= atol + rtol*|r|",
+            grads="every element |c-r| <= rtol*|r| + atol*max|r| (max over that tensor)",
+            params_after=("per tensor: exclude elements whose dumped grad |g| < 0.001 * max|g|; "
+                          "every other element |c-r| <= 0.0001*|r| + 0.0001"),
+            see="README.md, section Tolerances"),
+        params=params,
+        inputs=e_in,
+        targets=e_tg,
+        case_names=CASE_NAMES,
+        cases=cases,
+        max_fp32_vs_fp64=None if a.no_fp32 else dict(
+            fp32_worst, note="float32 twin, forward 0 only (gen_ref.py)"),
+    )
+    with open(os.path.join(out, "index.json"), "w") as f:
+        json.dump(index, f, indent=1)
+        f.write("\n")
+
+
 def main(argv=None):
     a = parse_args(argv)
     twin = import_twin(a.twin)
@@ -514,8 +708,9 @@ def main(argv=None):
     t0 = time.time()
     data_seed = a.data_seed
     for attempt in range(a.max_redraws + 1):
-        print("gen_ref: style %s, L %d d %d H %d F %d T %d V %d B %d k %d g %d, seed %d, "
-              "data_seed %d" % (a.style, a.n_layer, a.d_model, a.n_head, a.d_ff, a.seq_len,
+        print("gen_ref: %s, L %d d %d H %d F %d T %d V %d B %d k %d g %d, seed %d, "
+              "data_seed %d" % ("style " + a.style if a.family is None else "family " + a.family,
+                                a.n_layer, a.d_model, a.n_head, a.d_ff, a.seq_len,
                                 a.vocab_size, a.batch, a.k, a.d_g, a.seed, data_seed))
         payload, why = generate(twin, a, data_seed)
         if payload is not None:
