@@ -51,6 +51,7 @@ for t in "$RL_BUILD"/test_*; do
 done
 run_suite cli bash tests/test_cli.sh
 run_suite hf bash tests/test_hf.sh
+run_suite hf_twin bash tests/test_hf_twin.sh
 run_suite crash bash tests/test_crash.sh
 if [ "${RL_SANITIZE:-}" != 1 ]; then
     run_suite fuzz bash tests/fuzz/run.sh quick

@@ -239,8 +239,10 @@ static void read_rope(Config *c, const cJSON *root, const char *path, const char
         set_num(c, "rope_factor", jnum(s, "factor", 0, 1, path), where);
         set_num(c, "rope_low_freq_factor", jnum(s, "low_freq_factor", 0, 1, path), where);
         set_num(c, "rope_high_freq_factor", jnum(s, "high_freq_factor", 0, 1, path), where);
-        set_int(c, "rope_original_max_pos", jint(s, "original_max_position_embeddings", 0, 1, path),
-                where);
+        // as transformers: without original_max_position_embeddings, max_position_embeddings
+        int max_pos = jint(root, "max_position_embeddings", 0, 0, path);
+        set_int(c, "rope_original_max_pos",
+                jint(s, "original_max_position_embeddings", max_pos, max_pos == 0, path), where);
     } else {
         fatal("%s: rope type '%s' is not implemented in routelab (it reads default and llama3)",
               path, type);

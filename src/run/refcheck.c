@@ -15,6 +15,7 @@
 #include "common.h"
 #include "diagnostics.h"
 #include "distill.h"
+#include "hf_model.h"
 #include "options.h"
 #include "model.h"
 
@@ -182,6 +183,22 @@ static void case_config(const cJSON *index, const char *name, const char *dir, C
                                  "attn_bias", "tie_embeddings", "d_g", NULL};
     for (const char **k = ints; *k; k++) set_int(&c, *k, need(cfgj, *k, dir), dir);
     config_set(&c, "gelu", need_str(cfgj, "gelu", dir), "reference");
+    // The model families' keys (sets of the Hugging Face families; absent in gpt sets)
+    static const char *opt_ints[] = {"n_kv_head", "head_dim", "mlp_bias", "rope_original_max_pos", NULL};
+    static const char *opt_nums[] = {"ln_eps", "rope_theta", "rope_factor", "rope_low_freq_factor",
+                                     "rope_high_freq_factor", NULL};
+    static const char *opt_strs[] = {"family", "rope_scaling", NULL};
+    for (const char **k = opt_ints; *k; k++)
+        if (cJSON_GetObjectItemCaseSensitive(cfgj, *k)) set_int(&c, *k, need(cfgj, *k, dir), dir);
+    for (const char **k = opt_nums; *k; k++)
+        if (cJSON_GetObjectItemCaseSensitive(cfgj, *k)) {
+            char num[48];
+            snprintf(num, sizeof num, "%.9g", need_num(cfgj, *k, dir));
+            config_set(&c, *k, num, "reference");
+        }
+    for (const char **k = opt_strs; *k; k++)
+        if (cJSON_GetObjectItemCaseSensitive(cfgj, *k))
+            config_set(&c, *k, need_str(cfgj, *k, dir), "reference");
     config_set(&c, "dropout", "0", "reference");
     char buf[STR_LEN];
     join_list(buf, sizeof buf, need_str_arr(cj, "modes", name));
@@ -499,6 +516,49 @@ static int run_case(Ctx *x, const cJSON *index, const char *name) {
     return ok;
 }
 
+// A set of a Hugging Face family also holds its initial weights as a real Hugging Face
+// directory (index.json "hf_dir"): its config.json must give the set's model and its tensors
+// (F32, BF16 or sharded) the values of weights/ bit for bit. Returns 1 pass, 0 fail.
+static int check_hf_dir(Ctx *x, const cJSON *index) {
+    char hf[4096];
+    join_path(hf, sizeof hf, x->dir, need_str(index, "hf_dir", x->dir));
+    printf("  %-22s ", "hf_dir");
+    fflush(stdout);
+    Config c, h;
+    case_config(index, need_str_arr(index, "case_names", x->dir)->child->valuestring, x->dir, &c);
+    hf_read_config(hf, &h);
+    int bad = 0;
+#define SAME(field) if (c.field != h.field) bad++, printf("\n    config.json gives %s = %g, the set %g", #field, (double)h.field, (double)c.field)
+    SAME(n_layer); SAME(d_model); SAME(n_head); SAME(d_ff); SAME(vocab_size); SAME(tie_embeddings);
+    SAME(ln_eps); SAME(rope_theta);
+#undef SAME
+    ModelPlan pc, ph;  // head_dim and n_kv_head as resolved (0 and the explicit value agree)
+    model_plan_resolve(&pc, &c);
+    model_plan_resolve(&ph, &h);
+    if (pc.shape.head_dim != ph.shape.head_dim || pc.shape.n_kv_head != ph.shape.n_kv_head)
+        bad++, printf("\n    config.json gives head_dim %d, %d K/V heads; the set %d, %d",
+                      ph.shape.head_dim, ph.shape.n_kv_head, pc.shape.head_dim, pc.shape.n_kv_head);
+    if (strcmp(c.family, h.family) || strcmp(c.rope_scaling, h.rope_scaling))
+        bad++, printf("\n    config.json gives family %s / rope %s, the set %s / %s", h.family,
+                      h.rope_scaling, c.family, c.rope_scaling);
+    Model m;
+    model_build(&m, &c);
+    hf_load(hf, &m);
+    const cJSON *pj;
+    cJSON_ArrayForEach(pj, need(index, "params", x->dir)) {
+        const ParamInfo *p = param_find(&m.table, need_str(pj, "name", x->dir));
+        if (!p || p->role == ROLE_GATE) continue;  // gates are routelab's own: weights/ only
+        size_t n;
+        float *w = load_array(x, pj, &n, "float32");
+        if (n != p->numel || memcmp(w, m.params + p->offset, n * sizeof(float)))
+            bad++, printf("\n    %s differs between %s and weights/", p->name, hf);
+        xfree(w);
+    }
+    model_free(&m);
+    printf("%s\n", bad ? "\n  => FAIL" : "pass");
+    return bad == 0;
+}
+
 static int run_set(const char *dir, const char *only, int verbose, int *passed, int *failed,
                    int *skipped) {
     char path[4096];
@@ -510,6 +570,11 @@ static int run_set(const char *dir, const char *only, int verbose, int *passed, 
     printf("reference set %s\n", dir);
     const cJSON *nj;
     int found = 0;
+    if (cJSON_GetObjectItemCaseSensitive(index, "hf_dir") && (!only || !strcmp(only, "hf_dir"))) {
+        found = 1;
+        if (check_hf_dir(&x, index)) (*passed)++;
+        else (*failed)++;
+    }
     cJSON_ArrayForEach(nj, need(index, "case_names", dir)) {
         const char *name = nj->valuestring;
         if (only && strcmp(only, name) != 0) continue;
