@@ -10,6 +10,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -69,11 +71,54 @@ void warnf(const char *fmt, ...) {
     va_end(ap);
 }
 
+// Large blocks (the parameter, gradient and AdamW buffers of a pretrained model) come straight
+// from mmap: the kernel's zero pages cost no memory until written, so an evaluation never pays
+// for the gradients and moments it does not touch (a memset would make all of them resident).
+#define BIG_BLOCK ((size_t)64 << 20)
+#define MAX_BIG 256
+static struct { void *p; size_t len; } big[MAX_BIG];
+static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *big_alloc(size_t bytes) {
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    pthread_mutex_lock(&big_lock);
+    int slot = -1;
+    for (int i = 0; i < MAX_BIG && slot < 0; i++)
+        if (!big[i].p) slot = i;
+    if (slot >= 0) big[slot].p = p, big[slot].len = bytes;
+    pthread_mutex_unlock(&big_lock);
+    if (slot < 0) {  // table full: fall back to the heap
+        munmap(p, bytes);
+        return NULL;
+    }
+    return p;
+}
+
+// Unmaps p when it is a big block (returns 1), else 0; *len its size.
+static int big_release(void *p, size_t *len, int unmap) {
+    int found = 0;
+    pthread_mutex_lock(&big_lock);
+    for (int i = 0; i < MAX_BIG && !found; i++)
+        if (big[i].p == p) {
+            found = 1;
+            *len = big[i].len;
+            if (unmap) big[i].p = NULL;
+        }
+    pthread_mutex_unlock(&big_lock);
+    if (found && unmap) munmap(p, *len);
+    return found;
+}
+
 void *xcalloc(size_t count, size_t size) {
     if (count == 0 || size == 0) count = size = 1;
     if (count > SIZE_MAX / size) fatal("allocation of %zu x %zu bytes overflows", count, size);
     size_t bytes = count * size;
     size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (rounded >= BIG_BLOCK && !fatal_jump) {
+        void *b = big_alloc(rounded);  // page-aligned and zero
+        if (b) return b;
+    }
     void *p = aligned_alloc(64, rounded);
     if (!p) fatal("out of memory allocating %.1f MiB (reduce batch or seq_len)", bytes / 1048576.0);
     memset(p, 0, rounded);
@@ -82,6 +127,13 @@ void *xcalloc(size_t count, size_t size) {
 }
 
 void *xrealloc(void *p, size_t size) {
+    size_t old;
+    if (p && big_release(p, &old, 0)) {  // a big block: copy into a new allocation
+        void *q = xcalloc(size ? size : 1, 1);
+        memcpy(q, p, old < size ? old : size);
+        big_release(p, &old, 1);
+        return q;
+    }
     void *q = realloc(p, size ? size : 1);
     if (!q) fatal("out of memory allocating %.1f MiB", size / 1048576.0);
     track_remove(p);
@@ -97,6 +149,8 @@ char *xstrdup(const char *s) {
 }
 
 void xfree(void *p) {
+    size_t len;
+    if (p && big_release(p, &len, 1)) return;
     track_remove(p);
     free(p);
 }

@@ -21,7 +21,13 @@ static uint64_t site_key(const Model *m, int layer, int site) {
     return hash64(m->fwd_key, (uint64_t)(layer + 1) * N_SITES + site);
 }
 
-void model_build(Model *m, const Config *c) {
+void model_build(Model *m, const Config *c) { model_build_init(m, c, ~0u); }
+
+void model_build_for_load(Model *m, const Config *c) {
+    model_build_init(m, c, (1u << ROLE_GATE) | (1u << ROLE_ROUTER));
+}
+
+void model_build_init(Model *m, const Config *c, unsigned init_roles) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
     model_plan_resolve(&m->plan, c);
@@ -33,7 +39,7 @@ void model_build(Model *m, const Config *c) {
     m->adam_v = xcalloc(P, sizeof(float));
     weights_carve(&m->w, &m->table, c, m->params);
     weights_carve(&m->g, &m->table, c, m->grads);
-    params_init(m->params, &m->table, c);
+    params_init_roles(m->params, &m->table, c, init_roles);
     m->trainable = xcalloc((size_t)m->table.count, 1);
     m->gets_grad = xcalloc((size_t)m->table.count, 1);
     m->adam_t = xcalloc((size_t)m->table.count, sizeof(long));

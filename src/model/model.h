@@ -83,6 +83,11 @@ typedef struct {
 // key on a bad value), lays out the parameters and initialises them. Trainability: cfg.train
 // for the LM loss.
 void model_build(Model *m, const Config *c);
+// The same, for a loader that fills the weights: only the gates and routers (routelab's own
+// tensors, absent from a Hugging Face model) are initialised, as model_build does them; the
+// rest stays zero (no time spent drawing a pretrained model's worth of random numbers).
+void model_build_for_load(Model *m, const Config *c);
+void model_build_init(Model *m, const Config *c, unsigned init_roles);  // roles: 1 << ParamRole
 void model_free(Model *m);
 // Changes routing modes / k (deploy-time swap) in the plan, and regenerates cfg's attn/k/gate
 // keys from it; activations are re-laid out on the next forward; trainability is re-decided.

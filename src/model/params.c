@@ -119,12 +119,17 @@ void weights_carve(Weights *w, const ParamTable *t, const Config *c, float *base
 }
 
 void params_init(float *params, const ParamTable *t, const Config *c) {
+    params_init_roles(params, t, c, ~0u);
+}
+
+void params_init_roles(float *params, const ParamTable *t, const Config *c, unsigned roles) {
     Rng rng, gate_rng, router_rng;
     rng_seed(&rng, (uint64_t)c->seed);
     rng_seed(&gate_rng, (uint64_t)c->gate_seed ^ 0x6A7E5EEDull);
     rng_seed(&router_rng, (uint64_t)c->router_seed ^ 0x2007E5ull);  // learned and random alike
     for (int i = 0; i < t->count; i++) {
         const ParamInfo *p = &t->info[i];
+        if (!(roles & (1u << p->role))) continue;  // gates and routers draw from their own streams
         float *x = params + p->offset;
         int is_bias = strstr(p->name, ".bias") != NULL;
         if (p->role == ROLE_LN || !strncmp(p->name, "ln_f", 4) || strstr(p->name, "_norm.weight")) {

@@ -64,6 +64,9 @@ const ParamInfo *param_find(const ParamTable *t, const char *name);
 void weights_carve(Weights *w, const ParamTable *t, const Config *c, float *base);
 // N(0, init_std) for matrices and embeddings, gates from their own seed, zero biases, LN 1.
 void params_init(float *params, const ParamTable *t, const Config *c);
+// The same for the tensors whose role bit (1 << ParamRole) is in `roles`; the gates and
+// routers come out as params_init makes them (their own random streams).
+void params_init_roles(float *params, const ParamTable *t, const Config *c, unsigned roles);
 // Unique parameters, and the paper's count (a tied matrix counted twice); gate parameters.
 void params_count(const ParamTable *t, const Config *c, size_t *unique, size_t *paper,
                   size_t *gates);

@@ -349,7 +349,8 @@ void checkpoint_check_threads(const char *path, int force) {
 void checkpoint_build_model(Model *m, const char *path) {
     Config c;
     checkpoint_read_config(path, &c);
-    model_build(m, &c);
+    if (checkpoint_version(path) == CKPT_HF_DIR) model_build_for_load(m, &c);
+    else model_build(m, &c);
     checkpoint_load(path, m, NULL);
 }
 

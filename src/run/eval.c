@@ -9,6 +9,7 @@
 #include "checkpoint.h"
 #include "common.h"
 #include "family.h"
+#include "hf_model.h"
 #include "options.h"
 #include "result_keys.h"
 
@@ -134,7 +135,8 @@ int cmd_eval(int argc, char **argv) {
         c.seq_len = model_T;
     }
     Model m;
-    model_build(&m, &c);
+    if (hf_is_model_dir(path)) model_build_for_load(&m, &c);  // hf_load fills every weight
+    else model_build(&m, &c);
     checkpoint_load(path, &m, NULL);
     c.seq_len = eval_T;
     DataSpec spec = dataspec_from_config(&c);
