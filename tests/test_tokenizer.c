@@ -68,8 +68,8 @@ static void read_shard_child(const void *path) {
     size_t n;
     shard_read(path, &n);
 }
-static void write_big_token_child(const void *path) {
-    int32_t bad[2] = {5, 70000};
+static void write_negative_token_child(const void *path) {
+    int32_t bad[2] = {5, -1};
     shard_write(path, bad, 2);
 }
 
@@ -353,9 +353,9 @@ static void check_shards(void) {
     for (int i = 0; i < 1000; i++) tokens[i] = (i * 7919) % 65536;
     shard_write(path, tokens, 1000);
     size_t n, len;
-    uint16_t *back = shard_read(path, &n);
+    uint32_t *back = shard_read(path, &n);
     int same = n == 1000;
-    for (size_t i = 0; same && i < n; i++) same = back[i] == tokens[i];
+    for (size_t i = 0; same && i < n; i++) same = back[i] == (uint32_t)tokens[i];
     CHECK(same, "shard round trip (n=%zu)", n);
     xfree(back);
     uint8_t *raw = read_file(path, &len, "shard");
@@ -371,7 +371,7 @@ static void check_shards(void) {
     write_file_atomic(bad, raw, len);
     CHECK(fails_naming(read_shard_child, bad, bad), "wrong magic accepted");
     raw[0] ^= 1;
-    raw[4] = 2;  // wrong version
+    raw[4] = 3;  // unknown version
     write_file_atomic(bad, raw, len);
     CHECK(fails_naming(read_shard_child, bad, bad), "wrong version accepted");
     raw[4] = 1;
@@ -379,7 +379,29 @@ static void check_shards(void) {
     CHECK(fails_naming(read_shard_child, bad, bad), "truncated shard accepted");
     write_file_atomic(bad, raw, 100);  // not even a header
     CHECK(fails_naming(read_shard_child, bad, bad), "headerless shard accepted");
-    CHECK(fails_naming(write_big_token_child, bad, bad), "token 70000 written to a shard");
+    raw[4] = 2;  // version 2 (uint32) with a version-1 body: the size no longer matches
+    write_file_atomic(bad, raw, len);
+    CHECK(fails_naming(read_shard_child, bad, bad), "v1 body under a v2 header accepted");
+    CHECK(fails_naming(write_negative_token_child, bad, bad), "token -1 written to a shard");
+    xfree(raw);
+
+    // Version 2: any id >= 65536 switches the whole shard to uint32 ids.
+    tokens[3] = 151668;
+    tokens[7] = SHARD_MAX_VOCAB - 1;
+    shard_write(path, tokens, 1000);
+    raw = read_file(path, &len, "shard");
+    CHECK(len == 1024 + 4000 && raw[4] == 2 && raw[8] == 0xe8 && raw[9] == 0x03,
+          "version-2 header layout (len %zu, version %d)", len, raw[4]);
+    back = shard_read(path, &n);
+    same = n == 1000;
+    for (size_t i = 0; same && i < n; i++) same = back[i] == (uint32_t)tokens[i];
+    CHECK(same, "version-2 shard round trip (n=%zu)", n);
+    xfree(back);
+    raw[1024 + 4 * 5 + 3] = 0x80;  // id 2^31 + ...: beyond what the model's int32 ids hold
+    write_file_atomic(bad, raw, len);
+    CHECK(fails_naming(read_shard_child, bad, bad), "version-2 id >= 2^31 accepted");
+    write_file_atomic(bad, raw, len - 2);  // half a uint32 short
+    CHECK(fails_naming(read_shard_child, bad, bad), "truncated version-2 shard accepted");
     xfree(raw);
 }
 
@@ -398,9 +420,9 @@ static void check_prepare(const char *corpus, size_t len) {
     char *json = read_file(ds, &jl, "dataset.json");
     cJSON *info = cJSON_Parse(json);
     join_path(bin, sizeof bin, out, "train.bin");
-    uint16_t *train = shard_read(bin, &n_train);
+    uint32_t *train = shard_read(bin, &n_train);
     join_path(bin, sizeof bin, out, "val.bin");
-    uint16_t *val = shard_read(bin, &n_val);
+    uint32_t *val = shard_read(bin, &n_val);
     CHECK(n_train + n_val == 2 * len && n_val == (size_t)(2 * len * 0.25 + 0.5), "split %zu+%zu",
           n_train, n_val);
     CHECK(n_val > 0 && val[n_val - 1] == (uint8_t)corpus[len - 1] && train[0] == (uint8_t)corpus[0],

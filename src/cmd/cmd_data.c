@@ -49,7 +49,8 @@ static const char PREPARE_USAGE[] =
     "usage: routelab prepare --input=FILE[,FILE...] --tokenizer=SPEC --out=DIR "
     "[--val_fraction=0.1]\n"
     "  Tokenizes the inputs (read back to back as one text) and writes DIR/train.bin and\n"
-    "  DIR/val.bin (llm.c uint16 token shards) and DIR/dataset.json.\n"
+    "  DIR/val.bin (llm.c token shards: uint16 ids, version 2 with uint32 ids when the\n"
+    "  vocabulary exceeds 65,536) and DIR/dataset.json.\n"
     "  --tokenizer    bytes | gpt2 (files in ../shared/data/gpt2-tokenizer) | gpt2:DIR |\n"
     "                 PATH of a BPE trained by `routelab tokenizer-train`\n"
     "  --val_fraction the LAST this fraction of the tokens becomes val.bin, the rest\n"
@@ -80,9 +81,9 @@ int cmd_prepare(int argc, char **argv) {
     double t0 = now_seconds();
     Tokenizer *tok = tokenizer_load(spec);
     int vocab = tokenizer_vocab_size(tok);
-    if (vocab > SHARD_MAX_VOCAB)
-        fatal("%s: tokenizer '%s' has %d tokens but shards store uint16 ids (at most %d); use "
-              "a smaller tokenizer", cmd, spec, vocab, SHARD_MAX_VOCAB);
+    if ((double)vocab > SHARD_MAX_VOCAB)  // double: no always-false warning on int
+        fatal("%s: tokenizer '%s' has %d tokens but shards hold ids below %d (version 2, "
+              "uint32); use a smaller tokenizer", cmd, spec, vocab, SHARD_MAX_VOCAB);
     cJSON *info = cJSON_CreateObject();
     cJSON *sources = cJSON_CreateArray();
     size_t len;
