@@ -18,7 +18,7 @@ else
 BUILD   = build
 BIN     = routelab
 endif
-LDLIBS  = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -ldnnl -lpcre2-8 -lcjson -linih -lxxhash -lm
+LDLIBS  = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -ldnnl -lpcre2-8 -lutf8proc -lcjson -linih -lxxhash -lm
 SRC     = $(wildcard $(addsuffix /*.c,$(addprefix src/,$(LAYERS))))
 HDR     = $(wildcard $(addsuffix /*.h,$(addprefix src/,$(LAYERS))))
 LIBOBJ  = $(patsubst src/%.c,$(BUILD)/%.o,$(filter-out src/cmd/main.c,$(SRC)))
