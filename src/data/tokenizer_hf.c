@@ -563,7 +563,7 @@ static int added_before(const void *pa, const void *pb) {  // by first byte, lon
 }
 
 static void index_added(HfTokenizer *hf) {
-    qsort(hf->added, hf->n_added, sizeof(Added), added_before);
+    if (hf->n_added) qsort(hf->added, hf->n_added, sizeof(Added), added_before);  // added may be NULL
     size_t k = 0;
     for (int b = 0; b <= 256; b++) {
         while (b < 256 && k < hf->n_added && hf->added[k].content[0] < b) k++;
