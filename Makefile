@@ -18,7 +18,7 @@ else
 BUILD   = build
 BIN     = routelab
 endif
-LDLIBS  = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -ldnnl -lpcre2-8 -lcjson -linih -lxxhash -lm
+LDLIBS  = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -ldnnl -lpcre2-8 -lutf8proc -lcjson -linih -lxxhash -lm
 SRC     = $(wildcard $(addsuffix /*.c,$(addprefix src/,$(LAYERS))))
 HDR     = $(wildcard $(addsuffix /*.h,$(addprefix src/,$(LAYERS))))
 LIBOBJ  = $(patsubst src/%.c,$(BUILD)/%.o,$(filter-out src/cmd/main.c,$(SRC)))
@@ -74,8 +74,9 @@ fuzz-build: $(FUZZ_BINS)
 
 # Each target for FUZZ_RUNS (default 10^6) executions on a copy of its seed corpus (new inputs go
 # to build-fuzz/corpus/<name>, crashes to build-fuzz/crash-*). Measured for 10^6 executions on a
-# 2-core host shared with other jobs: shard 19 s, bpe 30-60 s, checkpoint 13 min, config 29 min,
-# refcheck (13-19 kB index.json inputs, ~300 exec/s) about an hour: `make fuzz` takes ~1.7 h;
+# 2-core host shared with other jobs: shard 19 s, bpe 30-60 s, hf_tokenizer ~6 min (~2,900
+# exec/s), checkpoint 13 min, config 29 min, refcheck (13-19 kB index.json inputs, ~300
+# exec/s) about an hour: `make fuzz` takes ~1.8 h;
 # FUZZ_RUNS=100000 for a 10-minute pass.
 fuzz: deps fuzz-build
 	@bash tests/fuzz/run.sh long $(FUZZ_RUNS) $(FUZZ_NAMES)

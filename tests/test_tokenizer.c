@@ -68,8 +68,8 @@ static void read_shard_child(const void *path) {
     size_t n;
     shard_read(path, &n);
 }
-static void write_big_token_child(const void *path) {
-    int32_t bad[2] = {5, 70000};
+static void write_negative_token_child(const void *path) {
+    int32_t bad[2] = {5, -1};
     shard_write(path, bad, 2);
 }
 
@@ -353,9 +353,9 @@ static void check_shards(void) {
     for (int i = 0; i < 1000; i++) tokens[i] = (i * 7919) % 65536;
     shard_write(path, tokens, 1000);
     size_t n, len;
-    uint16_t *back = shard_read(path, &n);
+    uint32_t *back = shard_read(path, &n);
     int same = n == 1000;
-    for (size_t i = 0; same && i < n; i++) same = back[i] == tokens[i];
+    for (size_t i = 0; same && i < n; i++) same = back[i] == (uint32_t)tokens[i];
     CHECK(same, "shard round trip (n=%zu)", n);
     xfree(back);
     uint8_t *raw = read_file(path, &len, "shard");
@@ -371,7 +371,7 @@ static void check_shards(void) {
     write_file_atomic(bad, raw, len);
     CHECK(fails_naming(read_shard_child, bad, bad), "wrong magic accepted");
     raw[0] ^= 1;
-    raw[4] = 2;  // wrong version
+    raw[4] = 3;  // unknown version
     write_file_atomic(bad, raw, len);
     CHECK(fails_naming(read_shard_child, bad, bad), "wrong version accepted");
     raw[4] = 1;
@@ -379,7 +379,29 @@ static void check_shards(void) {
     CHECK(fails_naming(read_shard_child, bad, bad), "truncated shard accepted");
     write_file_atomic(bad, raw, 100);  // not even a header
     CHECK(fails_naming(read_shard_child, bad, bad), "headerless shard accepted");
-    CHECK(fails_naming(write_big_token_child, bad, bad), "token 70000 written to a shard");
+    raw[4] = 2;  // version 2 (uint32) with a version-1 body: the size no longer matches
+    write_file_atomic(bad, raw, len);
+    CHECK(fails_naming(read_shard_child, bad, bad), "v1 body under a v2 header accepted");
+    CHECK(fails_naming(write_negative_token_child, bad, bad), "token -1 written to a shard");
+    xfree(raw);
+
+    // Version 2: any id >= 65536 switches the whole shard to uint32 ids.
+    tokens[3] = 151668;
+    tokens[7] = SHARD_MAX_VOCAB - 1;
+    shard_write(path, tokens, 1000);
+    raw = read_file(path, &len, "shard");
+    CHECK(len == 1024 + 4000 && raw[4] == 2 && raw[8] == 0xe8 && raw[9] == 0x03,
+          "version-2 header layout (len %zu, version %d)", len, raw[4]);
+    back = shard_read(path, &n);
+    same = n == 1000;
+    for (size_t i = 0; same && i < n; i++) same = back[i] == (uint32_t)tokens[i];
+    CHECK(same, "version-2 shard round trip (n=%zu)", n);
+    xfree(back);
+    raw[1024 + 4 * 5 + 3] = 0x80;  // id 2^31 + ...: beyond what the model's int32 ids hold
+    write_file_atomic(bad, raw, len);
+    CHECK(fails_naming(read_shard_child, bad, bad), "version-2 id >= 2^31 accepted");
+    write_file_atomic(bad, raw, len - 2);  // half a uint32 short
+    CHECK(fails_naming(read_shard_child, bad, bad), "truncated version-2 shard accepted");
     xfree(raw);
 }
 
@@ -398,9 +420,9 @@ static void check_prepare(const char *corpus, size_t len) {
     char *json = read_file(ds, &jl, "dataset.json");
     cJSON *info = cJSON_Parse(json);
     join_path(bin, sizeof bin, out, "train.bin");
-    uint16_t *train = shard_read(bin, &n_train);
+    uint32_t *train = shard_read(bin, &n_train);
     join_path(bin, sizeof bin, out, "val.bin");
-    uint16_t *val = shard_read(bin, &n_val);
+    uint32_t *val = shard_read(bin, &n_val);
     CHECK(n_train + n_val == 2 * len && n_val == (size_t)(2 * len * 0.25 + 0.5), "split %zu+%zu",
           n_train, n_val);
     CHECK(n_val > 0 && val[n_val - 1] == (uint8_t)corpus[len - 1] && train[0] == (uint8_t)corpus[0],
@@ -418,6 +440,152 @@ static void check_prepare(const char *corpus, size_t len) {
     xfree(val);
     char *help[] = {"prepare", "--help", NULL};
     CHECK(cmd_prepare(2, help) == 0, "prepare --help");
+}
+
+// ----------------------------------------------------------------------------- Hugging Face
+// A small byte-level tokenizer.json: the 256 byte tokens (GPT-2's stand-in characters), a few
+// merges in "a b" or ["a", "b"] form, an added token; normalizer and extra model fields given.
+static char *small_hf_json(int pair_form, const char *normalizer, const char *model_extra) {
+    int byte_to_cp[256], cp_to_byte[512];
+    gpt2_byte_maps(byte_to_cp, cp_to_byte);
+    static const char *const merges[][2] = {{"h", "e"}, {"l", "l"}, {"he", "ll"}, {"hell", "o"},
+                                            {"\u0120", "w"}, {"o", "r"}, {"\u0120w", "or"},
+                                            {"l", "d"}, {"\u0120wor", "ld"}, {"1", "2"}};
+    static const char *const joined[] = {"he", "ll", "hell", "hello", "\u0120w", "or",
+                                         "\u0120wor", "ld", "\u0120world", "12"};
+    size_t cap = 1 << 16, at = 0;
+    char *j = xcalloc(cap, 1);
+    at += (size_t)snprintf(j + at, cap - at, "{\"version\": \"1.0\", \"added_tokens\": [{\"id\": "
+                           "300, \"content\": \"<|endoftext|>\", \"single_word\": false, "
+                           "\"lstrip\": false, \"rstrip\": false, \"normalized\": false, "
+                           "\"special\": true}], \"normalizer\": %s, \"pre_tokenizer\": "
+                           "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
+                           "\"pattern\": {\"Regex\": \"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n"
+                           "\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}| ?[^\\\\s\\\\p{L}\\\\p{N}]+"
+                           "[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"}, "
+                           "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": "
+                           "\"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, "
+                           "\"use_regex\": false}]}, \"post_processor\": null, \"decoder\": "
+                           "{\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\"%s, "
+                           "\"vocab\": {", normalizer, model_extra);
+    for (int b = 0; b < 256; b++)
+        at += (size_t)snprintf(j + at, cap - at, "\"\\u%04x\": %d, ", byte_to_cp[b], b);
+    for (int m = 0; m < 10; m++)
+        at += (size_t)snprintf(j + at, cap - at, "\"%s\": %d%s", joined[m], 256 + m,
+                               m < 9 ? ", " : "}, \"merges\": [");
+    for (int m = 0; m < 10; m++)
+        at += (size_t)snprintf(j + at, cap - at, pair_form ? "[\"%s\", \"%s\"]%s" : "\"%s %s\"%s",
+                               merges[m][0], merges[m][1], m < 9 ? ", " : "]}}");
+    return j;
+}
+
+static void write_hf_dir(const char *name, const char *json) {
+    char dir[128], path[160];
+    tmp_path(dir, sizeof dir, name);
+    make_dirs(dir);
+    join_path(path, sizeof path, dir, "tokenizer.json");
+    write_text(path, json);
+}
+
+static Tokenizer *parse_small_hf(int pair_form, const char *normalizer, const char *extra) {
+    char *json = small_hf_json(pair_form, normalizer, extra);
+    Tokenizer *tok = tokenizer_parse_hf(json, strlen(json), "small/tokenizer.json");
+    xfree(json);
+    return tok;
+}
+
+static int ids_are(const Tokenizer *tok, const char *text, const int32_t *want, size_t n_want) {
+    size_t n;
+    int32_t *ids = tokenizer_encode(tok, text, strlen(text), &n);
+    int same = n == n_want;
+    for (size_t i = 0; same && i < n; i++) same = ids[i] == want[i];
+    if (!same) {
+        printf("  '%s' ->", text);
+        for (size_t i = 0; i < n; i++) printf(" %d", ids[i]);
+        printf("\n");
+    }
+    xfree(ids);
+    return same;
+}
+
+static void load_hf_child(const void *name) {
+    char spec[160];
+    snprintf(spec, sizeof spec, "hf:%s/%s", tmp_dir, (const char *)name);
+    tokenizer_load(spec);
+}
+
+static void check_hf_tokenizer(void) {
+    Tokenizer *strings = parse_small_hf(0, "null", "");
+    Tokenizer *pairs = parse_small_hf(1, "null", "");
+    CHECK(tokenizer_vocab_size(pairs) == 301, "hf vocab = max id + 1 = 301, got %d",
+          tokenizer_vocab_size(pairs));
+    // "hello world" -> hello, " world"; "<|endoftext|>" is the added token even inside a word.
+    const int32_t want[] = {259, 264, 300, 'x', 300};
+    CHECK(ids_are(strings, "hello world<|endoftext|>x<|endoftext|>", want, 5),
+          "hf string-form merges: wrong ids");
+    CHECK(ids_are(pairs, "hello world<|endoftext|>x<|endoftext|>", want, 5),
+          "hf pair-form merges: wrong ids");
+    static const char sample[] = "Hello hello, world! DON'T he's 12345 \t\r\n  x \xff\xfe\x00 "
+                                 "caf\xc3\xa9 <|endoftext|";
+    size_t na, nb;
+    int32_t *a = tokenizer_encode(strings, sample, sizeof sample - 1, &na);
+    int32_t *b = tokenizer_encode(pairs, sample, sizeof sample - 1, &nb);
+    CHECK(na == nb && memcmp(a, b, na * sizeof(int32_t)) == 0,
+          "hf: string-form and pair-form merges encode differently");
+    xfree(a);
+    xfree(b);
+    int32_t eot = 300, gap = 280;
+    size_t l;
+    char *s = tokenizer_decode(pairs, &eot, 1, &l);
+    CHECK(l == 13 && strcmp(s, "<|endoftext|>") == 0, "added token decodes to '%s'", s);
+    xfree(s);
+    s = tokenizer_decode(pairs, &gap, 1, &l);
+    CHECK(strcmp(s, "\xEF\xBF\xBD") == 0, "an id in neither vocab nor added tokens: '%s'", s);
+    xfree(s);
+    check_random_round_trips(pairs, "hf (no normalizer)");  // exact on any bytes
+    tokenizer_free(strings);
+    tokenizer_free(pairs);
+
+    // NFC: decode(encode(x)) == x where x is already NFC; decomposed input comes back composed.
+    Tokenizer *nfc = parse_small_hf(1, "{\"type\": \"Sequence\", \"normalizers\": [{\"type\": "
+                                       "\"NFC\"}]}", ", \"ignore_merges\": true");
+    static const char *const nfc_texts[] = {"caf\xc3\xa9 na\xc3\xafve \xe6\x97\xa5\xe6\x9c\xac "
+                                            "\xf0\x9f\x99\x82 hello world 12 ",
+                                            "\xea\xb0\x81 \xc3\x85 DON'T\r\n\n", ""};
+    for (int i = 0; i < 3; i++)
+        CHECK(round_trips(nfc, nfc_texts[i], strlen(nfc_texts[i])), "hf NFC: '%s' does not "
+              "round-trip", nfc_texts[i]);
+    static const char decomposed[] = "cafe\xcc\x81 \xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8 "
+                                     "\xe2\x84\xab \xff";
+    static const char composed[] = "caf\xc3\xa9 \xea\xb0\x81 \xc3\x85 \xff";
+    size_t n;
+    int32_t *ids = tokenizer_encode(nfc, decomposed, sizeof decomposed - 1, &n);
+    s = tokenizer_decode(nfc, ids, n, &l);
+    CHECK(l == sizeof composed - 1 && memcmp(s, composed, l) == 0, "hf NFC: e+U+0301, jamo, "
+          "U+212B should decode composed (invalid byte kept), got '%s'", s);
+    xfree(s);
+    xfree(ids);
+    const int32_t hello[] = {259};
+    CHECK(ids_are(nfc, "hello", hello, 1), "hf ignore_merges: 'hello' is one vocab token");
+    tokenizer_free(nfc);
+
+    // What routelab does not implement is a one-line error naming the file, field and value.
+    char *json = small_hf_json(1, "{\"type\": \"NFKC\"}", "");
+    write_hf_dir("hf_nfkc", json);
+    xfree(json);
+    CHECK(fails_naming(load_hf_child, "hf_nfkc", "normalizer.type = NFKC"),
+          "unsupported normalizer NFKC accepted");
+    CHECK(fails_naming(load_hf_child, "hf_nfkc", "hf_nfkc/tokenizer.json"),
+          "the unsupported-normalizer error does not name the file");
+    json = small_hf_json(1, "null", ", \"byte_fallback\": true");
+    write_hf_dir("hf_fallback", json);
+    xfree(json);
+    CHECK(fails_naming(load_hf_child, "hf_fallback", "model.byte_fallback"),
+          "byte_fallback accepted");
+    write_hf_dir("hf_wordpiece", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}");
+    CHECK(fails_naming(load_hf_child, "hf_wordpiece", "model.type = WordPiece"),
+          "WordPiece model accepted");
+    CHECK(fails_naming(load_hf_child, "hf_missing", "tokenizer.json"), "missing hf dir accepted");
 }
 
 int main(void) {
@@ -442,6 +610,7 @@ int main(void) {
     check_prepare(corpus, 20000);
     xfree(corpus);
 
+    check_hf_tokenizer();
     if (shared) check_gpt2();
     else SKIP("../shared not found (GPT-2 reference checks need ../shared/data)");
 

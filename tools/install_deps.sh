@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs routelab's Debian build dependencies when one is missing. Needs root (CI runs as
 # root); otherwise prints the apt-get line to run.
-PKGS="gcc make libopenblas-openmp-dev libpcre2-dev libcjson-dev libinih-dev libxxhash-dev libdnnl-dev gnuplot-nox python3 clang libclang-rt-14-dev libomp-14-dev"
+PKGS="gcc make libopenblas-openmp-dev libpcre2-dev libutf8proc-dev libcjson-dev libinih-dev libxxhash-dev libdnnl-dev gnuplot-nox python3 clang libclang-rt-14-dev libomp-14-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -49,9 +49,11 @@ static const char PREPARE_USAGE[] =
     "usage: routelab prepare --input=FILE[,FILE...] --tokenizer=SPEC --out=DIR "
     "[--val_fraction=0.1]\n"
     "  Tokenizes the inputs (read back to back as one text) and writes DIR/train.bin and\n"
-    "  DIR/val.bin (llm.c uint16 token shards) and DIR/dataset.json.\n"
+    "  DIR/val.bin (llm.c token shards: uint16 ids, version 2 with uint32 ids when the\n"
+    "  vocabulary exceeds 65,536) and DIR/dataset.json.\n"
     "  --tokenizer    bytes | gpt2 (files in ../shared/data/gpt2-tokenizer) | gpt2:DIR |\n"
-    "                 PATH of a BPE trained by `routelab tokenizer-train`\n"
+    "                 hf:DIR (DIR/tokenizer.json: a Hugging Face byte-level BPE, e.g. Qwen3,\n"
+    "                 Llama 3) | PATH of a BPE trained by `routelab tokenizer-train`\n"
     "  --val_fraction the LAST this fraction of the tokens becomes val.bin, the rest\n"
     "                 train.bin (no shuffling); in (0, 1), default 0.1\n";
 
@@ -60,7 +62,7 @@ int cmd_prepare(int argc, char **argv) {
     double val_fraction;
     const Option opts[] = {
         {"input", OPT_STRING, &input_opt, NULL, "text files, comma-separated", 0, 0},
-        {"tokenizer", OPT_STRING, &spec_opt, NULL, "bytes | gpt2 | gpt2:DIR | PATH", 0, 0},
+        {"tokenizer", OPT_STRING, &spec_opt, NULL, "bytes | gpt2 | gpt2:DIR | hf:DIR | PATH", 0, 0},
         {"out", OPT_STRING, &out_opt, NULL, "output directory", 0, 0},
         {"val_fraction", OPT_DOUBLE, &val_fraction, "0.1", "last share of tokens for val", 0, 1},
     };
@@ -80,9 +82,9 @@ int cmd_prepare(int argc, char **argv) {
     double t0 = now_seconds();
     Tokenizer *tok = tokenizer_load(spec);
     int vocab = tokenizer_vocab_size(tok);
-    if (vocab > SHARD_MAX_VOCAB)
-        fatal("%s: tokenizer '%s' has %d tokens but shards store uint16 ids (at most %d); use "
-              "a smaller tokenizer", cmd, spec, vocab, SHARD_MAX_VOCAB);
+    if ((double)vocab > SHARD_MAX_VOCAB)  // double: no always-false warning on int
+        fatal("%s: tokenizer '%s' has %d tokens but shards hold ids below %d (version 2, "
+              "uint32); use a smaller tokenizer", cmd, spec, vocab, SHARD_MAX_VOCAB);
     cJSON *info = cJSON_CreateObject();
     cJSON *sources = cJSON_CreateArray();
     size_t len;

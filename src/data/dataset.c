@@ -1,6 +1,6 @@
 // dataset.c: see dataset.h. Two sources behind one interface:
 //   MQAR:   example i of a split is mqar_example(stream, i); the position is the example counter.
-//   shards: one uint16 token file per split; the position is the token offset of the next row.
+//   shards: one token file per split (uint16 or uint32 ids, shard.h); the position is the token offset of the next row.
 #include "dataset.h"
 
 #include <cjson/cJSON.h>
@@ -28,7 +28,7 @@ struct Dataset {
     uint64_t stream;    // seed of this split's example stream
     size_t eval_examples;
     // shards
-    uint16_t *tokens;   // (n_tokens)
+    uint32_t *tokens;   // (n_tokens)
     size_t n_tokens;
     char describe[DESCRIBE_LEN];
 };
@@ -132,8 +132,8 @@ static void open_shards(Dataset *ds, const DataSpec *spec) {
     ds->tokens = shard_read(path, &ds->n_tokens);
     // dataset.json's vocab is at most the model's, so this also keeps every token < model vocab.
     for (size_t i = 0; i < ds->n_tokens; i++)
-        if (ds->tokens[i] >= shard_vocab)
-            fatal("%s: token %d at offset %zu is outside the vocab_size %d that dataset.json "
+        if (ds->tokens[i] >= (uint32_t)shard_vocab)
+            fatal("%s: token %u at offset %zu is outside the vocab_size %d that dataset.json "
                   "declares: the shard is corrupt or from another tokenizer (re-run `routelab "
                   "prepare`)", path, ds->tokens[i], i, shard_vocab);
     size_t need = (size_t)ds->T + 1;
@@ -176,10 +176,10 @@ void dataset_free(Dataset *ds) {
 // Window of T+1 tokens from `start`: inputs are its first T, targets its last T.
 static void copy_window(const Dataset *ds, size_t start, int32_t *inputs, int32_t *targets) {
     // inputs, targets are (T)
-    const uint16_t *w = ds->tokens + start;
+    const uint32_t *w = ds->tokens + start;
     for (int t = 0; t < ds->T; t++) {
-        inputs[t] = w[t];
-        targets[t] = w[t + 1];
+        inputs[t] = (int32_t)w[t];  // < dataset.json's vocab_size <= SHARD_MAX_VOCAB
+        targets[t] = (int32_t)w[t + 1];
     }
 }
 

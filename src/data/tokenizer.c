@@ -42,6 +42,47 @@ int merge_table_put(MergeTable *m, int32_t left, int32_t right, int32_t rank, in
     return 1;
 }
 
+// ----------------------------------------------------------------------------- bytes -> id
+static size_t hash_bytes(const uint8_t *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return (size_t)h;
+}
+
+int32_t token_index_find(const TokenIndex *ix, const uint8_t *p, size_t n) {
+    if (!ix->cap) return -1;
+    for (size_t i = hash_bytes(p, n) & (ix->cap - 1);; i = (i + 1) & (ix->cap - 1)) {
+        int32_t id = ix->slot[i];
+        if (id < 0) return -1;
+        size_t len = ix->offset[id + 1] - ix->offset[id];
+        if (len == n && memcmp(ix->bytes + ix->offset[id], p, n) == 0) return id;
+    }
+}
+
+void token_index_build(TokenIndex *ix, const uint8_t *bytes, const size_t *offset, size_t n,
+                       const uint8_t *include) {
+    ix->bytes = bytes;
+    ix->offset = offset;
+    ix->cap = 1;
+    while (ix->cap < 2 * n + 2) ix->cap <<= 1;
+    ix->slot = xcalloc(ix->cap, sizeof(int32_t));
+    for (size_t i = 0; i < ix->cap; i++) ix->slot[i] = -1;
+    for (size_t id = 0; id < n; id++) {
+        if (include && !include[id]) continue;
+        const uint8_t *p = bytes + offset[id];
+        size_t len = offset[id + 1] - offset[id];
+        if (token_index_find(ix, p, len) >= 0) continue;  // duplicate bytes: keep the lower id
+        size_t i = hash_bytes(p, len) & (ix->cap - 1);
+        while (ix->slot[i] >= 0) i = (i + 1) & (ix->cap - 1);
+        ix->slot[i] = (int32_t)id;
+    }
+}
+
+void token_index_free(TokenIndex *ix) {
+    xfree(ix->slot);
+    memset(ix, 0, sizeof *ix);
+}
+
 // ----------------------------------------------------------------------------- loading
 static Tokenizer *bytes_tokenizer(const char *spec) {
     Tokenizer *t = xcalloc(1, sizeof *t);
@@ -169,8 +210,10 @@ Tokenizer *tokenizer_parse_bpe(const char *data, size_t len, const char *path) {
 
 Tokenizer *tokenizer_load(const char *spec) {
     if (!spec || !*spec)
-        fatal("tokenizer: empty spec (expected bytes, gpt2, gpt2:DIR or a trained BPE file)");
+        fatal("tokenizer: empty spec (expected bytes, gpt2, gpt2:DIR, hf:DIR or a trained BPE "
+              "file)");
     if (strcmp(spec, "bytes") == 0) return bytes_tokenizer(spec);
+    if (strncmp(spec, "hf:", 3) == 0) return hf_load(spec, spec + 3);
     if (strncmp(spec, "gpt2:", 5) == 0) return gpt2_load(spec, spec + 5);
     if (strcmp(spec, "gpt2") == 0) {
         const char *dir = "../shared/data/gpt2-tokenizer";
@@ -181,7 +224,7 @@ Tokenizer *tokenizer_load(const char *spec) {
         return gpt2_load(spec, dir);
     }
     if (!file_exists(spec))
-        fatal("tokenizer '%s': not 'bytes', 'gpt2' or 'gpt2:DIR', and no such file (train one "
+        fatal("tokenizer '%s': not 'bytes', 'gpt2', 'gpt2:DIR' or 'hf:DIR', and no such file (train one "
               "with `routelab tokenizer-train --out=%s`)", spec, spec);
     return load_trained_bpe(spec);
 }
@@ -189,6 +232,8 @@ Tokenizer *tokenizer_load(const char *spec) {
 void tokenizer_free(Tokenizer *t) {
     if (!t) return;
     merge_table_free(&t->merges);
+    token_index_free(&t->whole);
+    hf_free(t->hf);
     xfree(t->bytes);
     xfree(t->offset);
     xfree(t->spec);
@@ -371,6 +416,13 @@ static void encode_piece(const uint8_t *w, size_t n, void *ctx) {
         e->cap = e->n + n > 2 * e->cap ? e->n + n : 2 * e->cap;
         e->ids = xrealloc(e->ids, e->cap * sizeof(int32_t));
     }
+    if (e->tok->whole.cap) {  // ignore_merges: a piece that is a token stays whole
+        int32_t id = token_index_find(&e->tok->whole, w, n);
+        if (id >= 0) {
+            e->ids[e->n++] = id;
+            return;
+        }
+    }
     if (n > CACHE_MAX_WORD) {
         e->n += bpe_word(e->tok, w, n, &e->scratch, e->ids + e->n);
         return;
@@ -394,7 +446,8 @@ static void encode_part(const Tokenizer *t, const char *text, size_t len, size_t
     e->cap = (end - begin) / 3 + 16;  // about 4 bytes per token in English; grows when needed
     e->ids = xcalloc(e->cap, sizeof(int32_t));
     cache_clear(&e->cache);
-    gpt2_pretokenize(text, len, begin, end, encode_piece, e);
+    if (t->hf) hf_pretokenize(t->hf, text, len, begin, end, encode_piece, e);
+    else gpt2_pretokenize(text, len, begin, end, encode_piece, e);
     cache_free(&e->cache);
     xfree(e->scratch.tok);
     xfree(e->scratch.prev);
@@ -403,15 +456,21 @@ static void encode_part(const Tokenizer *t, const char *text, size_t len, size_t
 }
 
 int32_t *tokenizer_encode(const Tokenizer *t, const char *text, size_t len, size_t *n_out) {
+    if (t->hf) return hf_encode(t, text, len, n_out);
     if (!t->merges.count) {  // "bytes": no pre-tokenization needed
         int32_t *ids = xcalloc(len + 1, sizeof(int32_t));
         for (size_t i = 0; i < len; i++) ids[i] = t->byte_token[(uint8_t)text[i]];
         *n_out = len;
         return ids;
     }
+    return bpe_encode(t, text, len, n_out);
+}
+
+int32_t *bpe_encode(const Tokenizer *t, const char *text, size_t len, size_t *n_out) {
     // Cut large texts where a piece surely starts, so the parts encode independently.
     size_t threads = (size_t)omp_get_max_threads();
-    size_t parts = len >= (1 << 20) && threads > 1 ? 4 * threads : 1;
+    int cuttable = !t->hf || hf_cut_safe(t->hf);
+    size_t parts = len >= (1 << 20) && threads > 1 && cuttable ? 4 * threads : 1;
     size_t *cut = xcalloc(parts + 1, sizeof(size_t));
     for (size_t k = 1; k < parts; k++) {
         size_t want = (size_t)((double)len * (double)k / (double)parts);

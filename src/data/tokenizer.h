@@ -3,10 +3,19 @@
 //   "gpt2"       OpenAI's GPT-2 byte-level BPE (50,257 tokens), read from encoder.json + vocab.bpe
 //                in ../shared/data/gpt2-tokenizer (relative to the current directory);
 //   "gpt2:DIR"   the same, with the two files in DIR. Reproduces GPT-2's ids exactly.
+//   "hf:DIR"     a Hugging Face byte-level BPE from DIR/tokenizer.json (Qwen2/Qwen3, Llama 3,
+//                GPT-2 style): model BPE (merges as "a b" strings or ["a", "b"] pairs,
+//                ignore_merges), normalizer null / NFC / a Sequence of NFC, pre-tokenizer Split
+//                (Regex, Isolated) then ByteLevel, added tokens matched in the raw text first
+//                (longest first), as encode(text, add_special_tokens=False) does: no BOS/EOS.
+//                Anything else in the file is a fatal error naming the field. Vocab = max id + 1
+//                over vocab and added tokens; ids in neither decode to U+FFFD.
 //   PATH         a byte-level BPE trained by bpe_train() (`routelab tokenizer-train`).
 // Every kind encodes ANY byte string (invalid UTF-8 and NUL bytes included) and decodes it back
-// exactly. No special tokens are recognised in text: "<|endoftext|>" encodes as plain text,
-// though GPT-2's id 50256 decodes to it.
+// exactly (hf:DIR with an NFC normalizer: back to the NFC form of the valid UTF-8 stretches;
+// invalid bytes pass through unnormalized). Only hf:DIR recognises special tokens in text (its
+// added tokens); elsewhere "<|endoftext|>" encodes as plain text, though GPT-2's id 50256
+// decodes to it.
 //
 // Trained BPE file format (plain text, LF line ends):
 //   routelab-bpe 1            format name and version
@@ -30,6 +39,9 @@ void tokenizer_free(Tokenizer *tok);
 // Parses a trained BPE file's bytes in memory (path names it in errors); what tokenizer_load
 // does with a trained-BPE PATH after reading it.
 Tokenizer *tokenizer_parse_bpe(const char *data, size_t len, const char *path);
+// Parses a Hugging Face tokenizer.json's bytes in memory (path names it in errors); what
+// tokenizer_load does with hf:DIR after reading DIR/tokenizer.json.
+Tokenizer *tokenizer_parse_hf(const char *json, size_t len, const char *path);
 int tokenizer_vocab_size(const Tokenizer *tok);
 const char *tokenizer_spec(const Tokenizer *tok);  // the spec it was loaded from
 

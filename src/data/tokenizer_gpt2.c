@@ -13,7 +13,7 @@
 #include "common.h"
 
 // ----------------------------------------------------------------------------- pre-tokenizer
-static const char GPT2_PATTERN[] =
+const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 static pcre2_code *gpt2_regex;
@@ -83,7 +83,7 @@ size_t gpt2_safe_cut(const char *text, size_t len, size_t from) {
 // ----------------------------------------------------------------------------- byte mapping
 // GPT-2 stores token bytes as printable characters: bytes '!'..'~', 0xA1..0xAC and 0xAE..0xFF
 // stand for themselves; the other 68 bytes, in increasing order, become U+0100, U+0101, ...
-static void gpt2_byte_maps(int byte_to_cp[256], int cp_to_byte[512]) {
+void gpt2_byte_maps(int byte_to_cp[256], int cp_to_byte[512]) {
     for (int c = 0; c < 512; c++) cp_to_byte[c] = -1;
     int next_extra = 256;
     for (int b = 0; b < 256; b++) {
@@ -93,9 +93,8 @@ static void gpt2_byte_maps(int byte_to_cp[256], int cp_to_byte[512]) {
     }
 }
 
-// Decodes UTF-8 `s` whose code points are all GPT-2 byte stand-ins into out; returns the byte
-// count, or -1 when some character is not a stand-in (a special token such as <|endoftext|>).
-static long gpt2_unmap(const char *s, size_t n, const int cp_to_byte[512], uint8_t *out) {
+// A character that is not a stand-in: a special token such as <|endoftext|>.
+long gpt2_unmap(const char *s, size_t n, const int cp_to_byte[512], uint8_t *out) {
     const uint8_t *u = (const uint8_t *)s;
     size_t i = 0;
     long k = 0;
@@ -113,46 +112,6 @@ static long gpt2_unmap(const char *s, size_t n, const int cp_to_byte[512], uint8
         out[k++] = (uint8_t)cp_to_byte[cp];
     }
     return k;
-}
-
-// ----------------------------------------------------------------------------- bytes -> id
-// Hash of token bytes -> id, needed only while reading vocab.bpe.
-typedef struct {
-    int32_t *slot;  // (cap) token id or -1
-    size_t cap;
-    const Tokenizer *tok;
-} TokenIndex;
-
-static size_t hash_bytes(const uint8_t *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return (size_t)h;
-}
-
-static int32_t token_index_find(const TokenIndex *ix, const uint8_t *p, size_t n) {
-    const Tokenizer *t = ix->tok;
-    for (size_t i = hash_bytes(p, n) & (ix->cap - 1);; i = (i + 1) & (ix->cap - 1)) {
-        int32_t id = ix->slot[i];
-        if (id < 0) return -1;
-        size_t len = t->offset[id + 1] - t->offset[id];
-        if (len == n && memcmp(t->bytes + t->offset[id], p, n) == 0) return id;
-    }
-}
-
-static void token_index_build(TokenIndex *ix, const Tokenizer *t) {
-    ix->tok = t;
-    ix->cap = 1;
-    while (ix->cap < 2 * (size_t)t->vocab_size) ix->cap <<= 1;
-    ix->slot = xcalloc(ix->cap, sizeof(int32_t));
-    for (size_t i = 0; i < ix->cap; i++) ix->slot[i] = -1;
-    for (int32_t id = 0; id < t->vocab_size; id++) {
-        const uint8_t *p = t->bytes + t->offset[id];
-        size_t n = t->offset[id + 1] - t->offset[id];
-        if (token_index_find(ix, p, n) >= 0) continue;  // duplicate bytes: keep the lower id
-        size_t i = hash_bytes(p, n) & (ix->cap - 1);
-        while (ix->slot[i] >= 0) i = (i + 1) & (ix->cap - 1);
-        ix->slot[i] = id;
-    }
 }
 
 // ----------------------------------------------------------------------------- loading
@@ -205,7 +164,7 @@ static void read_merges(Tokenizer *t, const char *path, const int cp_to_byte[512
     size_t len;
     char *text = read_file(path, &len, "GPT-2 vocab.bpe");
     TokenIndex ix;
-    token_index_build(&ix, t);
+    token_index_build(&ix, t->bytes, t->offset, (size_t)t->vocab_size, NULL);
     for (int b = 0; b < 256; b++) {
         uint8_t byte = (uint8_t)b;
         t->byte_token[b] = token_index_find(&ix, &byte, 1);
@@ -251,7 +210,7 @@ static void read_merges(Tokenizer *t, const char *path, const int cp_to_byte[512
     }
     if (rank == 0) fatal("GPT-2 merges '%s' holds no merges (re-copy vocab.bpe)", path);
     xfree(buf);
-    xfree(ix.slot);
+    token_index_free(&ix);
     xfree(text);
 }
 
