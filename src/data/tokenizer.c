@@ -213,7 +213,7 @@ Tokenizer *tokenizer_load(const char *spec) {
         fatal("tokenizer: empty spec (expected bytes, gpt2, gpt2:DIR, hf:DIR or a trained BPE "
               "file)");
     if (strcmp(spec, "bytes") == 0) return bytes_tokenizer(spec);
-    if (strncmp(spec, "hf:", 3) == 0) return hf_load(spec, spec + 3);
+    if (strncmp(spec, "hf:", 3) == 0) return hf_tokenizer_load(spec, spec + 3);
     if (strncmp(spec, "gpt2:", 5) == 0) return gpt2_load(spec, spec + 5);
     if (strcmp(spec, "gpt2") == 0) {
         const char *dir = "../shared/data/gpt2-tokenizer";

@@ -741,7 +741,7 @@ Tokenizer *tokenizer_parse_hf(const char *json, size_t len, const char *path) {
     return t;
 }
 
-Tokenizer *hf_load(const char *spec, const char *dir) {
+Tokenizer *hf_tokenizer_load(const char *spec, const char *dir) {
     char path[4096];
     join_path(path, sizeof path, dir, "tokenizer.json");
     if (!file_exists(path))

@@ -104,7 +104,7 @@ Tokenizer *gpt2_load(const char *spec, const char *dir);
 // added tokens. hf_pretokenize: the pre-tokenizer of tokenizer.json on text[begin, end), with
 // gpt2_pretokenize's contract; hf_cut_safe: whether gpt2_safe_cut's positions are piece starts
 // for this pre-tokenizer too (known patterns only), else the text is encoded in one part.
-Tokenizer *hf_load(const char *spec, const char *dir);  // reads DIR/tokenizer.json
+Tokenizer *hf_tokenizer_load(const char *spec, const char *dir);  // reads DIR/tokenizer.json
 int32_t *hf_encode(const Tokenizer *t, const char *text, size_t len, size_t *n_out);
 void hf_pretokenize(const HfTokenizer *hf, const char *text, size_t len, size_t begin,
                     size_t end, PretokenFn fn, void *ctx);
