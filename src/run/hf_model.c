@@ -183,9 +183,7 @@ static void set_num(Config *c, const char *key, double v, const char *where) {
     config_set(c, key, buf, where);
 }
 
-static cJSON *read_json(const char *path, const char *what) {
-    size_t len;
-    char *text = read_file(path, &len, what);
+static cJSON *parse_json(const char *text, size_t len, const char *path) {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (root && end)
@@ -194,9 +192,18 @@ static cJSON *read_json(const char *path, const char *what) {
                 cJSON_Delete(root), root = NULL;
                 break;
             }
-    xfree(text);
-    if (!root || !cJSON_IsObject(root))
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
         fatal("%s: not a valid JSON object (the file is damaged: download it again)", path);
+    }
+    return root;
+}
+
+static cJSON *read_json(const char *path, const char *what) {
+    size_t len;
+    char *text = read_file(path, &len, what);
+    cJSON *root = parse_json(text, len, path);
+    xfree(text);
     return root;
 }
 
@@ -263,11 +270,23 @@ int hf_is_model_dir(const char *path) {
     return file_exists(p);
 }
 
+static void apply_routelab_extra(const char *dir, Config *c);
+
 void hf_read_config(const char *dir, Config *c) {
-    char path[4096], where[4200];
+    char path[4096];
     join_path(path, sizeof path, dir, "config.json");
+    size_t len;
+    char *text = read_file(path, &len, "Hugging Face config");
+    hf_parse_config(text, len, path, c);
+    xfree(text);
+    apply_routelab_extra(dir, c);
+    config_resolve(c);
+}
+
+void hf_parse_config(const char *text, size_t len, const char *path, Config *c) {
+    char where[4200];
     snprintf(where, sizeof where, "Hugging Face %s", path);
-    cJSON *root = read_json(path, "Hugging Face config");
+    cJSON *root = parse_json(text, len, path);
     const ModelFamily *f = family_of(root, path);
     config_defaults(c);
     config_set(c, "family", f->name, where);
@@ -321,7 +340,11 @@ void hf_read_config(const char *dir, Config *c) {
         read_rope(c, root, path, where);
     }
     cJSON_Delete(root);
-    // routing keys and gates of a model routelab exported
+    config_resolve(c);
+}
+
+// The routing (and data) keys of a model routelab exported (routelab.safetensors).
+static void apply_routelab_extra(const char *dir, Config *c) {
     char extra[4096];
     join_path(extra, sizeof extra, dir, ROUTELAB_EXTRA);
     if (file_exists(extra)) {
@@ -346,7 +369,6 @@ void hf_read_config(const char *dir, Config *c) {
         cJSON_Delete(j);
         st_close(&sf);
     }
-    config_resolve(c);
 }
 
 // ----------------------------------------------------------------------------- tensor files

@@ -22,6 +22,8 @@ int hf_is_model_dir(const char *path);
 // GPT-2's n_positions, else max_position_embeddings capped at HF_DEFAULT_SEQ_LEN).
 #define HF_DEFAULT_SEQ_LEN 1024
 void hf_read_config(const char *dir, Config *c);
+// The config.json part of it from text in memory (path names it in errors; the fuzz target).
+void hf_parse_config(const char *text, size_t len, const char *path, Config *c);
 // Loads every tensor into m (built from hf_read_config's config, or one with other routing
 // keys); tensors routelab alone has (the gates) keep their initialisation unless the directory
 // has routelab.safetensors.
