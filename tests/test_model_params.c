@@ -292,6 +292,52 @@ static void test_param_counts(void) {
     param_table_free(&t);
 }
 
+// Blocks below the lowest trainable one get no backward (model_backward stops there): the
+// trainable tensors' gradients are bit-identical to a full backward's, the frozen ones stay 0.
+static void test_backward_stop(void) {
+    static const char *const specs[][2] = {{"attn:2", "blocks.2.attn."}, {"top:1", "blocks.2."},
+                                           {"gates", "attn.gate"}};
+    for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
+        const char *kv[] = {"n_layer", "3", "attn", "soft", "family", s == 1 ? "qwen3" : "gpt",
+                            "train", specs[s][0], NULL};
+        Config c;
+        small_config(&c, kv);
+        Model part, full;
+        model_build(&part, &c);
+        model_build(&full, &c);
+        unsigned char *all = xcalloc((size_t)full.table.count, 1);
+        memset(all, 1, (size_t)full.table.count);
+        model_set_trainable(&full, all, OBJECTIVE_LM);
+        int in[16], tg[16];
+        random_batch(in, tg, 16, c.vocab_size);
+        Model *ms[2] = {&part, &full};
+        for (int k = 0; k < 2; k++) {
+            model_zero_grad(ms[k]);
+            model_forward(ms[k], in, tg, 2, 8);
+            model_backward(ms[k], 1.0f);
+        }
+        int same = 1, zero = 1, n_train = 0;
+        for (int i = 0; i < part.table.count; i++) {
+            const ParamInfo *p = &part.table.info[i];
+            const float *gp = part.grads + p->offset, *gf = full.grads + p->offset;
+            if (part.gets_grad[i]) {
+                n_train++;
+                same &= memcmp(gp, gf, p->numel * sizeof(float)) == 0;
+                CHECK(strstr(p->name, specs[s][1]) != NULL, "train=%s: %s gets a gradient",
+                      specs[s][0], p->name);
+            } else {
+                zero &= sum_sq(gp, p->numel) == 0.0;
+            }
+        }
+        CHECK(n_train > 0 && same, "train=%s: gradients of the %d trainable tensors differ from a "
+              "full backward's", specs[s][0], n_train);
+        CHECK(zero, "train=%s: a frozen tensor got a gradient", specs[s][0]);
+        xfree(all);
+        model_free(&part);
+        model_free(&full);
+    }
+}
+
 int main(void) {
     double t_start = now_seconds();
     model_check_init(NULL);
@@ -299,5 +345,6 @@ int main(void) {
     test_frozen_updates();
     test_freeze();
     test_param_counts();
+    test_backward_stop();
     return model_check_summary("model_params", t_start);
 }

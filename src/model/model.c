@@ -469,6 +469,19 @@ static float *grad_of(const Model *m, const float *param_ptr) {
 // Undoes an inverted dropout on a gradient in place (same stateless mask as the forward).
 static void dropout_backward(float *d, size_t n, float p, uint64_t key) { dropout_apply(d, n, p, key); }
 
+// The lowest block whose backward is needed: 0 when an embedding gets a gradient, else the
+// lowest block holding a tensor that gets one (n_layer when none does: the head alone).
+static int backward_stop_layer(const Model *m) {
+    int stop = m->cfg.n_layer;
+    for (int i = 0; i < m->table.count; i++) {
+        const ParamInfo *p = &m->table.info[i];
+        if (!m->gets_grad[i]) continue;
+        if (p->role == ROLE_EMBED) return 0;
+        if (p->layer >= 0 && p->layer < stop) stop = p->layer;
+    }
+    return stop;
+}
+
 void model_backward(Model *m, float grad_scale) {
     const Config *c = &m->cfg;
     ASSERT(m->acts && m->n_scored > 0);
@@ -486,7 +499,10 @@ void model_backward(Model *m, float grad_scale) {
     const float *x_last = c->n_layer ? m->layer[c->n_layer - 1].res_ffn : m->encoded;
     PROFILED(OP_LAYERNORM, norm_backward(m->plan.family, m->dres, grad_of(m, m->w.lnf_w), grad_of(m, m->w.lnf_b), m->dln, x_last,
                        m->w.lnf_w, m->lnf_mean, m->lnf_rstd, N, C));
-    for (int l = c->n_layer - 1; l >= 0; l--) {
+    // Blocks below the lowest one with a tensor that gets a gradient need no backward at all
+    // (frozen blocks above it still pass gradients through their activations).
+    int stop = backward_stop_layer(m);
+    for (int l = c->n_layer - 1; l >= stop; l--) {
         LayerActs *L = &m->layer[l];
         const LayerWeights *w = &m->w.layer[l];
         const float *x_in = l ? m->layer[l - 1].res_ffn : m->encoded;
@@ -516,6 +532,7 @@ void model_backward(Model *m, float grad_scale) {
         PROFILED(OP_LAYERNORM, norm_backward(m->plan.family, m->dres, grad_of(m, w->ln1_w), grad_of(m, w->ln1_b), m->dln, x_in,
                            w->ln1_w, L->ln1_mean, L->ln1_rstd, N, C));
     }
+    if (stop > 0) return;  // nothing below block `stop` trains: no embedding gradient either
     // embeddings: encoded = drop(wte[idx] + wpe[t])
     PROFILED(OP_ELEMENTWISE, dropout_backward(m->dres, N * C, p, site_key(m, -1, SITE_EMBED)));
     float *dwte = grad_of(m, m->w.wte), *dwpe = grad_of(m, m->w.wpe);
