@@ -79,6 +79,29 @@ check "eval --seq_len shorter than the rotary model's" $RL eval --ckpt="$hf" --s
 check "sample from a Hugging Face directory" $RL sample --ckpt="$hf" --tokens=5 >/dev/null 2>&1
 check "train --init from a Hugging Face directory" $RL train --init="$hf" $TINY --family=qwen3 --n_kv_head=2 --head_dim=12 --steps=2 --out="$TMP/init" >/dev/null 2>&1
 check "distill --from a Hugging Face directory" $RL distill --from="$hf" --steps=2 --out="$TMP/dist" >/dev/null 2>&1
+# single-layer fine-tuning (train --init=HFDIR takes the architecture from config.json): only
+# block 1's attention (q/k/v/o, q/k norms) and its gates change, byte for byte in the export
+$RL train --init="$hf" --data=mqar --seq_len=24 --vocab_size=40 --mqar_pairs=4 --steps=3 --batch=4 \
+    --eval_every=0 --log_every=0 --train=attn:1 --attn=soft --lr=1e-2 --out="$TMP/single" >/dev/null 2>&1 \
+    || bad "train --init=HFDIR --train=attn:1"
+$RL export --ckpt="$TMP/single" --out="$TMP/single-hf" >/dev/null 2>&1 || bad "export of the single-layer run"
+check "single-layer fine-tuning changed exactly block 1's attention and gates" \
+    $PY - "$hf" "$TMP/single-hf" <<'PY'
+import json, struct, sys
+def read(path):
+    raw = open(path, "rb").read(); (n,) = struct.unpack("<Q", raw[:8])
+    h = json.loads(raw[8:8 + n]); h.pop("__metadata__", None)
+    return {k: raw[8 + n + v["data_offsets"][0]: 8 + n + v["data_offsets"][1]] for k, v in h.items()}
+changed = set()
+for f in ("model.safetensors", "routelab.safetensors"):
+    a, b = read(sys.argv[1] + "/" + f), read(sys.argv[2] + "/" + f)
+    assert a.keys() == b.keys(), f
+    changed |= {k for k in a if a[k] != b[k]}
+want = {"model.layers.1.self_attn.%s" % t for t in
+        ("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight", "q_norm.weight", "k_norm.weight")}
+want |= {"blocks.1.attn.gate_q.weight", "blocks.1.attn.gate_k.weight"}
+assert changed == want, sorted(changed ^ want)
+PY
 check "export of a Hugging Face directory again" $RL export --ckpt="$hf" --out="$TMP/hf5b" >/dev/null 2>&1
 check "eval --seq_len longer than GPT-2's learned positions is refused" \
     bash -c "! $RL eval --ckpt=$TMP/hf1 --seq_len=64 >/dev/null 2>&1"

@@ -10,6 +10,7 @@
 
 #include "adamw.h"
 #include "checkpoint.h"
+#include "hf_model.h"
 #include "common.h"
 #include "dataset.h"
 #include "diagnostics.h"
@@ -131,6 +132,14 @@ int cmd_train(int argc, char **argv) {
     } else {
         config_defaults(&c);
         options_apply_config(&os, &c, argc, argv);
+        if (c.init[0] && hf_is_model_dir(c.init)) {
+            // A pretrained model: its config.json gives the architecture, the command line
+            // everything else (routing, freezing, data, optimizer) and may override it.
+            char init[PATH_LEN];
+            snprintf(init, sizeof init, "%s", c.init);
+            hf_read_config(init, &c);
+            options_apply_config(&os, &c, argc, argv);
+        }
     }
     config_resolve(&c);
     if (c.threads > 0) omp_set_num_threads(c.threads);
@@ -157,9 +166,12 @@ int cmd_train(int argc, char **argv) {
     DataSpec spec = dataspec_from_config(&c);
     Dataset *train = dataset_open(&spec, SPLIT_TRAIN), *val = dataset_open(&spec, SPLIT_VAL);
     Model m;
-    model_build(&m, &c);
+    int hf_init = !resume && c.init[0] && hf_is_model_dir(c.init);
+    if (hf_init) model_build_for_load(&m, &c);  // one copy of the weights, read in place
+    else model_build(&m, &c);
     TrainState st = {0};
-    if (!resume && c.init[0]) checkpoint_init_params(&m, c.init);
+    if (hf_init) hf_load(c.init, &m);
+    else if (!resume && c.init[0]) checkpoint_init_params(&m, c.init);
     if (resume) {
         checkpoint_load(ckpt_path, &m, &st);
         dataset_set_position(train, st.data_position);
