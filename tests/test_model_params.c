@@ -13,8 +13,11 @@ static void gate_grad_case(const char *attn, const char *gate, const char *gg, i
     model_build(&m, &c);
     int in[16], tg[16];
     random_batch(in, tg, 16, c.vocab_size);
-    // garbage in the gradient buffer first: model_zero_grad must clear it
-    for (size_t j = 0; j < m.table.total; j++) m.grads[j] = 1.0f;
+    // garbage in every gradient that backward writes: model_zero_grad must clear it (the other
+    // tensors' gradients are never written: they stay zero from allocation)
+    for (int i = 0; i < m.table.count; i++)
+        if (m.gets_grad[i])
+            for (size_t j = 0; j < m.table.info[i].numel; j++) m.grads[m.table.info[i].offset + j] = 1.0f;
     model_zero_grad(&m);
     model_forward(&m, in, tg, 2, 8);
     model_backward(&m, 1.0f);

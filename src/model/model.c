@@ -86,8 +86,16 @@ void model_set_trainable(Model *m, const unsigned char *override, Objective obje
         }
     }
     m->objective = objective;
+    unsigned char *had = xcalloc((size_t)m->table.count, 1);
+    memcpy(had, m->gets_grad, (size_t)m->table.count);
     freeze_resolve(m->trainable, m->gets_grad, &m->table, m->cfg.train, &m->plan,
                    m->trainable_override, objective);
+    // A tensor that stops getting a gradient keeps none (model_zero_grad clears only the
+    // tensors that get one, so the untouched gradients of frozen weights never cost memory).
+    for (int i = 0; i < m->table.count; i++)
+        if (had[i] && !m->gets_grad[i])
+            memset(m->grads + m->table.info[i].offset, 0, m->table.info[i].numel * sizeof(float));
+    xfree(had);
 }
 
 void model_set_routing(Model *m, const AttnMode *modes, const int *k) {
@@ -454,7 +462,12 @@ double model_forward_given(Model *m, const int *inputs, const int *targets, int 
 }
 
 // ----------------------------------------------------------------------------- backward
-void model_zero_grad(Model *m) { memset(m->grads, 0, m->table.total * sizeof(float)); }
+void model_zero_grad(Model *m) {
+    // Only tensors that get a gradient are ever written (the rest stay zero from allocation).
+    for (int i = 0; i < m->table.count; i++)
+        if (m->gets_grad[i])
+            memset(m->grads + m->table.info[i].offset, 0, m->table.info[i].numel * sizeof(float));
+}
 
 // Gradient pointer of a tensor, or NULL when it gets none (frozen or off the loss's path).
 static float *grad_of(const Model *m, const float *param_ptr) {

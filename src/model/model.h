@@ -103,6 +103,8 @@ double model_forward_given(Model *m, const int *inputs, const int *targets, int 
                            const KeepMasks *given);
 // Backward of the last forward's loss times grad_scale, accumulated into m->grads.
 void model_backward(Model *m, float grad_scale);
+// Zeroes the gradients of the tensors that get one; the others are never written and stay zero
+// (so a frozen pretrained model's gradient buffer costs no memory).
 void model_zero_grad(Model *m);
 // AttnArgs / FfnArgs of layer l for the current shape (given: keep masks, or NULL).
 AttnArgs model_attn_args(const Model *m, int l, const KeepMasks *given);
