@@ -14,6 +14,8 @@
 #include "dataset.h"
 #include "distill.h"
 #include "eval.h"
+#include "family.h"
+#include "hf_model.h"
 #include "options.h"
 #include "json_out.h"
 #include "result_keys.h"
@@ -40,7 +42,7 @@ int cmd_distill(int argc, char **argv) {
     static const char *const allowed[] = {"k", "steps", "lr", "warmup", "batch", "gate_seed",
                                           "gate_init_std", "d_g", "data", "eval_batches",
                                           "threads", "out", "log_every", "mqar_eval_examples",
-                                          "min_lr_ratio", "weight_decay", NULL};
+                                          "min_lr_ratio", "weight_decay", "seq_len", NULL};
     OptSpec os = {.cmd = "distill", .opts = opts, .n_opts = sizeof opts / sizeof *opts,
                   .config_keys = 1, .changeable = allowed, .fixed_hint = "see --help for what may change"};
     if (options_parse(&os, argc, argv)) {
@@ -53,6 +55,7 @@ int cmd_distill(int argc, char **argv) {
     checkpoint_resolve_path(path, sizeof path, from);
     Config c;
     checkpoint_read_config(path, &c);
+    int model_T = c.seq_len;
     char default_out[4200];
     snprintf(default_out, sizeof default_out, "%s-distill-%s", from, loss_name);
     config_set(&c, "out", default_out, "default");
@@ -67,23 +70,18 @@ int cmd_distill(int argc, char **argv) {
     config_set(&c, "dropout", "0", "distill");
     config_resolve(&c);
     if (c.threads > 0) omp_set_num_threads(c.threads);
+    if (c.seq_len != model_T && family_find(c.family)->positions == POS_LEARNED)
+        fatal("distill: --seq_len=%d differs from the %d learned positions of %s (drop --seq_len)",
+              c.seq_len, model_T, path);
     Model m;
-    model_build(&m, &c);
+    model_build_for_load(&m, &c);  // every weight comes from the checkpoint
     model_set_trainable(&m, NULL, OBJECTIVE_GATE_DISTILL);  // the gates, by their own loss
     // Frozen weights from the checkpoint by name (gates of another d_g keep their init); the
-    // optimizer starts fresh.
-    checkpoint_init_params(&m, path);
-    // re-initialise the gates from gate_seed
-    {
-        float *fresh = xcalloc(m.table.total, sizeof(float));
-        params_init(fresh, &m.table, &c);
-        for (int i = 0; i < m.table.count; i++) {
-            const ParamInfo *p = &m.table.info[i];
-            if (p->role == ROLE_GATE)
-                memcpy(m.params + p->offset, fresh + p->offset, p->numel * sizeof(float));
-        }
-        xfree(fresh);
-    }
+    // optimizer starts fresh. A Hugging Face directory is read in place (one copy in memory).
+    if (hf_is_model_dir(path)) hf_load(path, &m);
+    else checkpoint_init_params(&m, path);
+    // re-initialise the gates from gate_seed (their own random stream, as model_build draws them)
+    params_init_roles(m.params, &m.table, &c, 1u << ROLE_GATE);
     DataSpec spec = dataspec_from_config(&c);
     Dataset *train = dataset_open(&spec, SPLIT_TRAIN), *val = dataset_open(&spec, SPLIT_VAL);
     int B = c.batch, T = c.seq_len, k = m.plan.attn.k[0];
@@ -95,13 +93,16 @@ int cmd_distill(int argc, char **argv) {
     make_dirs(c.out);
     double per_layer[MAX_LAYERS], loss = 0.0, t0 = now_seconds();
     m.blocks_only = 1;
+    double *step_s = xcalloc((size_t)c.steps, sizeof(double));
     for (int step = 0; step < c.steps; step++) {
+        double ts = now_seconds();
         dataset_next_batch(train, B, inputs, targets);
         model_zero_grad(&m);
         loss = distill_loss(&m, inputs, B, T, kind, k, 1, per_layer);
         die_if_diverged("distill", "distillation loss", loss, step + 1, NULL);
         die_if_diverged("distill", "gradient norm", grad_clip(&m, c.grad_clip), step + 1, NULL);
         adamw_step(&m, lr_at(&c, step));
+        step_s[step] = now_seconds() - ts;
         if (c.log_every > 0 && ((step + 1) % c.log_every == 0 || step + 1 == c.steps)) {
             fprintf(log, "step %5d/%d | %s loss %.5f | %.1fs\n", step + 1, c.steps, loss_name, loss,
                     now_seconds() - t0);
@@ -109,6 +110,8 @@ int cmd_distill(int argc, char **argv) {
         }
     }
     m.blocks_only = 0;
+    double train_s = now_seconds() - t0, step_median = median_of(step_s, (size_t)c.steps);
+    xfree(step_s);
     // F1 of the distilled gates against the oracle on the dense model, then deployment.
     EvalResult dense, hard;
     evaluate(&dense, &m, val, B, c.eval_batches, 1);
@@ -129,6 +132,8 @@ int cmd_distill(int argc, char **argv) {
         json_add_number(o, RK_DENSE_VAL_PPL, dense.ppl);
         json_add_number(o, RK_HARD_VAL_PPL, hard.ppl);
         json_add_number(o, RK_HARD_VAL_ACCURACY, hard.accuracy);
+        json_add_number(o, "train_seconds", train_s);
+        json_add_number(o, "step_seconds_median", step_median);
         double f1[MAX_LAYERS];
         for (int l = 0; l < c.n_layer; l++) f1[l] = dense.diag[l].gate_f1;
         json_add_doubles(o, RK_GATE_F1, f1, (size_t)c.n_layer);
