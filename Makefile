@@ -25,7 +25,7 @@ LIBOBJ  = $(patsubst src/%.c,$(BUILD)/%.o,$(filter-out src/cmd/main.c,$(SRC)))
 TESTS   = $(patsubst tests/%.c,$(BUILD)/%,$(wildcard tests/test_*.c))
 DEPS    = deps
 
-.PHONY: all test run clean deps check-long bench data-kjv check-layers fuzz fuzz-build
+.PHONY: all test run clean deps check-long bench bench-hf data-kjv check-layers fuzz fuzz-build
 
 all: $(BIN)
 
@@ -117,6 +117,12 @@ bench: deps routelab
 	  apt-get install -y -qq python3-torch python3-numpy >/dev/null; } || \
 	  { echo "routelab: run: sudo apt-get install -y python3-torch python3-numpy" >&2; exit 1; }
 	/usr/bin/python3 bench/bench.py $(if $(QUICK),--quick) $(if $(PRECISIONS),--precisions $(PRECISIONS))
+
+# Hugging Face models: eval tokens/s, gate-distillation and single-layer fine-tune step times of
+# a Qwen3-0.6B-shaped model (random BF16 weights, written once into build/bench-hf) against the
+# PyTorch twin of the Hugging Face semantics, and peak RSS of both (bench/hf_eval.py; ~15 min).
+bench-hf: deps routelab
+	/usr/bin/python3 bench/hf_eval.py
 
 # Heavier acceptance checks: MQAR accuracy, WikiText training, distillation (~10 min).
 check-long: deps routelab
