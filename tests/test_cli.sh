@@ -449,7 +449,23 @@ fi
 
 # --- strict JSON (issue "Architecture before growth" 6): every --json output of every command
 # and every metrics.jsonl line parses as RFC 8259 JSON: no NaN / Infinity, non-finite is null --
-$RL probe --ckpt="$TMP/j" --examples=8 --json >"$TMP/out_probe.json" 2>/dev/null || bad "probe --json"
+$RL probe --ckpt="$TMP/j" --examples=8 --router_examples=16 --router_steps=5 --router_ranks=2,4 --json \
+    >"$TMP/out_probe.json" 2>/dev/null || bad "probe --json"
+# the learned-router probe: on a 2-layer MQAR model trained briefly, the rank-r bilinear router
+# trained on the representations after one block finds the queried key more often than the raw
+# dot product there; on random features (Gaussian noise) it stays near chance
+$RL train --data=mqar --n_layer=2 --d_model=32 --n_head=2 --d_ff=64 --seq_len=32 --vocab_size=32 \
+    --mqar_pairs=4 --batch=32 --steps=150 --lr=3e-3 --warmup=20 --dropout=0 --eval_every=0 \
+    --eval_batches=2 --log_every=0 --ckpt_every=0 --out="$TMP/pj" >/dev/null 2>&1 || bad "train the probe's MQAR model"
+PROBE_OPTS="--examples=64 --router_examples=128 --router_steps=150 --router_ranks=2,8,32 --json"
+$RL probe --ckpt="$TMP/pj" $PROBE_OPTS >"$TMP/pj.json" 2>/dev/null || bad "probe with a learned router"
+$RL probe --ckpt="$TMP/pj" $PROBE_OPTS --features=random >"$TMP/pjr.json" 2>/dev/null || bad "probe --features=random"
+check "learned router after one block beats the dot product there; random features stay near chance" python3 -c "
+import json; d=json.load(open('$TMP/pj.json')); r=json.load(open('$TMP/pjr.json'))
+assert d['learned_key_precision'][1] > d['key_precision'][1], (d['learned_key_precision'], d['key_precision'])
+assert d['learned_key_precision'][0] > 0.9, d['learned_key_precision']  # embeddings: token identity
+assert len(d['rank_sweep_precision']) == 3 and len(d['rank_sweep_precision'][0]) == 3 and d['router_ranks'] == [2, 8, 32]
+assert all(p <= r['router_chance'] + 0.1 for p in r['learned_key_precision']), (r['learned_key_precision'], r['router_chance'])"
 $RL distill --from="$TMP/j" --loss=kl --steps=3 --eval_batches=1 --out="$TMP/dist" --json \
     >"$TMP/out_distill.json" 2>/dev/null || bad "distill --json"
 $RL bench $TINY --steps=2 --warmup=1 --threads=1 >"$TMP/out_bench.json" 2>/dev/null || bad "bench"

@@ -235,6 +235,34 @@ static void report_probe(FILE *f, const Recipe *r, RecipeResults res) {
     }
     fprintf(f, "\nBloom-filter index: %s. (Mean over seeds; the paper: one layer 98.4%%, zero "
                "layers 1.2%%, random projections 2.6%%, Bloom filter 90.9%%.)\n", NUM("%.4f", n ? bl / n : NAN));
+    if (!cJSON_GetObjectItemCaseSensitive(res[pb][0], "learned_key_precision")) return;
+    // the learned low-rank bilinear router (probe --router_examples > 0)
+    fprintf(f, "\nLearned rank-r bilinear router ((h_q W_q)(h_j W_k)^T, cross-entropy on training "
+               "examples; top-1 precision on test examples, chance %s), at the largest rank of the "
+               "sweep, and on the random projection R h:\n\n| blocks before the router | key | value "
+               "| key, on R h | value, on R h | effective rank (key / value) |\n|---|---|---|---|---|---|\n",
+            NUM("%.4f", result_num(res[pb][0], "router_chance")));
+    static const char *const lk[] = {"learned_key_precision", "learned_value_precision",
+                                     "projected_learned_key_precision",
+                                     "projected_learned_value_precision", "effective_rank",
+                                     "effective_rank_value"};
+    for (int d = 0; d < depths; d++) {
+        double v[6];
+        for (int j = 0; j < 6; j++) {
+            double sum = 0;
+            int k = 0;
+            for (int s = 0; s < MAX_SEEDS; s++) {
+                double x = result_item(res[pb][s], lk[j], d);
+                if (isfinite(x)) sum += x, k++;
+            }
+            v[j] = k ? sum / k : NAN;
+        }
+        fprintf(f, "| %d | %s | %s | %s | %s | %s / %s |\n", d, NUM("%.4f", v[0]), NUM("%.4f", v[1]),
+                NUM("%.4f", v[2]), NUM("%.4f", v[3]), NUM("%.0f", v[4]), NUM("%.0f", v[5]));
+    }
+    fprintf(f, "\n(The paper, \"When Does Content-Based Routing Work?\": a router that learns the "
+               "subspace reaches 98.4%% after one softmax layer, 2.6%% after a random projection; "
+               "effective dimension about 34.)\n");
 }
 
 // The absorption gradient: perplexity against layers unfrozen, learned vs frozen random gate.

@@ -1,0 +1,126 @@
+// router_probe.c: see router_probe.h.
+#include "router_probe.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "common.h"
+
+// Queries of each example, as [first, last) index ranges into the query arrays (the arrays are
+// grouped by example, in order).
+static void example_ranges(const ProbeSet *s, size_t *first, size_t *last) {
+    for (size_t e = 0; e < s->n_examples; e++) first[e] = last[e] = 0;
+    for (size_t i = s->n_queries; i-- > 0;) first[s->query_ex[i]] = i;
+    for (size_t i = 0; i < s->n_queries; i++) last[s->query_ex[i]] = i + 1;
+}
+
+// A = H Wq, B = H Wk for one example: H (T, D), W (D, r), A, B (T, r).
+static void project(float *A, float *B, const float *H, const float *Wq, const float *Wk, int T,
+                    int D, int r) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, r, D, 1.0f, H, D, Wq, r, 0.0f, A, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, r, D, 1.0f, H, D, Wk, r, 0.0f, B, r);
+}
+
+// s_j for j < q into s (q floats); returns the argmax (ties to the lower index).
+static int scores(float *s, const float *A, const float *B, int q, int r, float scale) {
+    int best = 0;
+    for (int j = 0; j < q; j++) {
+        double d = 0.0;
+        for (int c = 0; c < r; c++) d += (double)A[(size_t)q * r + c] * B[(size_t)j * r + c];
+        s[j] = (float)d * scale;
+        if (s[j] > s[best]) best = j;
+    }
+    return best;
+}
+
+static void adam(float *w, const float *g, float *m, float *v, size_t n, float lr, long t) {
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
+    for (size_t i = 0; i < n; i++) {
+        m[i] = b1 * m[i] + (1 - b1) * g[i];
+        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+        w[i] -= lr * (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
+    }
+}
+
+double router_probe_chance(const ProbeSet *s) {
+    double p = 0.0;
+    for (size_t i = 0; i < s->n_queries; i++) p += 1.0 / s->query_pos[i];
+    return s->n_queries ? p / (double)s->n_queries : 0.0;
+}
+
+double router_probe_fit(const ProbeSet *train, const ProbeSet *test, const RouterOpts *o) {
+    int T = train->T, D = train->D, r = o->rank;
+    ASSERT(test->T == T && test->D == D && r >= 1);
+    size_t W = (size_t)D * r;
+    float *Wq = xcalloc(W, sizeof(float)), *Wk = xcalloc(W, sizeof(float));
+    float *gq = xcalloc(W, sizeof(float)), *gk = xcalloc(W, sizeof(float));
+    float *mq = xcalloc(W, sizeof(float)), *vq = xcalloc(W, sizeof(float));
+    float *mk = xcalloc(W, sizeof(float)), *vk = xcalloc(W, sizeof(float));
+    float *A = xcalloc((size_t)T * r, sizeof(float)), *B = xcalloc((size_t)T * r, sizeof(float));
+    float *dA = xcalloc((size_t)T * r, sizeof(float)), *dB = xcalloc((size_t)T * r, sizeof(float));
+    float *s = xcalloc((size_t)T, sizeof(float));
+    Rng rng;
+    rng_seed(&rng, o->seed);
+    float init = 1.0f / sqrtf((float)D), scale = 1.0f / sqrtf((float)r);
+    for (size_t i = 0; i < W; i++) Wq[i] = init * rng_normal(&rng), Wk[i] = init * rng_normal(&rng);
+    size_t ne = train->n_examples;
+    size_t *first = xcalloc(ne, sizeof(size_t)), *last = xcalloc(ne, sizeof(size_t));
+    example_ranges(train, first, last);
+    for (int step = 0; step < o->steps; step++) {
+        memset(gq, 0, W * sizeof(float));
+        memset(gk, 0, W * sizeof(float));
+        size_t nq = 0;
+        // the batch: examples drawn with replacement from the seeded stream
+        size_t batch[1024];
+        int nb = o->batch_examples < 1024 ? o->batch_examples : 1024;
+        for (int b = 0; b < nb; b++) {
+            batch[b] = (size_t)rng_below(&rng, ne);
+            nq += last[batch[b]] - first[batch[b]];
+        }
+        if (!nq) continue;
+        for (int b = 0; b < nb; b++) {
+            size_t e = batch[b];
+            const float *H = train->feat + e * (size_t)T * D;
+            project(A, B, H, Wq, Wk, T, D, r);
+            memset(dA, 0, (size_t)T * r * sizeof(float));
+            memset(dB, 0, (size_t)T * r * sizeof(float));
+            for (size_t i = first[e]; i < last[e]; i++) {
+                int q = train->query_pos[i], key = train->key_pos[i];
+                scores(s, A, B, q, r, scale);
+                float mx = s[0];
+                for (int j = 1; j < q; j++) mx = s[j] > mx ? s[j] : mx;
+                double z = 0.0;
+                for (int j = 0; j < q; j++) z += exp((double)s[j] - mx);
+                for (int j = 0; j < q; j++) {  // dL/ds_j = (p_j - [j = key]) / queries
+                    float g = (float)((exp((double)s[j] - mx) / z - (j == key)) / (double)nq) * scale;
+                    for (int c = 0; c < r; c++) {
+                        dA[(size_t)q * r + c] += g * B[(size_t)j * r + c];
+                        dB[(size_t)j * r + c] += g * A[(size_t)q * r + c];
+                    }
+                }
+            }
+            // dWq += H^T dA, dWk += H^T dB
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, r, T, 1.0f, H, D, dA, r, 1.0f, gq, r);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, r, T, 1.0f, H, D, dB, r, 1.0f, gk, r);
+        }
+        adam(Wq, gq, mq, vq, W, o->lr, step + 1);
+        adam(Wk, gk, mk, vk, W, o->lr, step + 1);
+    }
+    // test precision
+    size_t hits = 0;
+    size_t nt = test->n_examples;
+    size_t *tf = xcalloc(nt, sizeof(size_t)), *tl = xcalloc(nt, sizeof(size_t));
+    example_ranges(test, tf, tl);
+    for (size_t e = 0; e < nt; e++) {
+        if (tf[e] == tl[e]) continue;
+        project(A, B, test->feat + e * (size_t)T * D, Wq, Wk, T, D, r);
+        for (size_t i = tf[e]; i < tl[e]; i++)
+            hits += scores(s, A, B, test->query_pos[i], r, scale) == test->key_pos[i];
+    }
+    double precision = test->n_queries ? (double)hits / (double)test->n_queries : 0.0;
+    xfree(Wq), xfree(Wk), xfree(gq), xfree(gk), xfree(mq), xfree(vq), xfree(mk), xfree(vk);
+    xfree(A), xfree(B), xfree(dA), xfree(dB), xfree(s), xfree(first), xfree(last), xfree(tf), xfree(tl);
+    return precision;
+}
