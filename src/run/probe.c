@@ -173,7 +173,11 @@ int cmd_probe(int argc, char **argv) {
                "  Routing precision on MQAR test examples: for each query, does the top-1 of\n"
                "  the dot product of residual-stream states after d blocks (d = 0..L) find the\n"
                "  position of the queried key (and of its value)? Also after a random\n"
-               "  projection to proj_dim, and for a Bloom-filter index over windows of tokens.\n");
+               "  projection to proj_dim, and for a Bloom-filter index over windows of tokens.\n"
+               "  Then a learned rank-r bilinear router trained on router_examples training\n"
+               "  examples per depth and rank (--router_ranks), for the key's and the value's\n"
+               "  position, also on the random projection; --features=random: the self-test.\n"
+               "  --router_examples=0 skips it.\n");
         return 0;
     }
     if (!ckpt) fatal("probe: give --ckpt=RUNDIR (an MQAR run)");

@@ -22,15 +22,15 @@ static void project(float *A, float *B, const float *H, const float *Wq, const f
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, r, D, 1.0f, H, D, Wk, r, 0.0f, B, r);
 }
 
-// s_j for j < q into s (q floats); returns the argmax (ties to the lower index).
-static int scores(float *s, const float *A, const float *B, int q, int r, float scale) {
+// S (T, T) = A B^T * scale: row q holds the scores of query q over every position.
+static void score_matrix(float *S, const float *A, const float *B, int T, int r, float scale) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, r, scale, A, r, B, r, 0.0f, S, T);
+}
+
+// argmax over j < q of row q (ties to the lower index)
+static int top1_row(const float *row, int q) {
     int best = 0;
-    for (int j = 0; j < q; j++) {
-        double d = 0.0;
-        for (int c = 0; c < r; c++) d += (double)A[(size_t)q * r + c] * B[(size_t)j * r + c];
-        s[j] = (float)d * scale;
-        if (s[j] > s[best]) best = j;
-    }
+    for (int j = 1; j < q; j++) best = row[j] > row[best] ? j : best;
     return best;
 }
 
@@ -60,7 +60,7 @@ double router_probe_fit(const ProbeSet *train, const ProbeSet *test, const Route
     float *mk = xcalloc(W, sizeof(float)), *vk = xcalloc(W, sizeof(float));
     float *A = xcalloc((size_t)T * r, sizeof(float)), *B = xcalloc((size_t)T * r, sizeof(float));
     float *dA = xcalloc((size_t)T * r, sizeof(float)), *dB = xcalloc((size_t)T * r, sizeof(float));
-    float *s = xcalloc((size_t)T, sizeof(float));
+    float *S = xcalloc((size_t)T * T, sizeof(float)), *G = xcalloc((size_t)T * T, sizeof(float));
     Rng rng;
     rng_seed(&rng, o->seed);
     float init = 1.0f / sqrtf((float)D), scale = 1.0f / sqrtf((float)r);
@@ -84,23 +84,21 @@ double router_probe_fit(const ProbeSet *train, const ProbeSet *test, const Route
             size_t e = batch[b];
             const float *H = train->feat + e * (size_t)T * D;
             project(A, B, H, Wq, Wk, T, D, r);
-            memset(dA, 0, (size_t)T * r * sizeof(float));
-            memset(dB, 0, (size_t)T * r * sizeof(float));
+            score_matrix(S, A, B, T, r, scale);
+            memset(G, 0, (size_t)T * T * sizeof(float));
             for (size_t i = first[e]; i < last[e]; i++) {
                 int q = train->query_pos[i], key = train->key_pos[i];
-                scores(s, A, B, q, r, scale);
-                float mx = s[0];
-                for (int j = 1; j < q; j++) mx = s[j] > mx ? s[j] : mx;
+                const float *row = S + (size_t)q * T;
+                float mx = row[0];
+                for (int j = 1; j < q; j++) mx = row[j] > mx ? row[j] : mx;
                 double z = 0.0;
-                for (int j = 0; j < q; j++) z += exp((double)s[j] - mx);
-                for (int j = 0; j < q; j++) {  // dL/ds_j = (p_j - [j = key]) / queries
-                    float g = (float)((exp((double)s[j] - mx) / z - (j == key)) / (double)nq) * scale;
-                    for (int c = 0; c < r; c++) {
-                        dA[(size_t)q * r + c] += g * B[(size_t)j * r + c];
-                        dB[(size_t)j * r + c] += g * A[(size_t)q * r + c];
-                    }
-                }
+                for (int j = 0; j < q; j++) z += exp((double)row[j] - mx);
+                for (int j = 0; j < q; j++)  // dL/ds_j = (p_j - [j = key]) / queries, times scale
+                    G[(size_t)q * T + j] += (float)((exp((double)row[j] - mx) / z - (j == key)) / (double)nq) * scale;
             }
+            // dA = G B, dB = G^T A
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, r, T, 1.0f, G, T, B, r, 0.0f, dA, r);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, r, T, 1.0f, G, T, A, r, 0.0f, dB, r);
             // dWq += H^T dA, dWk += H^T dB
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, r, T, 1.0f, H, D, dA, r, 1.0f, gq, r);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, r, T, 1.0f, H, D, dB, r, 1.0f, gk, r);
@@ -116,11 +114,12 @@ double router_probe_fit(const ProbeSet *train, const ProbeSet *test, const Route
     for (size_t e = 0; e < nt; e++) {
         if (tf[e] == tl[e]) continue;
         project(A, B, test->feat + e * (size_t)T * D, Wq, Wk, T, D, r);
+        score_matrix(S, A, B, T, r, scale);
         for (size_t i = tf[e]; i < tl[e]; i++)
-            hits += scores(s, A, B, test->query_pos[i], r, scale) == test->key_pos[i];
+            hits += top1_row(S + (size_t)test->query_pos[i] * T, test->query_pos[i]) == test->key_pos[i];
     }
     double precision = test->n_queries ? (double)hits / (double)test->n_queries : 0.0;
     xfree(Wq), xfree(Wk), xfree(gq), xfree(gk), xfree(mq), xfree(vq), xfree(mk), xfree(vk);
-    xfree(A), xfree(B), xfree(dA), xfree(dB), xfree(s), xfree(first), xfree(last), xfree(tf), xfree(tl);
+    xfree(A), xfree(B), xfree(dA), xfree(dB), xfree(S), xfree(G), xfree(first), xfree(last), xfree(tf), xfree(tl);
     return precision;
 }
