@@ -75,9 +75,10 @@ fuzz-build: $(FUZZ_BINS)
 # Each target for FUZZ_RUNS (default 10^6) executions on a copy of its seed corpus (new inputs go
 # to build-fuzz/corpus/<name>, crashes to build-fuzz/crash-*). Measured for 10^6 executions on a
 # 2-core host shared with other jobs: shard 19 s, bpe 30-60 s, safetensors 38 s (27,000 exec/s),
-# checkpoint 13 min, checkpoint_v2 9.3 min (1,800 exec/s: each accepted input builds the tiny
-# model and loads it), config 29 min, refcheck (13-19 kB index.json inputs, ~300 exec/s) about an
-# hour: `make fuzz` takes ~1.9 h; FUZZ_RUNS=100000 for a 12-minute pass.
+# checkpoint 13 min, checkpoint_v2 9.3-13 min (1,800 exec/s from the seeds, 1,300 from a grown
+# corpus: each accepted input builds the tiny model and loads it), config 29 min, refcheck
+# (13-19 kB index.json inputs, ~300 exec/s) about an hour: `make fuzz` takes ~2 h;
+# FUZZ_RUNS=100000 for a 12-minute pass.
 fuzz: deps fuzz-build
 	@bash tests/fuzz/run.sh long $(FUZZ_RUNS) $(FUZZ_NAMES)
 

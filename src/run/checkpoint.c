@@ -73,14 +73,18 @@ void checkpoint_parse_config_v1(const void *data, size_t len, const char *path, 
     CkptIni x = {c, path};
     if (ini_parse_string(text, ckpt_ini_line, &x) != 0)
         fatal("checkpoint '%s': its config text is corrupt", path);
-    config_resolve(c);
     xfree(text);
     // The parameter table the config implies must match the header before any tensor is
     // allocated (so a corrupt config never asks for gigabytes).
+    char where[4200];
+    snprintf(where, sizeof where, "checkpoint '%s'", path);
     ModelPlan plan;
     ParamTable table;
+    fatal_context(where);  // a bad value names the checkpoint
+    config_resolve(c);
     model_plan_resolve(&plan, c);
     param_table_build(&table, c, &plan);
+    fatal_context(NULL);
     size_t P = header_floats(h), nt = (size_t)h[3];
     if (P != table.total || nt != (size_t)table.count)
         fatal("checkpoint '%s' holds %zu floats in %zu tensors but its config implies %zu in %d: "
@@ -256,7 +260,9 @@ static void read_config_v2(const StFile *f, Config *c) {
     config_defaults(c);
     config_from_json(c, cfg, where);
     cJSON_Delete(cfg);
+    fatal_context(where);  // a bad value names the checkpoint
     config_resolve(c);
+    fatal_context(NULL);
 }
 
 // A tensor of the given shape whose dtype st_read_f32 (floats) or st_read_i64 (!floats) reads.
@@ -299,10 +305,14 @@ static void check_table_v2(const StFile *f, const ParamTable *tab) {
 static void parse_config_v2(const StFile *f, Config *c) {
     check_format_v2(f);
     read_config_v2(f, c);
+    char where[4200];
+    snprintf(where, sizeof where, "checkpoint '%s'", f->path);
     ModelPlan plan;
     ParamTable table;
+    fatal_context(where);
     model_plan_resolve(&plan, c);
     param_table_build(&table, c, &plan);
+    fatal_context(NULL);
     check_table_v2(f, &table);
     param_table_free(&table);
 }
