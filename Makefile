@@ -49,7 +49,7 @@ $(BUILD):
 # libFuzzer targets (clang -fsanitize=fuzzer,address,undefined), one per file parser:
 # tests/fuzz/fuzz_<name>.c, seed corpus tests/fuzz/corpus/<name>/. The library is rebuilt with
 # clang into build-fuzz/; in a target fatal() longjmps back instead of exiting (fatal_set_jump,
-# common.h). Adding a target (e.g. a v2 safetensors checkpoint) is adding one
+# common.h). Adding a target (as safetensors and checkpoint_v2 were) is adding one
 # tests/fuzz/fuzz_<name>.c and its corpus directory; `make fuzz` and `make test` pick it up.
 FUZZCC     = clang
 FUZZFLAGS  = -std=c11 -O1 -g -fopenmp -D_GNU_SOURCE $(addprefix -Isrc/,$(LAYERS)) \
@@ -74,10 +74,12 @@ fuzz-build: $(FUZZ_BINS)
 
 # Each target for FUZZ_RUNS (default 10^6) executions on a copy of its seed corpus (new inputs go
 # to build-fuzz/corpus/<name>, crashes to build-fuzz/crash-*). Measured for 10^6 executions on a
-# 2-core host shared with other jobs: shard 19 s, bpe 30-60 s, hf_tokenizer ~6 min (~2,900
-# exec/s), checkpoint 13 min, config 29 min, refcheck (13-19 kB index.json inputs, ~300
-# exec/s) about an hour: `make fuzz` takes ~1.8 h;
-# FUZZ_RUNS=100000 for a 10-minute pass.
+# 2-core host shared with other jobs: shard 19 s, bpe 30-60 s, safetensors 38 s (27,000 exec/s),
+# hf_config 94 s (~10,000 exec/s), hf_tokenizer ~6 min (~2,900 exec/s), checkpoint 13 min,
+# checkpoint_v2 9.3-13 min (1,800 exec/s from the seeds, 1,300 from a grown corpus: each
+# accepted input builds the tiny model and loads it), config 29 min, refcheck (13-19 kB
+# index.json inputs, ~300 exec/s) about an hour: `make fuzz` takes ~2.1 h;
+# FUZZ_RUNS=100000 for a 13-minute pass.
 fuzz: deps fuzz-build
 	@bash tests/fuzz/run.sh long $(FUZZ_RUNS) $(FUZZ_NAMES)
 

@@ -301,6 +301,94 @@ static void load_child(const void *arg) {
     checkpoint_load(path, &m, NULL);
 }
 
+// The in-memory entry points: st_parse and checkpoint_parse_config_v2/load_v2 give what the
+// file readers give, and st_close leaves the caller's buffer alone.
+static void test_memory(const char *path) {
+    Model m, n;
+    model_build(&m, &ckcfg);
+    fill_model(&m, 5);
+    checkpoint_save(path, &m, &STATE);
+    size_t len;
+    unsigned char *buf = read_file(path, &len, "checkpoint");
+    StFile f, g;
+    st_open(&f, path, "checkpoint");
+    st_parse(&g, buf, len, path, "checkpoint");
+    int same = f.count == g.count && f.data_start == g.data_start && !g.mapped && f.mapped;
+    for (size_t i = 0; same && i < f.count; i++)
+        same = !strcmp(f.tensors[i].name, g.tensors[i].name) &&
+               f.tensors[i].begin == g.tensors[i].begin && g.tensors[i].checksum &&
+               !memcmp(st_data(&f, &f.tensors[i]), st_data(&g, &g.tensors[i]),
+                       f.tensors[i].end - f.tensors[i].begin);
+    CHECK(same, "st_parse of the bytes == st_open of the file");
+    st_close(&g);
+    st_close(&f);
+    CHECK(buf[8] == '{', "st_close leaves the caller's buffer mapped and intact");
+    Config c;
+    checkpoint_parse_config_v2(buf, len, path, &c);
+    char *a = config_to_string(&ckcfg), *b = config_to_string(&c);
+    CHECK(!strcmp(a, b), "checkpoint_parse_config_v2: the config");
+    free(a), free(b);
+    model_build(&n, &c);
+    TrainState st = {0};
+    checkpoint_load_v2(buf, len, path, &n, &st);
+    CHECK(same_model(&m, &n) && same_state(&st), "checkpoint_load_v2 from memory: bit-identical");
+    model_free(&m), model_free(&n);
+    xfree(buf);
+}
+
+// A copy of checkpoint src with tensor `name` re-declared (shape swapped, or another dtype of
+// the same element size); the checksums are recomputed, so only the table check can catch it.
+// config: when not NULL, the config metadata is replaced by it.
+static void write_altered(const char *src, const char *dst, const char *name, int swap,
+                          StDtype dtype, const char *config) {
+    StFile f;
+    st_open(&f, src, "checkpoint");
+    StWriter *w = st_writer_open(dst, "checkpoint", 1);
+    for (const cJSON *v = f.meta->child; v; v = v->next)
+        if (strncmp(v->string, "checksum.", 9) != 0)
+            st_writer_meta(w, v->string,
+                           config && !strcmp(v->string, "config") ? config : v->valuestring);
+    for (size_t i = 0; i < f.count; i++) {
+        const StTensor *t = &f.tensors[i];
+        int64_t shape[ST_MAX_DIM];
+        memcpy(shape, t->shape, sizeof shape);
+        StDtype d = t->dtype;
+        if (!strcmp(t->name, name)) {
+            if (swap) shape[0] = t->shape[1], shape[1] = t->shape[0];
+            else d = dtype;
+        }
+        st_writer_add(w, t->name, d, t->ndim, shape, st_data(&f, t));
+    }
+    st_writer_close(w);
+    st_close(&f);
+}
+
+static void test_table_mismatch(const char *path) {
+    Model m;
+    model_build(&m, &ckcfg);
+    fill_model(&m, 6);
+    checkpoint_save(path, &m, &STATE);
+    model_free(&m);
+    char bad[600];
+    snprintf(bad, sizeof bad, "%s/damaged.ckpt", dir);
+    write_altered(path, bad, "blocks.0.attn.qkv.weight", 1, ST_F32, NULL);
+    CHECK(check_child_fails(load_child, bad, "tensor 'blocks.0.attn.qkv.weight' has 2 dimensions"),
+          "a transposed tensor fails naming it");
+    write_altered(path, bad, "adam.t", 0, ST_F64, NULL);
+    CHECK(check_child_fails(load_child, bad, "tensor 'adam.t' has dtype F64, expected I64"),
+          "adam.t of a float dtype fails naming it");
+    // a config value that config_resolve rejects: the error names the checkpoint too
+    cJSON *cfg = config_to_json(&ckcfg);
+    cJSON_ReplaceItemInObjectCaseSensitive(cfg, "d_ff", cJSON_CreateNumber(0));
+    char *text = cJSON_PrintUnformatted(cfg);
+    cJSON_Delete(cfg);
+    write_altered(path, bad, "", 0, ST_F32, text);
+    free(text);
+    char needle[700];
+    snprintf(needle, sizeof needle, "checkpoint '%s': key 'd_ff' must be positive", bad);
+    CHECK(check_child_fails(load_child, bad, needle), "a bad config value names the checkpoint");
+}
+
 static void test_corruption(const char *path) {
     Model m;
     model_build(&m, &ckcfg);
@@ -384,6 +472,8 @@ int main(void) {
     snprintf(path, sizeof path, "%s/v1.ckpt", dir);
     test_v1(path);
     snprintf(path, sizeof path, "%s/c.ckpt", dir);
+    test_memory(path);
+    test_table_mismatch(path);
     test_corruption(path);
     // clean up the temporary directory (only files this test wrote)
     const char *names[] = {"all.safetensors", "hf.safetensors", "bad.safetensors", "huge.safetensors",

@@ -47,12 +47,19 @@ void fatal_free_tracked(void) {
     while (n_tracked) free(tracked[--n_tracked]);
 }
 
+static const char *fatal_ctx;
+
+void fatal_context(const char *context) { fatal_ctx = context; }
+
 void fatal(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fflush(stdout);
+    const char *ctx = fatal_ctx;
+    fatal_ctx = NULL;
     if (!fatal_jump || !fatal_quiet) {
         fputs("routelab: error: ", stderr);
+        if (ctx) fprintf(stderr, "%s: ", ctx);
         vfprintf(stderr, fmt, ap);
         fputc('\n', stderr);
     }

@@ -15,6 +15,10 @@
 // file or key, what was expected, and the fix.
 _Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// While set, fatal() starts its line with "CONTEXT: ", so that a reader can name the file whose
+// contents a lower layer rejects ("checkpoint 'PATH': key 'd_ff' must be positive"). NULL
+// clears it; fatal() clears it too (the string is usually the caller's local buffer).
+void fatal_context(const char *context);
 
 // For fuzz targets only (tests/fuzz): while env is set, fatal() prints its line (unless quiet)
 // and longjmps to env (setjmp returns 1) instead of exiting, and every block from xcalloc /

@@ -123,10 +123,12 @@ void st_writer_close(StWriter *w) {
     if (!root) fatal("out of memory writing %s '%s'", w->what, w->path);
     if (w->checksums) {
         for (size_t i = 0; i < w->count; i++) {
-            char key[600], hex[17];
-            snprintf(key, sizeof key, "checksum.%s", w->t[i].name);
+            size_t cap = strlen(w->t[i].name) + 10;
+            char *key = xcalloc(cap, 1), hex[17];
+            snprintf(key, cap, "checksum.%s", w->t[i].name);
             st_checksum_hex(w->t[i].data, w->t[i].nbytes, hex);
             cJSON_AddStringToObject(w->meta, key, hex);
+            xfree(key);
         }
         char hex[17];
         meta_checksum(w->meta, hex);
@@ -239,24 +241,12 @@ static void parse_tensor(StFile *f, StTensor *t, const cJSON *v, size_t data_len
               numel <= SIZE_MAX / es ? numel * es : SIZE_MAX, DAMAGED);
 }
 
-void st_open(StFile *f, const char *path, const char *what) {
-    memset(f, 0, sizeof *f);
-    f->path = xstrdup(path);
-    f->what = what;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        fatal("cannot open %s '%s': %s (check the path)", what, path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
-        fatal("%s '%s' is not a regular file (check the path)", what, path);
-    f->len = (size_t)sb.st_size;
+// Validates the image f->map of f->len bytes: the one path of st_open and st_parse.
+static void st_validate(StFile *f) {
+    const char *what = f->what, *path = f->path;
     if (f->len < 8)
         fatal("%s '%s' is truncated (%zu bytes, less than the 8-byte header length): use an "
               "earlier copy or re-run", what, path, f->len);
-    void *map = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) fatal("cannot map %s '%s': %s", what, path, strerror(errno));
-    f->map = map;
     uint64_t n;
     memcpy(&n, f->map, 8);
     if (n < 2 || n > ST_MAX_HEADER)
@@ -325,16 +315,50 @@ void st_open(StFile *f, const char *path, const char *what) {
             if (strcasecmp(hex, sum) != 0)
                 fatal("%s '%s': its metadata fails its checksum %s", what, path, DAMAGED);
         }
-        for (i = 0; i < count; i++) {
-            char key[600];
-            snprintf(key, sizeof key, "checksum.%s", f->tensors[i].name);
-            f->tensors[i].checksum = st_meta(f, key);
+        // "checksum.NAME" matched in place: no fixed-size key buffer truncates a long name
+        for (const cJSON *m = f->meta->child; m; m = m->next) {
+            if (strncmp(m->string, "checksum.", 9) != 0) continue;
+            for (i = 0; i < count; i++)
+                if (!f->tensors[i].checksum && !strcmp(m->string + 9, f->tensors[i].name)) {
+                    f->tensors[i].checksum = m->valuestring;
+                    break;
+                }
         }
     }
 }
 
+void st_parse(StFile *f, const void *buf, size_t len, const char *path, const char *what) {
+    memset(f, 0, sizeof *f);
+    f->path = xstrdup(path);
+    f->what = what;
+    f->map = buf;
+    f->len = len;
+    st_validate(f);
+}
+
+void st_open(StFile *f, const char *path, const char *what) {
+    memset(f, 0, sizeof *f);
+    f->path = xstrdup(path);
+    f->what = what;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        fatal("cannot open %s '%s': %s (check the path)", what, path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        fatal("%s '%s' is not a regular file (check the path)", what, path);
+    f->len = (size_t)sb.st_size;
+    if (f->len > 0) {  // an empty file is not mapped (st_validate reports it truncated)
+        void *map = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) fatal("cannot map %s '%s': %s", what, path, strerror(errno));
+        f->map = map;
+        f->mapped = 1;
+    }
+    close(fd);
+    st_validate(f);
+}
+
 void st_close(StFile *f) {
-    if (f->map) munmap(f->map, f->len);
+    if (f->mapped) munmap((void *)f->map, f->len);
     cJSON_Delete(f->root);
     xfree(f->tensors);
     xfree(f->path);

@@ -8,9 +8,10 @@
 // it, renames it over the target and fsyncs the directory; it can record an xxHash64 checksum
 // of each tensor (metadata "checksum.NAME", 16 hex digits) and of the metadata itself
 // ("checksum.__metadata__": over every other "key\0value\0" in order). The reader maps the
-// file, validates the whole header against the file's length (sizes, offsets contiguous and in
-// bounds, known dtypes, shape x dtype size == bytes) and verifies checksums on request. Every
-// bad file is one line naming the file (and the tensor) and the fix, never a crash.
+// file (or takes an image already in memory: st_parse, one validation path), validates the
+// whole header against the file's length (sizes, offsets contiguous and in bounds, known
+// dtypes, shape x dtype size == bytes) and verifies checksums on request. Every bad file is
+// one line naming the file (and the tensor) and the fix, never a crash.
 #ifndef ROUTELAB_SAFETENSORS_H
 #define ROUTELAB_SAFETENSORS_H
 #include <stddef.h>
@@ -57,8 +58,9 @@ typedef struct {
 typedef struct {
     char *path;
     const char *what;
-    unsigned char *map;
+    const unsigned char *map;  // the file's bytes: mapped by st_open, or the caller's (st_parse)
     size_t len;             // file bytes
+    int mapped;             // st_close unmaps map (st_open) or leaves it to the caller
     size_t data_start;      // 8 + N
     StTensor *tensors;      // in file order (by offset)
     size_t count;
@@ -69,6 +71,9 @@ typedef struct {
 // Opens, maps and validates path (dies with one line naming it on any problem); verifies
 // checksum.__metadata__ when present.
 void st_open(StFile *f, const char *path, const char *what);
+// The same checks on a file's image of len bytes in memory (path names it in errors); buf is
+// not copied and must stay valid until st_close, which leaves it to the caller.
+void st_parse(StFile *f, const void *buf, size_t len, const char *path, const char *what);
 void st_close(StFile *f);
 const StTensor *st_find(const StFile *f, const char *name);  // NULL when absent
 // Like st_find, but dies naming the file and the tensor when absent.

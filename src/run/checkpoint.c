@@ -79,14 +79,18 @@ void checkpoint_parse_config_v1(const void *data, size_t len, const char *path, 
     CkptIni x = {c, path};
     if (ini_parse_string(text, ckpt_ini_line, &x) != 0)
         fatal("checkpoint '%s': its config text is corrupt", path);
-    config_resolve(c);
     xfree(text);
     // The parameter table the config implies must match the header before any tensor is
     // allocated (so a corrupt config never asks for gigabytes).
+    char where[4200];
+    snprintf(where, sizeof where, "checkpoint '%s'", path);
     ModelPlan plan;
     ParamTable table;
+    fatal_context(where);  // a bad value names the checkpoint
+    config_resolve(c);
     model_plan_resolve(&plan, c);
     param_table_build(&table, c, &plan);
+    fatal_context(NULL);
     size_t P = header_floats(h), nt = (size_t)h[3];
     if (P != table.total || nt != (size_t)table.count)
         fatal("checkpoint '%s' holds %zu floats in %zu tensors but its config implies %zu in %d: "
@@ -224,50 +228,122 @@ static int checkpoint_version(const char *path) {
     return 2;
 }
 
-static void open_v2(StFile *f, const char *path) {
-    st_open(f, path, "checkpoint");
+#define V2_DAMAGED "(the file is damaged: use an earlier copy or re-run)"
+
+// The format and version metadata of an image st_open or st_parse validated.
+static void check_format_v2(const StFile *f) {
     const char *fmt = st_meta(f, "format"), *ver = st_meta(f, "version");
     if (!fmt || strcmp(fmt, CKPT_FORMAT) != 0)
         fatal("'%s' is a safetensors file but not a routelab checkpoint (its metadata lacks "
-              "format = %s)", path, CKPT_FORMAT);
+              "format = %s)", f->path, CKPT_FORMAT);
     if (!ver || strcmp(ver, "2") != 0)
-        fatal("checkpoint '%s' has version %s; this routelab reads versions 1 and 2", path,
+        fatal("checkpoint '%s' has version %.32s; this routelab reads versions 1 and 2", f->path,
               ver ? ver : "(none)");
 }
 
-static uint64_t meta_u64(const StFile *f, const char *key) {
+static void open_v2(StFile *f, const char *path) {
+    st_open(f, path, "checkpoint");
+    check_format_v2(f);
+}
+
+static uint64_t meta_u64(const StFile *f, const char *key, uint64_t max) {
     const char *s = st_meta(f, key);
     char *end = NULL;
     errno = 0;
-    unsigned long long v = s && *s && *s != '-' ? strtoull(s, &end, 10) : 0;
-    if (!s || !*s || *s == '-' || *end || errno)
-        fatal("checkpoint '%s': its metadata '%s' is missing or not a count (the file is damaged: "
-              "use an earlier copy or re-run)", f->path, key);
+    unsigned long long v = s && *s >= '0' && *s <= '9' ? strtoull(s, &end, 10) : 0;
+    if (!s || !(*s >= '0' && *s <= '9') || *end || errno || v > max)
+        fatal("checkpoint '%s': its metadata '%s' is missing or not a count %s", f->path, key,
+              V2_DAMAGED);
     return (uint64_t)v;
 }
 
+// The config metadata, resolved.
 static void read_config_v2(const StFile *f, Config *c) {
     const char *text = st_meta(f, "config");
     cJSON *cfg = text ? cJSON_Parse(text) : NULL;
     if (!cfg)
-        fatal("checkpoint '%s': its config metadata is missing or not JSON (the file is damaged: "
-              "use an earlier copy or re-run)", f->path);
+        fatal("checkpoint '%s': its config metadata is missing or not JSON %s", f->path,
+              V2_DAMAGED);
     char where[4200];
     snprintf(where, sizeof where, "checkpoint '%s'", f->path);
     config_defaults(c);
     config_from_json(c, cfg, where);
     cJSON_Delete(cfg);
+    fatal_context(where);  // a bad value names the checkpoint
+    config_resolve(c);
+    fatal_context(NULL);
 }
 
-static void load_v2(const char *path, Model *m, TrainState *st) {
-    StFile f;
-    open_v2(&f, path);
+// A tensor of the given shape whose dtype st_read_f32 (floats) or st_read_i64 (!floats) reads.
+static void need_tensor(const StFile *f, const StTensor *t, int ndim, const int *shape,
+                        int floats) {
+    int is_float = t->dtype == ST_F32 || t->dtype == ST_F16 || t->dtype == ST_BF16 ||
+                   t->dtype == ST_F64;
+    if (floats ? !is_float : is_float || t->dtype == ST_U64)
+        fatal("checkpoint '%s': tensor '%s' has dtype %s, expected %s %s", f->path, t->name,
+              st_dtype_name(t->dtype), floats ? "F32 (or F16, BF16, F64)" : "I64", V2_DAMAGED);
+    int ok = t->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
+    if (!ok)
+        fatal("checkpoint '%s': tensor '%s' has %d dimensions [%lld%s] but its config implies "
+              "%d [%d%s] %s", f->path, t->name, t->ndim, t->ndim ? (long long)t->shape[0] : 0LL,
+              t->ndim > 1 ? ", ..." : "", ndim, shape[0], ndim > 1 ? ", ..." : "", V2_DAMAGED);
+}
+
+// The tensor table against the parameter table the config implies: every parameter and both
+// AdamW moments by name, shape and a float dtype, adam.t of one count per tensor, nothing else. Checked before
+// a model is built or a byte is read, so a damaged config never asks for gigabytes (the file's
+// own size bounds every tensor) and a file of another model fails naming the tensor.
+static void check_table_v2(const StFile *f, const ParamTable *tab) {
+    size_t nt = (size_t)tab->count;
+    if (f->count != 3 * nt + 1)
+        fatal("checkpoint '%s' holds %zu tensors but its config implies %zu %s", f->path,
+              f->count, 3 * nt + 1, V2_DAMAGED);
+    const char *prefix[3] = {"", "adam.m.", "adam.v."};
+    for (int b = 0; b < 3; b++)
+        for (size_t i = 0; i < nt; i++) {
+            const ParamInfo *p = &tab->info[i];
+            char name[160];
+            snprintf(name, sizeof name, "%s%s", prefix[b], p->name);
+            need_tensor(f, st_need(f, name), p->ndim, p->shape, 1);
+        }
+    int tshape[1] = {(int)nt};
+    need_tensor(f, st_need(f, "adam.t"), 1, tshape, 0);
+}
+
+static void parse_config_v2(const StFile *f, Config *c) {
+    check_format_v2(f);
+    read_config_v2(f, c);
+    char where[4200];
+    snprintf(where, sizeof where, "checkpoint '%s'", f->path);
+    ModelPlan plan;
+    ParamTable table;
+    fatal_context(where);
+    model_plan_resolve(&plan, c);
+    param_table_build(&table, c, &plan);
+    fatal_context(NULL);
+    check_table_v2(f, &table);
+    param_table_free(&table);
+}
+
+// Verifies every checksum, then loads parameters, AdamW state and TrainState into m.
+static void load_v2(const StFile *f, Model *m, TrainState *st) {
+    check_format_v2(f);
     const ParamTable *tab = &m->table;
     size_t nt = (size_t)tab->count;
-    if (f.count != 3 * nt + 1)
-        fatal("checkpoint '%s' holds %zu tensors but its config implies %zu: the file is damaged "
-              "(use an earlier copy or re-run)", path, f.count, 3 * nt + 1);
-    for (size_t i = 0; i < f.count; i++) st_verify(&f, &f.tensors[i], 1);
+    check_table_v2(f, tab);
+    for (size_t i = 0; i < f->count; i++) st_verify(f, &f->tensors[i], 1);
+    TrainState s = {0};
+    s.step = (int64_t)meta_u64(f, "step", INT64_MAX);
+    s.forward_count = meta_u64(f, "forward_count", UINT64_MAX);
+    s.data_position = meta_u64(f, "data_position", UINT64_MAX);
+    s.tokens_seen = meta_u64(f, "tokens_seen", UINT64_MAX);
+    const char *e = st_meta(f, "elapsed_s");
+    char *end = NULL;
+    s.elapsed_s = e ? strtod(e, &end) : 0;
+    if (!e || !*e || *end || !(s.elapsed_s >= 0 && s.elapsed_s <= 1e300))
+        fatal("checkpoint '%s': its metadata 'elapsed_s' is missing or not a number of seconds "
+              "%s", f->path, V2_DAMAGED);
     float *bufs[3] = {m->params, m->adam_m, m->adam_v};
     const char *prefix[3] = {"", "adam.m.", "adam.v."};
     for (int b = 0; b < 3; b++)
@@ -275,25 +351,32 @@ static void load_v2(const char *path, Model *m, TrainState *st) {
             const ParamInfo *p = &tab->info[i];
             char name[160];
             snprintf(name, sizeof name, "%s%s", prefix[b], p->name);
-            st_read_f32(&f, st_need(&f, name), bufs[b] + p->offset, p->numel);
+            st_read_f32(f, st_need(f, name), bufs[b] + p->offset, p->numel);
         }
     int64_t *t = xcalloc(nt, sizeof *t);
-    st_read_i64(&f, st_need(&f, "adam.t"), t, nt);
+    st_read_i64(f, st_need(f, "adam.t"), t, nt);
+    for (size_t i = 0; i < nt; i++)
+        if (t[i] < 0)
+            fatal("checkpoint '%s': tensor 'adam.t' holds a negative step count %s", f->path,
+                  V2_DAMAGED);
     for (size_t i = 0; i < nt; i++) m->adam_t[i] = (long)t[i];
     xfree(t);
-    TrainState s = {0};
-    s.step = (int64_t)meta_u64(&f, "step");
-    s.forward_count = meta_u64(&f, "forward_count");
-    s.data_position = meta_u64(&f, "data_position");
-    s.tokens_seen = meta_u64(&f, "tokens_seen");
-    const char *e = st_meta(&f, "elapsed_s");
-    char *end = NULL;
-    s.elapsed_s = e ? strtod(e, &end) : 0;
-    if (!e || !*e || *end)
-        fatal("checkpoint '%s': its metadata 'elapsed_s' is missing or not a number (the file is "
-              "damaged: use an earlier copy or re-run)", path);
     if (st) *st = s;
     m->forward_count = s.forward_count;
+}
+
+void checkpoint_parse_config_v2(const void *data, size_t len, const char *path, Config *c) {
+    StFile f;
+    st_parse(&f, data, len, path, "checkpoint");
+    parse_config_v2(&f, c);
+    st_close(&f);
+}
+
+void checkpoint_load_v2(const void *data, size_t len, const char *path, Model *m,
+                        TrainState *st) {
+    StFile f;
+    st_parse(&f, data, len, path, "checkpoint");
+    load_v2(&f, m, st);
     st_close(&f);
 }
 
@@ -308,10 +391,9 @@ void checkpoint_read_config(const char *path, Config *c) {
         return;
     }
     StFile f;
-    open_v2(&f, path);
-    read_config_v2(&f, c);
+    st_open(&f, path, "checkpoint");
+    parse_config_v2(&f, c);
     st_close(&f);
-    config_resolve(c);
 }
 
 void checkpoint_load(const char *path, Model *m, TrainState *st) {
@@ -319,11 +401,16 @@ void checkpoint_load(const char *path, Model *m, TrainState *st) {
     if (version == CKPT_HF_DIR) {
         hf_load(path, m);  // weights only: a pretrained model starts a fresh run
         if (st) memset(st, 0, sizeof *st);
-    } else if (version == 1) {
-        load_v1(path, m, st);
-    } else {
-        load_v2(path, m, st);
+        return;
     }
+    if (version == 1) {
+        load_v1(path, m, st);
+        return;
+    }
+    StFile f;
+    st_open(&f, path, "checkpoint");
+    load_v2(&f, m, st);
+    st_close(&f);
 }
 
 int checkpoint_threads(const char *path) {
@@ -331,9 +418,11 @@ int checkpoint_threads(const char *path) {
     StFile f;
     open_v2(&f, path);
     const char *s = st_meta(&f, "threads");
-    int n = s ? atoi(s) : 0;
+    char *end = NULL;
+    long n = s ? strtol(s, &end, 10) : 0;  // not atoi: an out-of-range count is no UB
+    if (!s || !*s || *end || n < 0 || n > 1 << 20) n = 0;
     st_close(&f);
-    return n > 0 ? n : 0;
+    return (int)n;
 }
 
 void checkpoint_check_threads(const char *path, int force) {

@@ -27,7 +27,8 @@ typedef struct {
 } TrainState;
 
 void checkpoint_save(const char *path, const Model *m, const TrainState *st);
-// Reads the config of a checkpoint (to build the model) without loading the weights.
+// Reads the config of a checkpoint (to build the model) without loading the weights; for format
+// 2 it also checks the tensor table (names, shapes) against the config.
 void checkpoint_read_config(const char *path, Config *c);
 // Loads parameters (and optimizer state and TrainState when present and wanted) into a model
 // built from the checkpoint's config. st may be NULL.
@@ -37,6 +38,14 @@ void checkpoint_load(const char *path, Model *m, TrainState *st);
 // parameter table of the config; load_v1 loads into a model built from that config.
 void checkpoint_parse_config_v1(const void *data, size_t len, const char *path, Config *c);
 void checkpoint_load_v1(const void *data, size_t len, const char *path, Model *m,
+                        TrainState *st);
+// Format 2 from its bytes in memory, the same checks as the file readers (which map the file
+// and go through these steps): parse_config_v2 validates the safetensors image, its format and
+// version, the config JSON, and the tensor table against the parameter table the config implies
+// (names and shapes, before anything is allocated); load_v2 also verifies every checksum and
+// loads into a model built from that config.
+void checkpoint_parse_config_v2(const void *data, size_t len, const char *path, Config *c);
+void checkpoint_load_v2(const void *data, size_t len, const char *path, Model *m,
                         TrainState *st);
 // Builds the model a checkpoint describes and loads its parameters (path: file, resolved).
 void checkpoint_build_model(Model *m, const char *path);

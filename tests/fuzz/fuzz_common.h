@@ -7,6 +7,7 @@
 // ROUTELAB_FUZZ_VERBOSE=1 prints the errors (to see why an input is rejected).
 #ifndef ROUTELAB_FUZZ_COMMON_H
 #define ROUTELAB_FUZZ_COMMON_H
+#include <cjson/cJSON.h>
 #include <omp.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -23,9 +24,15 @@ static int fuzz_quiet(void) {
     return quiet;
 }
 
+static void *fuzz_json_alloc(size_t n) { return xrealloc(NULL, n); }
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
     omp_set_num_threads(1);  // the allocation tracking of fatal_set_jump is single-threaded
+    // cJSON allocates through the tracked allocator, so a tree a parser held when it jumped out
+    // is freed too (cJSON_Delete frees with xfree, which untracks)
+    cJSON_Hooks hooks = {fuzz_json_alloc, xfree};
+    cJSON_InitHooks(&hooks);
     return 0;
 }
 
