@@ -2,20 +2,10 @@
 // tokenizer_load does with hf:DIR after reading DIR/tokenizer.json), then encoding a short text
 // through the whole pipeline (added tokens, NFC, the Split regexes, ByteLevel, BPE) and decoding
 // it. Exact round trips are not required: NFC and add_prefix_space change text by design.
-#include <cjson/cJSON.h>
-
 #include "fuzz_common.h"
 #include "tokenizer.h"
 
-static void *fuzz_json_alloc(size_t n) { return xrealloc(NULL, n); }  // tracked, freed on a jump
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static int hooked;
-    if (!hooked) {
-        cJSON_Hooks hooks = {fuzz_json_alloc, xfree};
-        cJSON_InitHooks(&hooks);
-        hooked = 1;
-    }
     FUZZ_BEGIN;
     Tokenizer *tok = tokenizer_parse_hf((const char *)data, size, "fuzz/tokenizer.json");
     static const char text[] = "Hello, world! DON'T he's 12345 <|endoftext|>x<|im_start|> cafe\xcc\x81"
