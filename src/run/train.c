@@ -160,7 +160,8 @@ int cmd_train(int argc, char **argv) {
     if (!resume) join_path(ckpt_path, sizeof ckpt_path, dir, "model.ckpt");
     // A run killed while writing its checkpoint leaves the unfinished temporary file: the run
     // owns its directory, so it is removed (the checkpoint itself was never touched).
-    int stale = atomic_remove_stale(ckpt_path) + atomic_remove_stale(metrics_path);
+    int stale = atomic_remove_stale(ckpt_path) + atomic_remove_stale(metrics_path) +
+                atomic_remove_stale(cfg_path);  // config.ini is rewritten (atomically) at every start
     if (stale) warnf("removed %d unfinished temporary file(s) of an interrupted write in %s", stale, dir);
 
     DataSpec spec = dataspec_from_config(&c);
