@@ -6,7 +6,7 @@
 #  4. a single-node Slurm (tests/slurm_local.sh) runs the tiny `repro all` plan to completion
 #     (--plan=slurm, 1 core a job), and its report equals that of the same sweep run by
 #     --plan=make with make -j2; a job signalled as at its time limit requeues itself and the
-#     resumed training's losses equal an uninterrupted run's (~25 minutes on 2 cores).
+#     resumed training's losses equal an uninterrupted run's (~30 minutes on 2 cores).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/slurm_local.sh"
 start=$SECONDS
