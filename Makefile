@@ -143,7 +143,8 @@ bench: deps routelab
 	  { echo "routelab: run: sudo apt-get install -y python3-torch python3-numpy" >&2; exit 1; }
 	/usr/bin/python3 bench/bench.py $(if $(QUICK),--quick) $(if $(PRECISIONS),--precisions $(PRECISIONS))
 
-# Heavier acceptance checks: MQAR accuracy, WikiText training, distillation (~10 min).
+# Heavier acceptance checks: MQAR accuracy, WikiText training, distillation (~10 min), and sweeps
+# on a single-node Slurm and make -j2 (~30 min; tests/slurm_local.sh, as root).
 check-long: deps routelab
 	@bash tests/long.sh
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Heavier acceptance checks (`make check-long`, ~10 minutes on 2 cores):
+# Heavier acceptance checks (`make check-long`, ~40 minutes on 2 cores: 1-3 ~10, 4 ~30):
 #  1. the `make run` recipe: a 2-layer model on MQAR (T 64, 4 pairs) passes 90% test accuracy;
 #  2. a 2-layer d=128 model on prepared WikiText validation text: falling loss, eval perplexity;
 #  3. deploy-time swap and post-hoc distillation on the MQAR model;
