@@ -14,9 +14,26 @@ ifeq ($(SANITIZE),1)
 BUILD   = build-san
 BIN     = build-san/routelab
 CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(MPI),1)
+BUILD   = build-mpi
+BIN     = routelab
 else
 BUILD   = build
 BIN     = routelab
+endif
+# MPI=1: data-parallel training over processes (src/core/dist.h) with Debian's OpenMPI
+# (libopenmpi-dev): compiled by mpicc into build-mpi/, linked as ./routelab. Without it the
+# build has no MPI at all and refuses to run under mpirun. ./routelab is relinked when the last
+# link was of the other kind (.routelab-build names it). `make test` also builds the MPI binary
+# build-mpi/routelab for tests/test_mpi.sh where mpicc is installed.
+ifeq ($(MPI),1)
+CC      = mpicc
+CFLAGS  += -DROUTELAB_MPI
+endif
+ifeq ($(BIN),routelab)
+ifneq ($(shell cat .routelab-build 2>/dev/null),$(BUILD))
+$(shell rm -f routelab)
+endif
 endif
 LDLIBS  = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -ldnnl -lpcre2-8 -lutf8proc -lcjson -linih -lxxhash -lm
 SRC     = $(wildcard $(addsuffix /*.c,$(addprefix src/,$(LAYERS))))
@@ -38,6 +55,7 @@ $(BUILD)/libroutelab.a: $(LIBOBJ)
 
 $(BIN): $(BUILD)/cmd/main.o $(BUILD)/libroutelab.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(if $(filter routelab,$(BIN)),@echo $(BUILD) > .routelab-build)
 
 $(BUILD)/test_%: tests/test_%.c $(wildcard tests/*.h) $(BUILD)/libroutelab.a | $(BUILD)
 	$(CC) $(CFLAGS) -Itests $< $(BUILD)/libroutelab.a -o $@ $(LDLIBS)
@@ -91,8 +109,15 @@ deps:
 check-layers:
 	@sh tools/check_layers.sh
 
-test: deps check-layers $(BIN) $(TESTS) $(if $(filter 1,$(SANITIZE)),,fuzz-build)
-	@RL_BUILD=$(BUILD) RL_BIN=./$(BIN) RL_SANITIZE=$(SANITIZE) bash tests/run.sh
+MPI_TEST_BIN = $(if $(filter 1,$(SANITIZE) $(MPI)),,$(if $(shell command -v mpicc),build-mpi/routelab))
+ifneq ($(MPI),1)
+.PHONY: build-mpi/routelab
+build-mpi/routelab:
+	@$(MAKE) --no-print-directory MPI=1 BIN=build-mpi/routelab build-mpi/routelab
+endif
+
+test: deps check-layers $(BIN) $(TESTS) $(if $(filter 1,$(SANITIZE)),,fuzz-build) $(MPI_TEST_BIN)
+	@RL_BUILD=$(BUILD) RL_BIN=./$(BIN) RL_SANITIZE=$(SANITIZE) RL_MPI_BIN=$(MPI_TEST_BIN) bash tests/run.sh
 
 # The main job on built-in data: a 2-layer model learns multi-query associative recall
 # (T 64, 4 key-value pairs); test accuracy passes 90% in about 500 steps.
@@ -126,9 +151,10 @@ bench: deps routelab
 bench-hf: deps routelab
 	/usr/bin/python3 bench/hf_eval.py
 
-# Heavier acceptance checks: MQAR accuracy, WikiText training, distillation (~10 min).
+# Heavier acceptance checks: MQAR accuracy, WikiText training, distillation (~10 min), and sweeps
+# on a single-node Slurm and make -j2 (~30 min; tests/slurm_local.sh, as root).
 check-long: deps routelab
 	@bash tests/long.sh
 
 clean:
-	rm -rf build build-san build-fuzz routelab
+	rm -rf build build-san build-mpi build-fuzz routelab .routelab-build

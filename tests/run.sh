@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test program ($RL_BUILD/test_*, default build/) and the command-line tests
-# (tests/test_cli.sh on $RL_BIN, default ./routelab), the crash test, the Hugging Face tokenizer
+# (tests/test_cli.sh on $RL_BIN, default ./routelab), the crash test, the data-parallel tests
+# (tests/test_mpi.sh on $RL_MPI_BIN, where OpenMPI is installed), the Hugging Face tokenizer
 # reference (tests/hf_tokenizer_ref.sh), then the fuzz targets for a
 # few seconds each on their seed corpora (suite "fuzz", normal builds only), and prints the sum
 # of their "N passed, N failed, N skipped" lines, every skip named above it (a skip is never
@@ -54,6 +55,7 @@ run_suite cli bash tests/test_cli.sh
 run_suite hf bash tests/test_hf.sh
 run_suite hf_twin bash tests/test_hf_twin.sh
 run_suite crash bash tests/test_crash.sh
+run_suite mpi bash tests/test_mpi.sh
 run_suite hf_ref bash tests/hf_tokenizer_ref.sh
 if [ "${RL_SANITIZE:-}" != 1 ]; then
     run_suite fuzz bash tests/fuzz/run.sh quick

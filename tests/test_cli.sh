@@ -257,6 +257,53 @@ $RL repro exp1,exp2 --scale=tiny --seeds=1 --out="$TMP/rp3" >"$TMP/rp5.log" 2>&1
 n=$(runs_of exp1,exp2 --scale=tiny --seeds=1)
 check "repro NAME,NAME reuses the finished runs ($n)" [ "$(grep -c 'skipped' "$TMP/rp5.log")" -eq "$n" ]
 expect_error "repro unknown recipe in a list" "unknown recipe 'exp9'" $RL repro exp1,exp9
+# --- sweeps on existing engines: --plan=make and --plan=slurm (exp3,exp4: dependent arms) ----
+# The plan's runs (make -j2) and then repro without --plan give the report of repro run directly
+# (rp3 above holds the same runs, made by repro all): report.md identical, results.json equal but
+# for the paths and the timing fields (tokens_per_s, eval_seconds, peak_rss_mib).
+PA="--scale=tiny --seeds=1 --steps=8 --distill_steps=4 --eval_batches=1"
+PM="$TMP/plan 'make'"
+$RL repro exp3,exp4 $PA --out="$PM" --plan=make >"$TMP/pm.log" 2>&1 || bad "repro --plan=make: $(tail -2 "$TMP/pm.log")"
+n=$($RL repro exp3,exp4 $PA --list | python3 -c "import json,sys; print(len(json.load(sys.stdin)))")
+check "--plan=make: one target per run ($n)" [ "$(grep -c $'^\t$(REPRO) --only=' "$PM/Makefile")" -eq "$n" ]
+check "--plan=make: nothing run yet" [ -z "$(find "$PM" -name result.json)" ]
+check "--plan=make: a distillation waits for its model" grep -q '^distill_soft/seed0/result.json: | soft_learned/seed0/result.json$' "$PM/Makefile"
+make -C "$PM" -j2 >"$TMP/pm_make.log" 2>&1 || bad "make -C plan -j2: $(tail -3 "$TMP/pm_make.log")"
+check "make -j2 finished every run ($n)" [ "$(find "$PM" -name result.json | wc -l)" -eq "$n" ]
+$RL repro exp3,exp4 $PA --out="$PM" >"$TMP/pm_rep.log" 2>&1 || bad "repro after the make plan"
+check "repro after the make plan runs nothing ($n skipped) and warns of nothing" \
+    bash -c "[ \$(grep -c 'skipped' '$TMP/pm_rep.log') -eq $n ] && ! grep -q warning '$TMP/pm_rep.log'"
+$RL repro exp3,exp4 $PA --out="$TMP/rp3" >"$TMP/rp3b.log" 2>&1 || bad "repro exp3,exp4 report on rp3"
+check "make plan + make -j2 + repro: report.md equals repro's own" cmp -s "$PM/report.md" "$TMP/rp3/report.md"
+check "make plan + make -j2 + repro: results.json equals repro's own but paths and timings" python3 -c "
+import json, sys
+def norm(path, out):
+    R = json.load(open(path))
+    for r in R:
+        for k in ('tokens_per_s', 'eval_seconds', 'peak_rss_mib'): r['result'].pop(k, None)
+        for k, v in r['result'].items():
+            if isinstance(v, str): r['result'][k] = v.replace(out, 'OUT')
+    return R
+a, b = norm(sys.argv[1] + '/results.json', sys.argv[1]), norm(sys.argv[2] + '/results.json', sys.argv[2])
+assert a == b, [(x['arm'], k) for x, y in zip(a, b) for k in x['result'] if x['result'][k] != y['result'].get(k)]" "$PM" "$TMP/rp3"
+PS="$TMP/plan 'slurm'"
+$RL repro exp3,exp4 $PA --out="$PS" --plan=slurm --sbatch_time=00:20:00 >"$TMP/ps.log" 2>&1 || bad "repro --plan=slurm: $(tail -2 "$TMP/ps.log")"
+check "--plan=slurm: one sbatch script per run ($n)" [ "$(ls "$PS"/slurm/*.sbatch | wc -l)" -eq "$n" ]
+for f in "$PS"/slurm/*.sbatch "$PS/submit.sh"; do check "bash -n $(basename "$f")" bash -n "$f"; done
+check "--plan=slurm: --sbatch_time applies, a scale's resources otherwise" \
+    bash -c "grep -q '^#SBATCH --time=00:20:00$' \"\$1/slurm/dense.seed0.sbatch\" && grep -q '^#SBATCH --cpus-per-task=2$' \"\$1/slurm/dense.seed0.sbatch\"" _ "$PS"
+check "--plan=slurm: submit.sh chains a distillation after its model" \
+    grep -q 'j_distill_dense_0=$(submit distill_dense.seed0 "$j_dense_0")' "$PS/submit.sh"
+if command -v sbatch >/dev/null && scontrol ping 2>/dev/null | grep -q UP; then
+    for f in "$PS"/slurm/*.sbatch; do check "sbatch --test-only $(basename "$f")" bash -c "sbatch --test-only \"\$1\" 2>&1 | grep -q 'to start at'" _ "$f"; done
+else
+    skip "no Slurm controller answers (scontrol ping): sbatch --test-only of the plan (make check-long starts one)"
+fi
+expect_error "--plan without --out" "give --out=DIR" $RL repro exp1 --plan=make
+expect_error "unknown --plan" "plan must be make or slurm" $RL repro exp1 --plan=pbs --out="$TMP/pbad"
+expect_error "bad --sbatch_time" "sbatch_time='1 hour' is not a Slurm value" $RL repro exp1 --plan=slurm --sbatch_time="1 hour" --out="$TMP/pbad"
+expect_error "--only of an arm the recipes lack" "run no arm 'hard_learned'" $RL repro exp1 --only=hard_learned/seed0 --out="$TMP/pbad"
+expect_error "--only with a bad seed" "only expects ARM/seedS" $RL repro exp1 --seeds=1 --only=dense/seed1 --out="$TMP/pbad"
 $RL repro exp4 --scale=tiny --seeds=2 --steps=8 --eval_batches=1 --out="$TMP/rp4" >"$TMP/rp4.log" 2>&1 ||
     bad "repro exp4 tiny: $(tail -3 "$TMP/rp4.log")"
 check "repro exp4: fixed masks differ per seed" python3 -c "

@@ -12,11 +12,14 @@
 
 static void print_help(void) {
     printf("usage: routelab repro NAME[,NAME...] [--scale=tiny|small|paper] [--seeds=3]\n"
-           "       [--out=DIR] [--distill_steps=N] [--list] [--key=value ...]\n"
+           "       [--out=DIR] [--distill_steps=N] [--list] [--plan=make|slurm] [--key=value ...]\n"
            "  Runs recipes of the routing-absorption paper over several seeds, resumably,\n"
            "  and writes results.json, report.md and PNG plots into DIR (default\n"
            "  runs/repro-NAME-SCALE). Config keys given here override the scale's in\n"
            "  training runs. Runs of the same arm name are shared between recipes.\n"
+           "  --plan=make writes DIR/Makefile (make -C DIR -j N runs the sweep), --plan=slurm\n"
+           "  DIR/submit.sh and one sbatch script per run; afterwards the same command without\n"
+           "  --plan writes the report from the finished runs.\n"
            "  Scales: tiny (MQAR, built in, ~30 s a run), small (KJV: make data-kjv,\n"
            "  ~3.5 min a run), paper (the paper's model; --data=SHARDS). Recipes:\n");
     for (size_t r = 0; r < N_RECIPES; r++) printf("    %-14s %s\n", RECIPES[r].name, RECIPES[r].what);
@@ -37,6 +40,13 @@ static void parse_repro_options(int argc, char **argv, ReproOptions *o, const ch
          "gate-distillation steps (0: the scale's)", 0, 1e9},
         {"list", OPT_FLAG, &o->list, NULL,
          "print the sweep's runs (arm, seed, kind, recipes, command line) as JSON; run nothing", 0, 0},
+        {"plan", OPT_STRING, &o->plan, NULL,
+         "make | slurm: write OUT/Makefile or OUT/submit.sh + OUT/slurm/*.sbatch; run nothing", 0, 0},
+        {"only", OPT_STRING, &o->only, NULL, "ARM/seedS: run only that run of the sweep (a plan's job)", 0, 0},
+        {"sbatch_time", OPT_STRING, &o->sbatch_time, NULL, "--plan=slurm: every job's --time (default: the scale's)", 0, 0},
+        {"sbatch_mem", OPT_STRING, &o->sbatch_mem, NULL, "--plan=slurm: every job's --mem", 0, 0},
+        {"sbatch_cpus", OPT_INT, &o->sbatch_cpus, "0", "--plan=slurm: every job's --cpus-per-task (0: the scale's)", 0, 4096},
+        {"sbatch_partition", OPT_STRING, &o->sbatch_partition, NULL, "--plan=slurm: the jobs' partition", 0, 0},
     };
     OptSpec os = {.cmd = "repro", .opts = opts, .n_opts = sizeof opts / sizeof *opts,
                   .config_keys = 1, .positional = name, .max_positional = 1};

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "dist.h"
 #include "common.h"
 
 typedef struct {
@@ -39,8 +40,17 @@ int main(int argc, char **argv) {
         usage(stdout);
         return argc < 2 ? 1 : 0;
     }
-    for (int i = 0; i < N_COMMANDS; i++)
-        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+    dist_init(&argc, &argv);  // refuses mpirun in a build without MPI
+    for (int i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(argv[1], COMMANDS[i].name) != 0) continue;
+        // Only training is data-parallel; any other command under mpirun would run N times over.
+        if (dist_size() > 1 && strcmp(argv[1], "train") != 0)
+            fatal("%s runs on one process: only train is data-parallel over mpirun's ranks; run "
+                  "`routelab %s` without mpirun", argv[1], argv[1]);
+        int rc = COMMANDS[i].run(argc - 1, argv + 1);
+        dist_finalize();
+        return rc;
+    }
     fprintf(stderr, "routelab: error: unknown command '%s' (see routelab --help)\n", argv[1]);
     return 2;
 }

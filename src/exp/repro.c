@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "fanout.h"
 #include "json_out.h"
 #include "plots.h"
 #include "report.h"
@@ -102,6 +103,55 @@ static void list_runs(const RunContext *c, const size_t *chosen, size_t n_chosen
     cJSON_Delete(runs);
 }
 
+// The repro command line of this sweep for a plan's jobs: what was asked, with every default
+// spelled out, and the overrides verbatim (--out among them: the runs' signatures record them).
+static void repro_args(ArgList *a, const ReproOptions *o, const RunContext *c) {
+    args_add(a, c->self);
+    args_add(a, "repro");
+    args_add(a, o->name);
+    args_addf(a, "--scale=%s", c->scale->name);
+    args_addf(a, "--seeds=%d", o->seeds);
+    args_addf(a, "--distill_steps=%d", c->distill_steps);
+    for (size_t i = 0; i < o->n_overrides; i++) args_add(a, o->overrides[i]);
+}
+
+static int write_plan(const ReproOptions *o, const RunContext *c, const size_t *chosen, size_t n_chosen) {
+    if (!o->out) fatal("repro --plan=%s: give --out=DIR (the plan and its runs go there)", o->plan);
+    const Recipe *recipes[N_RECIPES > 0 ? N_RECIPES : 1];
+    for (size_t i = 0; i < n_chosen; i++) recipes[i] = &RECIPES[chosen[i]];
+    PlanRun *runs = xcalloc(n_chosen * MAX_ARMS * (size_t)o->seeds, sizeof *runs);
+    size_t n = plan_collect(runs, recipes, n_chosen, c->scale, o->seeds);
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd)) fatal("repro --plan: cannot read the current directory");
+    ArgList args = {0};
+    repro_args(&args, o, c);
+    SlurmResources res = {o->sbatch_time, o->sbatch_mem, o->sbatch_partition, o->sbatch_cpus};
+    plan_write(o->plan, c, runs, n, args.v, cwd, &res);
+    args_free(&args);
+    xfree(runs);
+    return 0;
+}
+
+// --only=ARM/seedS: one run of the sweep, as the sweep would run it (a plan's job).
+static int run_only(const ReproOptions *o, const RunContext *c, const size_t *chosen, size_t n_chosen) {
+    char arm[256];
+    int seed = -1, used = 0;
+    const char *slash = strrchr(o->only, '/');
+    if (slash && (size_t)(slash - o->only) < sizeof arm) snprintf(arm, sizeof arm, "%.*s", (int)(slash - o->only), o->only);
+    if (!slash || sscanf(slash, "/seed%d%n", &seed, &used) != 1 || slash[used] || seed < 0 || seed >= o->seeds)
+        fatal("repro: --only expects ARM/seedS with S in [0, %d), got '%s'", o->seeds, o->only);
+    for (size_t ci = 0; ci < n_chosen; ci++) {
+        const Recipe *r = &RECIPES[chosen[ci]];
+        int i = arm_index(r, arm);
+        if (i < 0 || !arm_active(&r->arms[i], c->scale)) continue;
+        cJSON *res = run_arm(c, &r->arms[i], seed);
+        cJSON_Delete(res);
+        return res ? 0 : 1;
+    }
+    fatal("repro: --only=%s: the chosen recipes run no arm '%s' at scale %s (see repro --list)",
+          o->only, arm, c->scale->name);
+}
+
 int repro_run(const ReproOptions *o) {
     char msg[512];
     if (recipes_check(RECIPES, N_RECIPES, msg, sizeof msg)) fatal("%s", msg);
@@ -113,7 +163,7 @@ int repro_run(const ReproOptions *o) {
     snprintf(default_out, sizeof default_out, "runs/repro-%s-%s", o->name, o->scale);
     for (char *c = default_out; *c; c++) if (*c == ',') *c = '+';
     const char *out = o->out ? o->out : default_out;
-    if (!o->list) make_dirs(out);
+    if (!o->list && !o->plan) make_dirs(out);
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0) fatal("repro: cannot find the routelab executable (/proc/self/exe)");
@@ -124,6 +174,11 @@ int repro_run(const ReproOptions *o) {
         list_runs(&c, chosen, n_chosen, o->seeds);
         return 0;
     }
+    if (o->plan) {
+        make_dirs(out);
+        return write_plan(o, &c, chosen, n_chosen);
+    }
+    if (o->only) return run_only(o, &c, chosen, n_chosen);
     printf("repro %s, scale %s, %d seed(s), into %s\n", o->name, scale->name, o->seeds, out);
     double t0 = now_seconds();
 

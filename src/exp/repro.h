@@ -15,6 +15,10 @@ typedef struct {
     const char *const *overrides;   // --key=value entries added to every training run
     size_t n_overrides;
     int list;                       // print the sweep's runs as JSON instead of running them
+    const char *plan;               // make | slurm: write the sweep for that engine (fanout.h)
+    const char *only;               // ARM/seedS: run that one run of the sweep, no report
+    const char *sbatch_time, *sbatch_mem, *sbatch_partition;  // --plan=slurm (NULL: the scale's)
+    int sbatch_cpus;                // 0: the scale's
 } ReproOptions;
 
 // Runs the sweep; returns the exit status (1 when a run failed, after writing the report).

@@ -52,6 +52,14 @@ void args_free(ArgList *a) {
     *a = (ArgList){0};
 }
 
+// The child being waited for: SIGTERM to this process (a `kill`, Slurm's time limit signalled to
+// a batch script's child) is passed on to it, so that a training writes its checkpoint and stops
+// instead of being orphaned.
+static volatile sig_atomic_t child_pid;
+static void forward_term(int sig) {
+    if (child_pid > 0) kill((pid_t)child_pid, sig);
+}
+
 // In the child: fd gets path (or /dev/null), or the child ends with 126.
 static void redirect(int fd, const char *path) {
     if (!path) path = "/dev/null";
@@ -68,10 +76,13 @@ int spawn_wait(char *const *argv, int search, const char *out_path, const char *
     // A pipe closed on exec tells the parent whether exec itself failed, and why.
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) fatal("cannot create a pipe: %s", strerror(errno));
-    struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
+    struct sigaction ign = {.sa_handler = SIG_IGN}, fwd = {.sa_handler = forward_term};
+    struct sigaction old_int, old_quit, old_term;
     sigemptyset(&ign.sa_mask);
+    sigemptyset(&fwd.sa_mask);
     sigaction(SIGINT, &ign, &old_int);
     sigaction(SIGQUIT, &ign, &old_quit);
+    sigaction(SIGTERM, &fwd, &old_term);
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
@@ -79,6 +90,7 @@ int spawn_wait(char *const *argv, int search, const char *out_path, const char *
     if (pid == 0) {
         sigaction(SIGINT, &old_int, NULL);  // the child handles Ctrl-C itself
         sigaction(SIGQUIT, &old_quit, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
         close(report[0]);
         redirect(1, out_path);
         redirect(2, err_path);
@@ -87,6 +99,7 @@ int spawn_wait(char *const *argv, int search, const char *out_path, const char *
         if (write(report[1], &e, sizeof e) < 0) {}
         _exit(127);
     }
+    child_pid = pid;
     close(report[1]);
     int exec_errno = 0;
     ssize_t got;
@@ -95,8 +108,10 @@ int spawn_wait(char *const *argv, int search, const char *out_path, const char *
     int status = 0;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR) fatal("waiting for '%s': %s", argv[0], strerror(errno));
+    child_pid = 0;
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGQUIT, &old_quit, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     if (got == (ssize_t)sizeof exec_errno) {
         snprintf(why, cap, "cannot run %s: %s", argv[0], strerror(exec_errno));
         return -1;

@@ -19,7 +19,8 @@ void args_free(ArgList *a);
 // Runs argv (argv[0] a path, or a name looked up in PATH when search is set) with stdout and
 // stderr sent to the given files (NULL: /dev/null; the same path twice is not supported) and
 // waits for it. SIGINT and SIGQUIT are ignored here meanwhile (as the C library's shell runner does), so that Ctrl-C
-// reaches the child, which stops cleanly, and the caller sees how it ended.
+// reaches the child, which stops cleanly, and the caller sees how it ended; a SIGTERM meanwhile
+// is passed on to the child (a training checkpoints and stops; the caller sees it stopped early).
 // Returns 0 when the child exited 0; otherwise writes why ("exit 3", "signal 9", "cannot run
 // gnuplot: No such file or directory") into why and returns -1 (could not start) or 1.
 int spawn_wait(char *const *argv, int search, const char *out_path, const char *err_path,

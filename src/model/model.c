@@ -395,6 +395,7 @@ double model_forward_given(Model *m, const int *inputs, const int *targets, int 
     // that); evaluation streams restart with every evaluation (eval_count reset by the caller).
     m->fwd_index = m->training ? m->forward_count++ : ((uint64_t)1 << 62) + m->eval_count++;
     m->fwd_key = hash64((uint64_t)c->seed ^ 0xD50Full, m->fwd_index);
+    if (m->training && m->stream) m->fwd_key = hash64(m->fwd_key, m->stream);
     for (size_t n = 0; n < N; n++) {
         if (inputs[n] < 0 || inputs[n] >= V)
             fatal("token id %d at position %zu is outside the vocabulary [0, %d): check that the "

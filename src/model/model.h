@@ -71,6 +71,8 @@ typedef struct {
     int blocks_only;                // forward stops after the last block (no logits, no loss)
     uint64_t forward_count;         // training forwards so far: keys dropout and fresh masks
     uint64_t eval_count;            // evaluation forwards since the last reset
+    uint64_t stream;                // data-parallel rank: its own training dropout and mask
+                                    // draws (0: a single process's, unchanged)
     uint64_t fwd_index;             // index of the last forward (backward reuses it)
     uint64_t fwd_key;               // its dropout key
     double loss;                    // mean loss of the last forward with targets (LM only)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "dist.h"
 #include "hf_model.h"
 #include "safetensors.h"
 
@@ -179,6 +180,10 @@ void checkpoint_save(const char *path, const Model *m, const TrainState *st) {
     st_writer_meta(w, "elapsed_s", buf);
     snprintf(buf, sizeof buf, "%d", omp_get_max_threads());
     st_writer_meta(w, "threads", buf);
+    if (dist_size() > 1) {  // absent: one process (checkpoints of single runs are unchanged)
+        snprintf(buf, sizeof buf, "%d", dist_size());
+        st_writer_meta(w, "ranks", buf);
+    }
     const char *blas = openblas_get_config();
     st_writer_meta(w, "blas", blas ? blas : "");
     // parameters, then the AdamW moments by the same names, then the step counts
@@ -432,6 +437,23 @@ void checkpoint_check_threads(const char *path, int force) {
         fatal("resume: the run used %d threads, this invocation %d: results would diverge (pass "
               "--threads=%d, or --force to continue anyway)", n, here, n);
     warnf("resume: the run used %d threads, this invocation %d: results will not be "
+          "bit-identical to an uninterrupted run (--force)", n, here);
+}
+
+void checkpoint_check_ranks(const char *path, int force) {
+    int n = 1, here = dist_size();
+    if (checkpoint_version(path) == 2) {
+        StFile f;
+        open_v2(&f, path);
+        const char *s = st_meta(&f, "ranks");
+        if (s && atoi(s) > 0) n = atoi(s);
+        st_close(&f);
+    }
+    if (n == here) return;
+    if (!force)
+        fatal("resume: the run used %d process(es) (mpirun -np), this invocation %d: its data "
+              "order and results would change (run mpirun -np %d, or pass --force)", n, here, n);
+    warnf("resume: the run used %d process(es), this invocation %d: results will not be "
           "bit-identical to an uninterrupted run (--force)", n, here);
 }
 

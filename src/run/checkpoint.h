@@ -58,6 +58,8 @@ int checkpoint_threads(const char *path);
 // Resume guard: dies when the checkpoint's run used another thread count than
 // omp_get_max_threads() (the loss sequence would diverge); with force, warns instead.
 void checkpoint_check_threads(const char *path, int force);
+// The same for the number of data-parallel processes (mpirun -np; absent in the file: 1).
+void checkpoint_check_ranks(const char *path, int force);
 // A path given as a run directory means RUNDIR/model.ckpt.
 void checkpoint_resolve_path(char *out, size_t cap, const char *path_or_dir);
 

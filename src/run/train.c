@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "adamw.h"
 #include "checkpoint.h"
@@ -14,6 +15,7 @@
 #include "common.h"
 #include "dataset.h"
 #include "diagnostics.h"
+#include "dist.h"
 #include "eval.h"
 #include "model.h"
 #include "options.h"
@@ -144,6 +146,10 @@ int cmd_train(int argc, char **argv) {
     config_resolve(&c);
     if (c.threads > 0) omp_set_num_threads(c.threads);
     if (resume) checkpoint_check_threads(ckpt_path, force);
+    if (resume) checkpoint_check_ranks(ckpt_path, force);
+    // Data parallel (mpirun, dist.h): R ranks; rank 0 alone writes files and prints.
+    const int R = dist_size(), rank = dist_rank();
+    if (rank != 0 && !freopen("/dev/null", "w", stdout)) fatal("train: cannot redirect rank %d's output", rank);
     const char *dir = resume ? resume : c.out;
     if (resume && !dir_exists(resume)) {  // --resume=FILE: the run directory is its folder
         static char d[4096];
@@ -160,8 +166,8 @@ int cmd_train(int argc, char **argv) {
     if (!resume) join_path(ckpt_path, sizeof ckpt_path, dir, "model.ckpt");
     // A run killed while writing its checkpoint leaves the unfinished temporary file: the run
     // owns its directory, so it is removed (the checkpoint itself was never touched).
-    int stale = atomic_remove_stale(ckpt_path) + atomic_remove_stale(metrics_path) +
-                atomic_remove_stale(cfg_path);  // config.ini is rewritten (atomically) at every start
+    int stale = rank ? 0 : atomic_remove_stale(ckpt_path) + atomic_remove_stale(metrics_path) +
+                               atomic_remove_stale(cfg_path);  // config.ini: rewritten at every start
     if (stale) warnf("removed %d unfinished temporary file(s) of an interrupted write in %s", stale, dir);
 
     DataSpec spec = dataspec_from_config(&c);
@@ -176,24 +182,38 @@ int cmd_train(int argc, char **argv) {
     if (resume) {
         checkpoint_load(ckpt_path, &m, &st);
         dataset_set_position(train, st.data_position);
-        truncate_metrics(metrics_path, (long)st.step);
+        if (rank == 0) truncate_metrics(metrics_path, (long)st.step);
     }
     char *cfg_text = config_to_string(&c);
-    write_file_atomic(cfg_path, cfg_text, strlen(cfg_text));
+    if (rank == 0) write_file_atomic(cfg_path, cfg_text, strlen(cfg_text));
+    // Every rank runs the same config from the same weights and training state, or none runs.
+    dist_check_same(XXH64(cfg_text, strlen(cfg_text), 0), "config");
+    dist_check_same(XXH64(m.params, m.table.total * sizeof(float), 0), "parameter checksum");
+    dist_check_same(XXH64(&st, sizeof st, 0), "training state (step, data position)");
     free(cfg_text);
-    FILE *metrics = xfopen(metrics_path, resume ? "a" : "w", "metrics log");
+    FILE *metrics = rank ? xfopen("/dev/null", "w", "null device")
+                         : xfopen(metrics_path, resume ? "a" : "w", "metrics log");
+    m.stream = (uint64_t)rank;  // each rank its own dropout / mask draws (rank 0: a single run's)
 
-    FILE *log = json ? stderr : stdout;  // with --json, stdout carries only the result
+    FILE *log = json && rank == 0 ? stderr : stdout;  // with --json, stdout carries only the result
     model_print_summary(&m, log);
     fprintf(log, "data: %s; run directory: %s; %d threads%s\n", dataset_describe(train), dir,
             m.nthreads, resume ? "; resuming" : "");
     if (resume) fprintf(log, "resumed at step %lld of %d\n", (long long)st.step, c.steps);
+    if (R > 1)
+        fprintf(log, "data parallel: %d ranks x batch %d x grad_accum %d = global batch %d rows\n", R,
+                c.batch, c.grad_accum, R * c.batch * c.grad_accum);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
     int B = c.batch, T = c.seq_len;
     size_t N = (size_t)B * T;
-    int *inputs = xcalloc(N, sizeof(int)), *targets = xcalloc(N, sizeof(int));
+    // Each micro-batch is drawn whole (R * B rows, the single-process order); this rank trains
+    // on rows rank*B ... rank*B + B - 1 of it.
+    int *inputs = xcalloc(N * R, sizeof(int)), *targets = xcalloc(N * R, sizeof(int));
+    const int *my_in = inputs + (size_t)rank * N, *my_tg = targets + (size_t)rank * N;
+    float *reduce_scratch = R > 1 ? xcalloc(m.table.total, sizeof(float)) : NULL;
+    int stop_all = 0;  // R > 1: the ranks' agreed stop request (a signal reaches them apart)
     double *step_times = xcalloc((size_t)c.steps + 1, sizeof(double));
     int timed = 0, done_here = 0, stopped_early = 0;
     double recent_loss[10] = {0};
@@ -210,7 +230,22 @@ int cmd_train(int argc, char **argv) {
         m.training = 1;
         loss = 0.0;
         for (int micro = 0; micro < c.grad_accum; micro++) {
-            dataset_next_batch(train, B, inputs, targets);
+            dataset_next_batch(train, B * R, inputs, targets);
+            if (R > 1) {  // weight = this rank's share of the micro-batch's scored targets
+                size_t mine = 0, all = 0;
+                for (size_t i = 0; i < N * R; i++) all += targets[i] >= 0;
+                for (size_t i = 0; i < N; i++) mine += my_tg[i] >= 0;
+                if (all == 0)
+                    fatal("batch at step %d has no scored target (every target is -1): check the data",
+                          step + 1);
+                if (mine == 0) continue;  // nothing of this rank's rows is scored
+                double l = model_forward(&m, my_in, my_tg, B, T);
+                die_if_diverged("train", "loss", l, step + 1, ckpt_path);
+                double w = (double)mine / (double)all;
+                model_backward(&m, (float)(w / c.grad_accum));
+                loss += l * w / c.grad_accum;
+                continue;
+            }
             double l = model_forward(&m, inputs, targets, B, T);
             die_if_diverged("train", "loss", l, step + 1, ckpt_path);  // before any update
             if (m.n_scored == 0)
@@ -219,20 +254,27 @@ int cmd_train(int argc, char **argv) {
             model_backward(&m, 1.0f / c.grad_accum);
             loss += l / c.grad_accum;
         }
+        if (R > 1) {  // the gradient and the loss summed over the ranks, in rank order
+            dist_sum_floats(m.grads, m.table.total, reduce_scratch);
+            double x[2] = {loss, stop_requested ? 1.0 : 0.0};
+            dist_sum_doubles(x, 2);
+            loss = x[0];
+            stop_all = x[1] > 0;
+        }
         diagnostics_gate_grad_norms(diag, &m);
         double norm = grad_clip(&m, c.grad_clip);
         die_if_diverged("train", "gradient norm", norm, step + 1, ckpt_path);
         adamw_step(&m, lr);
         double dt = now_seconds() - t0;
         st.step++;
-        st.tokens_seen += (uint64_t)N * c.grad_accum;
+        st.tokens_seen += (uint64_t)N * c.grad_accum * R;
         st.elapsed_s += dt;
         st.forward_count = m.forward_count;
         st.data_position = dataset_position(train);
         step_times[timed++] = dt;
         done_here++;
         recent_loss[n_recent++ % 10] = loss;
-        double tok_s = N * c.grad_accum / dt;
+        double tok_s = N * c.grad_accum * R / dt;
         StepMetrics sm = {(long long)st.step, loss, lr, norm, tok_s, st.elapsed_s, {0}};
         for (int l = 0; l < c.n_layer; l++) sm.gate_grad_norm[l] = diag[l].gate_grad_norm;
         write_step_metrics(metrics, &sm, &m);
@@ -245,7 +287,7 @@ int cmd_train(int argc, char **argv) {
             fflush(log);
         }
         if ((c.eval_every > 0 && st.step % c.eval_every == 0) || last) {
-            evaluate(&ev, &m, val, B, c.eval_batches, 1);
+            evaluate(&ev, &m, val, B * R, c.eval_batches, 1);  // every rank: the global batch
             have_eval = 1;
             cJSON *o = cJSON_CreateObject();
             json_add_number(o, RK_STEP, (double)st.step);
@@ -262,25 +304,26 @@ int cmd_train(int argc, char **argv) {
             fflush(log);
         }
         fflush(metrics);
-        int stop_now = stop_requested || (c.stop_after > 0 && done_here >= c.stop_after);
+        int stop_sig = R > 1 ? stop_all : stop_requested;
+        int stop_now = stop_sig || (c.stop_after > 0 && done_here >= c.stop_after);
         if ((c.ckpt_every > 0 && st.step % c.ckpt_every == 0) || last || stop_now) {
             if (!params_all_finite(&m))  // never overwrite the last good checkpoint with it
                 die_if_diverged("train", "a parameter", NAN, (int)st.step, ckpt_path);
-            checkpoint_save(ckpt_path, &m, &st);
+            if (rank == 0) checkpoint_save(ckpt_path, &m, &st);
         }
         if (stop_now && !last) {
             fprintf(log, "%s after step %lld: checkpoint written to %s; continue with: routelab "
                          "train --resume=%s\n",
-                    stop_requested ? "interrupted" : "stopped (stop_after)", (long long)st.step,
+                    stop_sig ? "interrupted" : "stopped (stop_after)", (long long)st.step,
                     ckpt_path, dir);
             stopped_early = 1;
             break;
         }
     }
     fclose(metrics);
-    if (!have_eval && !stopped_early) evaluate(&ev, &m, val, B, c.eval_batches, 1);
+    if (!have_eval && !stopped_early) evaluate(&ev, &m, val, B * R, c.eval_batches, 1);
     double median = median_of(step_times, (size_t)timed);
-    double tok_s = median > 0 ? N * c.grad_accum / median : 0.0;
+    double tok_s = median > 0 ? N * c.grad_accum * R / median : 0.0;
     double train_loss = 0.0;
     int nr = n_recent < 10 ? n_recent : 10;
     for (int i = 0; i < nr; i++) train_loss += recent_loss[i] / nr;
@@ -294,6 +337,10 @@ int cmd_train(int argc, char **argv) {
                (long long)st.step, train_loss, ev.loss, ev.ppl, ev.accuracy, tok_s,
                peak_rss_bytes() / 1048576.0, ckpt_path);
     }
+    if (R > 1 && c.log_every > 0)
+        fprintf(log, "data parallel: gradient reduction %.4f s a step (mean over %d steps)\n",
+                dist_comm_seconds() / (done_here ? done_here : 1), done_here);
+    xfree(reduce_scratch);
     xfree(inputs);
     xfree(targets);
     xfree(step_times);
