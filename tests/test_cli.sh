@@ -260,7 +260,8 @@ expect_error "repro unknown recipe in a list" "unknown recipe 'exp9'" $RL repro 
 # --- sweeps on existing engines: --plan=make and --plan=slurm (exp3,exp4: dependent arms) ----
 # The plan's runs (make -j2) and then repro without --plan give the report of repro run directly
 # (rp3 above holds the same runs, made by repro all): report.md identical, results.json equal but
-# for the paths and the timing fields (tokens_per_s, eval_seconds, peak_rss_mib).
+# for the paths and the timing fields (tokens_per_s, eval_seconds, peak_rss_mib, and the
+# distillation's train_seconds, step_seconds_median).
 PA="--scale=tiny --seeds=1 --steps=8 --distill_steps=4 --eval_batches=1"
 PM="$TMP/plan 'make'"
 $RL repro exp3,exp4 $PA --out="$PM" --plan=make >"$TMP/pm.log" 2>&1 || bad "repro --plan=make: $(tail -2 "$TMP/pm.log")"
@@ -280,7 +281,7 @@ import json, sys
 def norm(path, out):
     R = json.load(open(path))
     for r in R:
-        for k in ('tokens_per_s', 'eval_seconds', 'peak_rss_mib'): r['result'].pop(k, None)
+        for k in ('tokens_per_s', 'eval_seconds', 'peak_rss_mib', 'train_seconds', 'step_seconds_median'): r['result'].pop(k, None)
         for k, v in r['result'].items():
             if isinstance(v, str): r['result'][k] = v.replace(out, 'OUT')
     return R
