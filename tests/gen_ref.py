@@ -125,6 +125,25 @@ MIXED_CYCLE = ["hard", "soft", "oracle", "window", "soft_prob"]
 LR, BETA1, BETA2, EPS, WD, STEPS = 1e-3, 0.9, 0.95, 1e-8, 0.1, 3
 
 
+# What index.json says of the AdamW steps and the tolerances (every set, every style).
+ADAMW_SPEC = dict(lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS, weight_decay=WD, steps=STEPS,
+                  betas=[BETA1, BETA2], grad_clip=None, same_batch_every_step=True,
+                  decay="weight_decay on parameters with ndim >= 2 only",
+                  update_rule=("a parameter is updated iff it is in the case's 'updated' list "
+                               "(trainable and grad_is_none false); others are untouched (no "
+                               "decay, no moments)"),
+                  formula=("t=step (1-based); p *= 1 - lr*wd; m = b1*m + (1-b1)*g; v = b2*v + "
+                           "(1-b2)*g*g; p -= (lr/(1-b1^t)) * m / (sqrt(v)/sqrt(1-b2^t) + eps)"))
+TOLERANCE_SPEC = dict(
+    rtol=1e-4, atol=1e-5,
+    scalars="loss, adamw.losses, adamw.loss_after, diagnostics: |c-r| <= atol + rtol*|r|",
+    logits="every element |c-r| <= atol + rtol*|r|",
+    grads="every element |c-r| <= rtol*|r| + atol*max|r| (max over that tensor)",
+    params_after=("per tensor: exclude elements whose dumped grad |g| < 0.001 * max|g|; "
+                  "every other element |c-r| <= 0.0001*|r| + 0.0001"),
+    see="README.md, section Tolerances")
+
+
 def parse_args(argv=None):
     here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.dirname(here)
@@ -594,22 +613,8 @@ def write_set(twin, a, out, data_seed, payload):
                      "float32 weights, stored as float32. See README.md." % a.style),
         torch_version=torch.__version__,
         config=config,
-        adamw=dict(lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS, weight_decay=WD, steps=STEPS,
-                   betas=[BETA1, BETA2], grad_clip=None, same_batch_every_step=True,
-                   decay="weight_decay on parameters with ndim >= 2 only",
-                   update_rule=("a parameter is updated iff it is in the case's 'updated' list "
-                                "(trainable and grad_is_none false); others are untouched (no "
-                                "decay, no moments)"),
-                   formula=("t=step (1-based); p *= 1 - lr*wd; m = b1*m + (1-b1)*g; v = b2*v + "
-                            "(1-b2)*g*g; p -= (lr/(1-b1^t)) * m / (sqrt(v)/sqrt(1-b2^t) + eps)")),
-        tolerance=dict(
-            rtol=1e-4, atol=1e-5,
-            scalars="loss, adamw.losses, adamw.loss_after, diagnostics: |c-r| <= atol + rtol*|r|",
-            logits="every element |c-r| <= atol + rtol*|r|",
-            grads="every element |c-r| <= rtol*|r| + atol*max|r| (max over that tensor)",
-            params_after=("per tensor: exclude elements whose dumped grad |g| < 0.001 * max|g|; "
-                          "every other element |c-r| <= 0.0001*|r| + 0.0001"),
-            see="README.md, section Tolerances"),
+        adamw=ADAMW_SPEC,
+        tolerance=TOLERANCE_SPEC,
         params=params,
         inputs=e_in,
         targets=e_tg,
@@ -672,22 +677,8 @@ def write_family_index(twin, a, out, data_seed, W, params, e_in, e_tg, cases, fp
         hf_dtype=a.hf_dtype,
         hf_files=files,
         hf_rope_form=a.rope_form,
-        adamw=dict(lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS, weight_decay=WD, steps=STEPS,
-                   betas=[BETA1, BETA2], grad_clip=None, same_batch_every_step=True,
-                   decay="weight_decay on parameters with ndim >= 2 only",
-                   update_rule=("a parameter is updated iff it is in the case's 'updated' list "
-                                "(trainable and grad_is_none false); others are untouched (no "
-                                "decay, no moments)"),
-                   formula=("t=step (1-based); p *= 1 - lr*wd; m = b1*m + (1-b1)*g; v = b2*v + "
-                            "(1-b2)*g*g; p -= (lr/(1-b1^t)) * m / (sqrt(v)/sqrt(1-b2^t) + eps)")),
-        tolerance=dict(
-            rtol=1e-4, atol=1e-5,
-            scalars="loss, adamw.losses, adamw.loss_after, diagnostics: |c-r| <= atol + rtol*|r|",
-            logits="every element |c-r| <= atol + rtol*|r|",
-            grads="every element |c-r| <= rtol*|r| + atol*max|r| (max over that tensor)",
-            params_after=("per tensor: exclude elements whose dumped grad |g| < 0.001 * max|g|; "
-                          "every other element |c-r| <= 0.0001*|r| + 0.0001"),
-            see="README.md, section Tolerances"),
+        adamw=ADAMW_SPEC,
+        tolerance=TOLERANCE_SPEC,
         params=params,
         inputs=e_in,
         targets=e_tg,
