@@ -206,6 +206,17 @@ static void report_shares(FILE *f, const Recipe *r, RecipeResults res, const Arm
     }
 }
 
+// Mean over the seeds that have it of element d of an arm's array result `key` (NAN: none).
+static double seed_mean_item(cJSON *const *seeds, const char *key, int d) {
+    double sum = 0;
+    int n = 0;
+    for (int s = 0; s < MAX_SEEDS; s++) {
+        double x = result_item(seeds[s], key, d);
+        if (isfinite(x)) sum += x, n++;
+    }
+    return n ? sum / n : NAN;
+}
+
 // Routing precision on MQAR by depth (mean over seeds), and the Bloom-filter index.
 static void report_probe(FILE *f, const Recipe *r, RecipeResults res) {
     int pb = arm_index(r, "mqar_probe");
@@ -216,15 +227,7 @@ static void report_probe(FILE *f, const Recipe *r, RecipeResults res) {
     int depths = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(res[pb][0], RK_KEY_PRECISION));
     for (int d = 0; d < depths; d++) {
         double v[3];
-        for (int j = 0; j < 3; j++) {
-            double sum = 0;
-            int n = 0;
-            for (int s = 0; s < MAX_SEEDS; s++) {
-                double x = result_item(res[pb][s], keys3[j], d);
-                if (isfinite(x)) sum += x, n++;
-            }
-            v[j] = n ? sum / n : NAN;
-        }
+        for (int j = 0; j < 3; j++) v[j] = seed_mean_item(res[pb], keys3[j], d);
         fprintf(f, "| %d | %s | %s | %s |\n", d, NUM("%.4f", v[0]), NUM("%.4f", v[1]), NUM("%.4f", v[2]));
     }
     double bl = 0;
@@ -248,15 +251,7 @@ static void report_probe(FILE *f, const Recipe *r, RecipeResults res) {
                                      "effective_rank_value"};
     for (int d = 0; d < depths; d++) {
         double v[6];
-        for (int j = 0; j < 6; j++) {
-            double sum = 0;
-            int k = 0;
-            for (int s = 0; s < MAX_SEEDS; s++) {
-                double x = result_item(res[pb][s], lk[j], d);
-                if (isfinite(x)) sum += x, k++;
-            }
-            v[j] = k ? sum / k : NAN;
-        }
+        for (int j = 0; j < 6; j++) v[j] = seed_mean_item(res[pb], lk[j], d);
         fprintf(f, "| %d | %s | %s | %s | %s | %s / %s |\n", d, NUM("%.4f", v[0]), NUM("%.4f", v[1]),
                 NUM("%.4f", v[2]), NUM("%.4f", v[3]), NUM("%.0f", v[4]), NUM("%.0f", v[5]));
     }
