@@ -142,21 +142,19 @@ mk; edit_config 'c["num_hidden_layers"] = 3'
 expect_error "a missing tensor" "tensor 'model.layers.2.input_layernorm.weight' is missing" "$TMP/bad"
 mk; truncate -s 5000 "$TMP/bad/model.safetensors"
 expect_error "a truncated file" "truncated" "$TMP/bad"
-mk; $PY - "$TMP/bad/model.safetensors" <<'PY'
+# set_norm_dtype DTYPE: rewrites the header of the bad copy so model.norm.weight claims DTYPE
+set_norm_dtype() {
+    $PY - "$TMP/bad/model.safetensors" "$1" <<'PY'
 import json, struct, sys
 raw = open(sys.argv[1], "rb").read(); (n,) = struct.unpack("<Q", raw[:8])
-h = json.loads(raw[8:8 + n]); h["model.norm.weight"]["dtype"] = "F8_E4M3"
+h = json.loads(raw[8:8 + n]); h["model.norm.weight"]["dtype"] = sys.argv[2]
 b = json.dumps(h).encode(); b += b" " * (-len(b) % 8)
 open(sys.argv[1], "wb").write(struct.pack("<Q", len(b)) + b + raw[8 + n:])
 PY
+}
+mk; set_norm_dtype F8_E4M3
 expect_error "an unknown dtype" "unknown dtype 'F8_E4M3'" "$TMP/bad"
-mk; $PY - "$TMP/bad/model.safetensors" <<'PY'
-import json, struct, sys
-raw = open(sys.argv[1], "rb").read(); (n,) = struct.unpack("<Q", raw[:8])
-h = json.loads(raw[8:8 + n]); h["model.norm.weight"]["dtype"] = "I32"
-b = json.dumps(h).encode(); b += b" " * (-len(b) % 8)
-open(sys.argv[1], "wb").write(struct.pack("<Q", len(b)) + b + raw[8 + n:])
-PY
+mk; set_norm_dtype I32
 expect_error "an integer weight" "dtype I32; routelab reads F32, BF16 and F16" "$TMP/bad"
 mk; mv "$TMP/bad/model.safetensors" "$TMP/bad/model-00001-of-00002.safetensors"
 $PY - "$TMP/bad" <<'PY'
