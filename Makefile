@@ -42,7 +42,7 @@ LIBOBJ  = $(patsubst src/%.c,$(BUILD)/%.o,$(filter-out src/cmd/main.c,$(SRC)))
 TESTS   = $(patsubst tests/%.c,$(BUILD)/%,$(wildcard tests/test_*.c))
 DEPS    = deps
 
-.PHONY: all test run clean deps check-long bench bench-hf data-kjv check-layers fuzz fuzz-build
+.PHONY: all test run run-llm clean deps check-long bench bench-hf data-kjv check-layers fuzz fuzz-build
 
 all: $(BIN)
 
@@ -124,9 +124,15 @@ test: deps check-layers $(BIN) $(TESTS) $(if $(filter 1,$(SANITIZE)),,fuzz-build
 run: deps routelab
 	OMP_WAIT_POLICY=PASSIVE ./routelab repro all --scale=tiny --seeds=1 --out=runs/tiny
 
+# The paper's Section 5 on a small Qwen3-family model trained and exported here (no downloads):
+# the four llm-* recipes at tiny scale (about 5 minutes on 2 cores).
+run-llm: deps routelab
+	OMP_WAIT_POLICY=PASSIVE ./routelab repro llm --scale=tiny --seeds=1 --out=runs/tiny-llm
+
 # Real English for CPU-scale runs: Debian's King James Bible (4.3 MB, about 1M GPT-2 tokens),
 # prepared with GPT-2's tokenizer (needs ../shared/data/gpt2-tokenizer, or GPT2_DIR=...) into
-# data/kjv-gpt2, and with a BPE of 8192 tokens trained on it into data/kjv-8k.
+# data/kjv-gpt2, and with BPEs of 8192 and 2048 tokens trained on it into data/kjv-8k and
+# data/kjv-2k (the medium scale's: a smaller head leaves more of the time to attention).
 GPT2_DIR ?= ../shared/data/gpt2-tokenizer
 data-kjv: deps routelab
 	@command -v bible >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq bible-kjv >/dev/null; } \
@@ -136,14 +142,18 @@ data-kjv: deps routelab
 	./routelab prepare --input=data/kjv.txt --tokenizer=gpt2:$(GPT2_DIR) --out=data/kjv-gpt2
 	./routelab tokenizer-train --input=data/kjv.txt --vocab_size=8192 --out=data/kjv-8k.bpe
 	./routelab prepare --input=data/kjv.txt --tokenizer=data/kjv-8k.bpe --out=data/kjv-8k
+	./routelab tokenizer-train --input=data/kjv.txt --vocab_size=2048 --out=data/kjv-2k.bpe
+	./routelab prepare --input=data/kjv.txt --tokenizer=data/kjv-2k.bpe --out=data/kjv-2k
 
 # routelab vs the PyTorch twin on the same cores (QUICK=1: one row, fp32; PRECISIONS=fp32,bf16
-# to choose). Needs Debian's python3-torch.
+# to choose), then the Hugging Face rows of bench-hf (HF=0 leaves them out). Needs Debian's
+# python3-torch.
 bench: deps routelab
 	@/usr/bin/python3 -c "import torch" 2>/dev/null || { [ "$$(id -u)" = 0 ] && \
 	  apt-get install -y -qq python3-torch python3-numpy >/dev/null; } || \
 	  { echo "routelab: run: sudo apt-get install -y python3-torch python3-numpy" >&2; exit 1; }
 	/usr/bin/python3 bench/bench.py $(if $(QUICK),--quick) $(if $(PRECISIONS),--precisions $(PRECISIONS))
+	$(if $(filter 0,$(HF)),,/usr/bin/python3 bench/hf_eval.py)
 
 # Hugging Face models: eval tokens/s, gate-distillation and single-layer fine-tune step times of
 # a Qwen3-0.6B-shaped model (random BF16 weights, written once into build/bench-hf) against the

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """gen_ref.py: write a routelab reference case set (format_version 1) with the PyTorch twin.
 
-Produces the same 16 cases as ../shared/ref/{paper_small,gpt2style_small} (README.md there,
-section 10), for a model of any shape, so that `routelab refcheck DIR` can be run on unseen
+Produces the 16 cases of ../shared/ref/{paper_small,gpt2style_small} (README.md there,
+section 10) and single_layer, for a model of any shape, so that `routelab refcheck DIR` can be run on unseen
 shapes.  The twin (pytorch/model.py) is imported, never copied: its semantics are the spec.
 
 Usage (Debian's PyTorch, run from anywhere):
@@ -58,7 +58,7 @@ hard/oracle rows of the 4 forwards, relative to the largest |score| of that (lay
 score tensor over the ranked entries (null if the case ranks nothing).
 fp32_vs_fp64 only compares the loss of forward 0 of a float32 twin (or is null).
 
-HF families (--family llama|qwen2|qwen3|gpt2): the same 16 cases for a model of a Hugging
+HF families (--family llama|qwen2|qwen3|gpt2): the 17 cases for a model of a Hugging
 Face family, computed by tests/hf_twin.py (llama, qwen2, qwen3) or by the shared twin itself
 (gpt2 = routelab family gpt with attention biases, tied head, tanh GELU, ln_eps =
 layer_norm_epsilon, seq_len = n_positions).  The initial weights are hf_twin.init_weights
@@ -99,7 +99,7 @@ import torch.nn.functional as F
 CASE_NAMES = ["dense", "oracle", "soft_learned", "soft_random", "soft_prob_learned",
               "hard_learned", "hard_ste", "stochastic", "random_fixed", "window",
               "topk_all_hard", "mixed", "gates_only", "distill_kl", "distill_bce",
-              "masked_loss"]
+              "masked_loss", "single_layer"]
 
 DESCRIPTIONS = {
     "dense": "causal softmax",
@@ -118,6 +118,9 @@ DESCRIPTIONS = {
     "distill_kl": "frozen dense model, KL distillation of the gates",
     "distill_bce": "frozen dense model, BCE distillation of the gates to the oracle top-k mask",
     "masked_loss": "targets with -1 (ignored) entries",
+    "single_layer": ("only block L/2's attention (q/k/v/o, q/k norm, biases) and its learned soft "
+                     "gate train, the other blocks dense and frozen (repro llm-single-layer): "
+                     "routelab skips the backward below block L/2"),
 }
 
 MIXED_CYCLE = ["hard", "soft", "oracle", "window", "soft_prob"]
@@ -281,6 +284,8 @@ def case_specs(a):
     spec["distill_kl"] = mk("dense", loss="distill_kl", trainable="gates")
     spec["distill_bce"] = mk("dense", loss="distill_bce", trainable="gates")
     spec["masked_loss"] = mk("dense", targets="masked")
+    spec["single_layer"] = mk(["soft" if l == L // 2 else "dense" for l in range(L)],
+                              trainable="attn:%d" % (L // 2))
     assert list(spec) == CASE_NAMES
     return spec
 
@@ -342,6 +347,9 @@ def build(twin, a, sp, weights32, dtype):
     model.to(dtype)
     if sp["trainable"] == "gates":
         model.set_trainable("gates")
+    elif sp["trainable"].startswith("attn:"):   # routelab's freeze item attn:L (gates included)
+        prefix = "blocks.%d.attn." % int(sp["trainable"][5:])
+        model.set_trainable([n for n, _ in model.named_parameters() if n.startswith(prefix)])
     else:
         model.set_trainable("all")    # random gates stay frozen (_apply_gate_kinds)
     model.train()                     # dropout is 0 anyway

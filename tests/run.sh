@@ -54,6 +54,7 @@ done
 run_suite cli bash tests/test_cli.sh
 run_suite hf bash tests/test_hf.sh
 run_suite hf_twin bash tests/test_hf_twin.sh
+run_suite llm bash tests/test_llm.sh
 run_suite crash bash tests/test_crash.sh
 run_suite mpi bash tests/test_mpi.sh
 run_suite hf_ref bash tests/hf_tokenizer_ref.sh

@@ -4,20 +4,6 @@
 # Uses ../shared (reference cases, WikiText, GPT-2 tokenizer) where present; says SKIP otherwise.
 source "$(dirname "$0")/lib.sh"
 SHARED=../shared
-# expect_error WHAT PATTERN CMD...: CMD must exit non-zero with a one-line error matching PATTERN
-expect_error() {
-    local what=$1 pat=$2
-    shift 2
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$?
-    if [ $rc -eq 0 ]; then bad "$what: exit 0, expected an error"; return; fi
-    if [ $rc -gt 128 ]; then bad "$what: crashed (signal $((rc - 128)))"; return; fi
-    # make test SANITIZE=1: a sanitizer report on an error path is a crash, not an error line
-    if grep -qE 'Sanitizer|runtime error:' "$TMP/err"; then bad "$what: sanitizer report: $(head -3 "$TMP/err")"; return; fi
-    if ! grep -qE "$pat" "$TMP/err"; then bad "$what: stderr lacks /$pat/: $(cat "$TMP/err")"; return; fi
-    if [ "$(grep -c 'error' "$TMP/err")" -ne 1 ]; then bad "$what: not a one-line error"; return; fi
-    ok
-}
 TINY="--data=mqar --n_layer=2 --d_model=32 --n_head=2 --d_ff=64 --seq_len=32 --vocab_size=32 \
  --mqar_pairs=4 --batch=4 --mqar_eval_examples=16 --eval_batches=2 --log_every=0 --warmup=2 --d_g=8 --k=8"
 

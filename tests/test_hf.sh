@@ -110,8 +110,8 @@ check "export of a mixture of experts is refused by name" \
     bash -c "$RL export --ckpt=$TMP/moe --out=$TMP/moehf 2>&1 | grep -q \"key 'ffn'\""
 
 # ----------------------------------------------------------------------------- bad directories
-# expect_error LABEL PATTERN DIR: eval fails with one line matching PATTERN
-expect_error() {
+# expect_eval_error LABEL PATTERN DIR: eval fails with one line matching PATTERN
+expect_eval_error() {
     local out
     out=$($RL eval --ckpt="$3" --json 2>&1)
     local rc=$?
@@ -127,21 +127,21 @@ c = json.load(open(sys.argv[1])); exec(sys.argv[2]); json.dump(c, open(sys.argv[
 PY
 }
 mk; edit_config 'c["architectures"] = ["MistralForCausalLM"]'
-expect_error "unknown architecture" "architecture 'MistralForCausalLM' is not implemented" "$TMP/bad"
+expect_eval_error "unknown architecture" "architecture 'MistralForCausalLM' is not implemented" "$TMP/bad"
 mk; edit_config 'c["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0}'
-expect_error "unknown rope type" "rope type 'yarn' is not implemented" "$TMP/bad"
+expect_eval_error "unknown rope type" "rope type 'yarn' is not implemented" "$TMP/bad"
 mk; edit_config 'c["hidden_act"] = "gelu"'
-expect_error "unknown activation" "hidden_act 'gelu' is not implemented" "$TMP/bad"
+expect_eval_error "unknown activation" "hidden_act 'gelu' is not implemented" "$TMP/bad"
 mk; edit_config 'c["use_sliding_window"] = True'
-expect_error "sliding windows" "sliding-window attention" "$TMP/bad"
+expect_eval_error "sliding windows" "sliding-window attention" "$TMP/bad"
 mk; edit_config 'c["intermediate_size"] = 40'
-expect_error "a tensor of the wrong shape" "mlp.gate_proj.weight' has shape (48, 32), but config.json implies (40, 32)" "$TMP/bad"
+expect_eval_error "a tensor of the wrong shape" "mlp.gate_proj.weight' has shape (48, 32), but config.json implies (40, 32)" "$TMP/bad"
 mk; edit_config 'c["num_hidden_layers"] = 1'
-expect_error "an unexpected tensor" "tensor 'model.layers.1" "$TMP/bad"
+expect_eval_error "an unexpected tensor" "tensor 'model.layers.1" "$TMP/bad"
 mk; edit_config 'c["num_hidden_layers"] = 3'
-expect_error "a missing tensor" "tensor 'model.layers.2.input_layernorm.weight' is missing" "$TMP/bad"
+expect_eval_error "a missing tensor" "tensor 'model.layers.2.input_layernorm.weight' is missing" "$TMP/bad"
 mk; truncate -s 5000 "$TMP/bad/model.safetensors"
-expect_error "a truncated file" "truncated" "$TMP/bad"
+expect_eval_error "a truncated file" "truncated" "$TMP/bad"
 # set_norm_dtype DTYPE: rewrites the header of the bad copy so model.norm.weight claims DTYPE
 set_norm_dtype() {
     $PY - "$TMP/bad/model.safetensors" "$1" <<'PY'
@@ -153,9 +153,9 @@ open(sys.argv[1], "wb").write(struct.pack("<Q", len(b)) + b + raw[8 + n:])
 PY
 }
 mk; set_norm_dtype F8_E4M3
-expect_error "an unknown dtype" "unknown dtype 'F8_E4M3'" "$TMP/bad"
+expect_eval_error "an unknown dtype" "unknown dtype 'F8_E4M3'" "$TMP/bad"
 mk; set_norm_dtype I32
-expect_error "an integer weight" "dtype I32; routelab reads F32, BF16 and F16" "$TMP/bad"
+expect_eval_error "an integer weight" "dtype I32; routelab reads F32, BF16 and F16" "$TMP/bad"
 mk; mv "$TMP/bad/model.safetensors" "$TMP/bad/model-00001-of-00002.safetensors"
 $PY - "$TMP/bad" <<'PY'
 import json, struct, sys
@@ -165,7 +165,7 @@ wm = {k: "model-00001-of-00002.safetensors" for k in h}
 wm["model.norm.weight"] = "model-00002-of-00002.safetensors"
 json.dump({"metadata": {"total_size": 0}, "weight_map": wm}, open(d + "/model.safetensors.index.json", "w"))
 PY
-expect_error "a missing shard" "shard 'model-00002-of-00002.safetensors' named by the weight index is missing" "$TMP/bad"
+expect_eval_error "a missing shard" "shard 'model-00002-of-00002.safetensors' named by the weight index is missing" "$TMP/bad"
 mk; rm "$TMP/bad/model.safetensors"
-expect_error "a directory without weights" "not found" "$TMP/bad"
+expect_eval_error "a directory without weights" "not found" "$TMP/bad"
 summary hf

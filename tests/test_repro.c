@@ -108,7 +108,7 @@ static int has_arg(const ArgList *a, const char *s) {
 static void test_commands(void) {
     const Scale *tiny = scale_find("tiny");
     const char *ov[] = {"--steps=8", "--eval_batches=1"};
-    RunContext c = {"/bin/routelab", "/tmp/it's here", tiny, ov, 2, 7};
+    RunContext c = {"/bin/routelab", "/tmp/it's here", tiny, ov, 2, 7, NULL, NULL, NULL, NULL, NULL};
     const Arm *dense = find_arm("dense"), *kl = find_arm("kl_2k"), *oracle = find_arm("oracle_k");
     const Arm *probe = find_arm("mqar_probe"), *post = find_arm("posthoc_learned");
     ArgList a = {0};
@@ -250,8 +250,67 @@ static void test_spawn(void) {
     remove(out), remove(err), rmdir(sub), rmdir(dir);
 }
 
+static void test_mid_layer(void) {
+    Scale sc = *scale_find("tiny");
+    char got[128];
+    for (int L = 1; L <= 5; L++) {
+        sc.n_layer = L;
+        expand_keys(got, sizeof got, "--attn={mid:soft:dense} --train=attn:{L/2}", &sc, 0);
+        char want[128] = "--attn=";
+        for (int l = 0; l < L; l++) {
+            strcat(want, l ? "," : "");
+            strcat(want, l == L / 2 ? "soft" : "dense");
+        }
+        snprintf(want + strlen(want), sizeof want - strlen(want), " --train=attn:%d", L / 2);
+        CHECK(!strcmp(got, want), "{mid} at %d layers: '%s' vs '%s'", L, got, want);
+    }
+}
+
+// The llm arms: the pretrained model given with --model replaces the exported one (no base
+// runs, every arm starts from it), the data is one argument (a space survives), a --data
+// override does not reach them twice, the model's layer count sets {L/2} and the active arms.
+static void test_llm_commands(void) {
+    const Scale *tiny = scale_find("tiny");
+    Scale llm = *tiny;
+    llm.keys = tiny->llm_keys, llm.k = tiny->llm_k, llm.distill_steps = tiny->llm_distill_steps;
+    llm.n_layer = 3, llm.llm_base = NULL;
+    const char *ov[] = {"--data=/text with space.txt", "--steps=8"};
+    RunContext c = {"/bin/routelab", "/out", tiny, ov, 2, 7, &llm, "/m/Qwen3", NULL, "/out/llm-data x", NULL};
+    const Arm *base = find_arm("llm_base"), *model = find_arm("llm_model"), *sl = find_arm("llm_sl_learned");
+    const Arm *top2 = find_arm("llm_learned_top2"), *top4 = find_arm("llm_learned_top4");
+    const Arm *kl = find_arm("llm_kl_g32_k"), *dense = find_arm("llm_dense");
+    CHECK(base && model && sl && top2 && top4 && kl && dense, "llm arms exist");
+    CHECK(arm_scale(&c, sl) == &llm && arm_scale(&c, find_arm("dense")) == tiny, "arm_scale");
+    CHECK(!arm_active(base, &llm) && !arm_active(model, &llm), "--model: no base model, no export");
+    CHECK(arm_active(sl, &llm) && arm_active(top2, &llm) && !arm_active(top4, &llm), "3 layers: top:2 yes, top:4 no");
+    CHECK(arm_seeds(dense, 3) == 1 && arm_seeds(kl, 3) == 3, "single arms");
+    ArgList a = {0};
+    arm_command(&a, &c, sl, 1, 0);
+    CHECK(has_arg(&a, "--init=/m/Qwen3") && has_arg(&a, "--attn=dense,soft,dense") &&
+          has_arg(&a, "--train=gates+attn:1") && has_arg(&a, "--data=/out/llm-data x") &&
+          has_arg(&a, "--steps=8") && !has_arg(&a, "--data=/text with space.txt") && has_arg(&a, "--seq_len=32"),
+          "llm train argv");
+    args_free(&a);
+    arm_command(&a, &c, kl, 2, 0);
+    CHECK(has_arg(&a, "distill") && has_arg(&a, "--from=/m/Qwen3") && has_arg(&a, "--steps=150") &&
+          has_arg(&a, "--data=/out/llm-data x") && has_arg(&a, "--out=/out/llm_kl_g32_k/seed2"), "llm distill argv");
+    args_free(&a);
+    // without --model: the exported directory of seed 0 for every seed
+    llm.llm_base = tiny->llm_base;
+    c.model = NULL;
+    CHECK(arm_active(base, &llm) && arm_active(model, &llm), "own model: base and export run");
+    char src[256];
+    arm_source(src, sizeof src, &c, sl, 2);
+    CHECK(!strcmp(src, "/out/llm_model/seed0/model"), "source: %s", src);
+    arm_command(&a, &c, model, 0, 0);
+    CHECK(has_arg(&a, "export") && has_arg(&a, "--ckpt=/out/llm_base/seed0") && has_arg(&a, "--plain"), "export argv");
+    args_free(&a);
+}
+
 int main(void) {
     test_recipes_check();
+    test_mid_layer();
+    test_llm_commands();
     test_expand_keys();
     test_words();
     test_commands();

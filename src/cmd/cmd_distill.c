@@ -42,7 +42,7 @@ int cmd_distill(int argc, char **argv) {
     static const char *const allowed[] = {"k", "steps", "lr", "warmup", "batch", "gate_seed",
                                           "gate_init_std", "d_g", "data", "eval_batches",
                                           "threads", "out", "log_every", "mqar_eval_examples",
-                                          "min_lr_ratio", "weight_decay", "seq_len", NULL};
+                                          "min_lr_ratio", "weight_decay", "seq_len", "mqar_pairs", "mqar_random_filler", NULL};
     OptSpec os = {.cmd = "distill", .opts = opts, .n_opts = sizeof opts / sizeof *opts,
                   .config_keys = 1, .changeable = allowed, .fixed_hint = "see --help for what may change"};
     if (options_parse(&os, argc, argv)) {

@@ -11,8 +11,9 @@
 #include "repro.h"
 
 static void print_help(void) {
-    printf("usage: routelab repro NAME[,NAME...] [--scale=tiny|small|paper] [--seeds=3]\n"
+    printf("usage: routelab repro NAME[,NAME...] [--scale=tiny|small|medium|paper] [--seeds=3]\n"
            "       [--out=DIR] [--distill_steps=N] [--list] [--plan=make|slurm] [--key=value ...]\n"
+           "       [--model=HFDIR [--data=TEXT|SHARDS]]\n"
            "  Runs recipes of the routing-absorption paper over several seeds, resumably,\n"
            "  and writes results.json, report.md and PNG plots into DIR (default\n"
            "  runs/repro-NAME-SCALE). Config keys given here override the scale's in\n"
@@ -21,9 +22,18 @@ static void print_help(void) {
            "  DIR/submit.sh and one sbatch script per run; afterwards the same command without\n"
            "  --plan writes the report from the finished runs.\n"
            "  Scales: tiny (MQAR, built in, ~30 s a run), small (KJV: make data-kjv,\n"
-           "  ~3.5 min a run), paper (the paper's model; --data=SHARDS). Recipes:\n");
+           "  ~3.5 min a run), medium (KJV, Llama family, attention concentrated as the\n"
+           "  paper's premise needs: make data-kjv, ~5 min a run), paper (the paper's model;\n"
+           "  --data=SHARDS).\n"
+           "  The llm-* recipes (the paper's Section 5) run on a pretrained model: --model=DIR\n"
+           "  (Llama, Qwen2, Qwen3, GPT-2) with --data=TEXT (tokenized with DIR/tokenizer.json)\n"
+           "  or prepared shards; at tiny and small they train and export a small Qwen3-family\n"
+           "  model of their own and run on it; --scale=paper is the paper's protocol (lr 1e-4,\n"
+           "  batch 4, 5000 steps, 512-token windows; distillation 1000 steps at lr 1e-3).\n"
+           "  Recipes:\n");
     for (size_t r = 0; r < N_RECIPES; r++) printf("    %-14s %s\n", RECIPES[r].name, RECIPES[r].what);
-    printf("    %-14s every recipe, sharing runs of the same name (one dense model)\n", "all");
+    printf("    %-14s every recipe above but the llm-* ones, sharing runs of the same name (one dense model)\n", "all");
+    printf("    %-14s the four llm-* recipes (one pretrained model)\n", "llm");
 }
 
 // The command line into o (options.c validates every number); --help prints the usage and
@@ -33,7 +43,7 @@ static void parse_repro_options(int argc, char **argv, ReproOptions *o, const ch
     *o = (ReproOptions){.overrides = overrides};
     const char *name[1] = {NULL};
     const Option opts[] = {
-        {"scale", OPT_STRING, &o->scale, "tiny", "tiny | small | paper", 0, 0},
+        {"scale", OPT_STRING, &o->scale, "tiny", "tiny | small | medium | paper", 0, 0},
         {"seeds", OPT_INT, &o->seeds, "3", "seeds per arm", 1, MAX_SEEDS},
         {"out", OPT_STRING, &o->out, NULL, "output directory", 0, 0},
         {"distill_steps", OPT_INT, &o->distill_steps, "0",
@@ -47,6 +57,8 @@ static void parse_repro_options(int argc, char **argv, ReproOptions *o, const ch
         {"sbatch_mem", OPT_STRING, &o->sbatch_mem, NULL, "--plan=slurm: every job's --mem", 0, 0},
         {"sbatch_cpus", OPT_INT, &o->sbatch_cpus, "0", "--plan=slurm: every job's --cpus-per-task (0: the scale's)", 0, 4096},
         {"sbatch_partition", OPT_STRING, &o->sbatch_partition, NULL, "--plan=slurm: the jobs' partition", 0, 0},
+        {"model", OPT_STRING, &o->model, NULL,
+         "the llm recipes' pretrained model: a Hugging Face directory (default: the scale's own)", 0, 0},
     };
     OptSpec os = {.cmd = "repro", .opts = opts, .n_opts = sizeof opts / sizeof *opts,
                   .config_keys = 1, .positional = name, .max_positional = 1};

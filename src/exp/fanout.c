@@ -11,23 +11,27 @@
 
 // ----------------------------------------------------------------------------- the runs
 size_t plan_collect(PlanRun *runs, const Recipe *const *recipes, size_t n_recipes,
-                    const Scale *scale, int seeds) {
+                    const RunContext *c, int seeds) {
     size_t n = 0;
     for (size_t r = 0; r < n_recipes; r++)
         for (const Arm *a = recipes[r]->arms; a->name; a++) {
-            if (!arm_active(a, scale)) continue;
-            for (int s = 0; s < seeds; s++) {
-                int seen = 0, from_seen = a->from == NULL;
+            if (!arm_active(a, arm_scale(c, a))) continue;
+            const Arm *f = a->from ? find_arm(a->from) : NULL;
+            // a model given with --model replaces the exported one: nothing to wait for
+            int waits = f && !(f->kind == RUN_EXPORT && c->model);
+            for (int s = 0; s < arm_seeds(a, seeds); s++) {
+                int from_seed = waits ? (f->single ? 0 : s) : -1;
+                int seen = 0, from_seen = !waits;
                 for (size_t i = 0; i < n; i++) {
                     seen |= runs[i].seed == s && !strcmp(runs[i].arm->name, a->name);
-                    from_seen |= runs[i].seed == s && a->from && !strcmp(runs[i].arm->name, a->from);
+                    from_seen |= waits && runs[i].seed == from_seed && !strcmp(runs[i].arm->name, a->from);
                 }
                 if (seen) continue;
                 if (!from_seen)
                     fatal("repro: arm '%s' of recipe '%s' starts from '%s', which no earlier row of "
                           "the chosen recipes runs: list '%s' first in src/exp/recipes.c",
                           a->name, recipes[r]->name, a->from, a->from);
-                runs[n++] = (PlanRun){a, s};
+                runs[n++] = (PlanRun){a, s, from_seed};
             }
         }
     return n;
@@ -94,7 +98,7 @@ static void write_make(const RunContext *c, const PlanRun *runs, size_t n, char 
         fputc('\n', f);
         put_child_comment(f, c, r);
         fprintf(f, "%s/seed%d/result.json:", r->arm->name, r->seed);
-        if (r->arm->from) fprintf(f, " | %s/seed%d/result.json", r->arm->from, r->seed);
+        if (r->from_seed >= 0) fprintf(f, " | %s/seed%d/result.json", r->arm->from, r->from_seed);
         fprintf(f, "\n\t$(REPRO) --only=%s/seed%d\n", r->arm->name, r->seed);
     }
     fclose(f);
@@ -113,6 +117,7 @@ typedef struct {
 static const ScaleResources SLURM_RESOURCES[] = {
     {"tiny", 2, "2G", "00:15:00", "00:10:00"},
     {"small", 2, "4G", "01:00:00", "00:30:00"},
+    {"medium", 2, "4G", "01:00:00", "00:30:00"},
     {"paper", 16, "32G", "2-00:00:00", "04:00:00"},
 };
 // Seconds before the time limit at which Slurm sends SIGTERM to the batch shell: a training
@@ -158,8 +163,8 @@ static void write_sbatch(FILE *f, const RunContext *c, const PlanRun *r, char *c
           "fi\nexit $rc\n", f);
 }
 
-static void shell_name(char *out, size_t cap, const PlanRun *r, const char *arm) {
-    snprintf(out, cap, "j_%s_%d", arm, r->seed);
+static void shell_name(char *out, size_t cap, const char *arm, int seed) {
+    snprintf(out, cap, "j_%s_%d", arm, seed);
     for (char *p = out; *p; p++) if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))) *p = '_';
 }
 
@@ -198,8 +203,8 @@ static void write_slurm(const RunContext *c, const PlanRun *runs, size_t n, char
     for (size_t i = 0; i < n; i++) {
         const PlanRun *r = &runs[i];
         char var[300], from[300] = "";
-        shell_name(var, sizeof var, r, r->arm->name);
-        if (r->arm->from) shell_name(from, sizeof from, r, r->arm->from);
+        shell_name(var, sizeof var, r->arm->name, r->seed);
+        if (r->from_seed >= 0) shell_name(from, sizeof from, r->arm->from, r->from_seed);
         fprintf(f, "%s=\nif [ ! -e %s/seed%d/result.json ]; then %s=$(submit %s.seed%d%s%s%s); "
                    "echo \"%s seed %d: job $%s\"; fi\n",
                 var, r->arm->name, r->seed, var, r->arm->name, r->seed, from[0] ? " \"$" : "", from,

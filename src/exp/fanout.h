@@ -19,6 +19,7 @@
 typedef struct {
     const Arm *arm;
     int seed;
+    int from_seed;  // the seed of the run it waits for (arm->from), -1: none (or --model)
 } PlanRun;
 
 // Slurm resources of every job (NULL or 0: the scale's, see fanout.c).
@@ -30,7 +31,7 @@ typedef struct {
 // The sweep's runs, once per arm name and seed, every run after the run it starts from (dies
 // otherwise: a recipe table error). runs has room for n_recipes * MAX_ARMS * seeds; returns the count.
 size_t plan_collect(PlanRun *runs, const Recipe *const *recipes, size_t n_recipes,
-                    const Scale *scale, int seeds);
+                    const RunContext *c, int seeds);
 
 // Writes the plan into c->out. repro_args: the repro command line that reproduces this sweep
 // (argv[0] the routelab executable, no --plan, no --only); cwd: where it must run.

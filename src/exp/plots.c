@@ -104,11 +104,12 @@ void plot_gradient(const char *out, const Recipe *r, const Scale *scale, const A
     if (points) run_gnuplot(script, png);
 }
 
-void plot_concentration(const char *out, cJSON *const *res, int seeds, int k) {
-    char png[4200], script[4200], data[4200];
-    snprintf(png, sizeof png, "%s/concentration.png", out);
-    snprintf(script, sizeof script, "%s/concentration.gp", out);
-    snprintf(data, sizeof data, "%s/concentration.dat", out);
+void plot_concentration(const char *out, const char *recipe, cJSON *const *res, int seeds, int k) {
+    char png[4200], script[4200], data[4200], base[300] = "concentration";
+    if (strcmp(recipe, "concentration") != 0) snprintf(base, sizeof base, "%s_concentration", recipe);
+    snprintf(png, sizeof png, "%s/%s.png", out, base);
+    snprintf(script, sizeof script, "%s/%s.gp", out, base);
+    snprintf(data, sizeof data, "%s/%s.dat", out, base);
     FILE *d = xfopen(data, "w", "plot data");
     fprintf(d, "# layer topk_mass entropy_ratio (mean over seeds)\n");
     int layers = res[0] ? cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(res[0], RK_TOPK_MASS)) : 0;

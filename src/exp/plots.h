@@ -9,7 +9,8 @@
 void plot_curves(const char *out, const Recipe *r, const Scale *scale);
 // The absorption gradient: validation perplexity against layers unfrozen, learned vs random.
 void plot_gradient(const char *out, const Recipe *r, const Scale *scale, const ArmStats *st);
-// Per-layer concentration of the dense model (mean over seeds): top-k mass and entropy ratio.
-void plot_concentration(const char *out, cJSON *const *res, int seeds, int k);
+// Per-layer concentration of the dense model (mean over seeds): top-k mass and entropy ratio,
+// into OUT/concentration.png for the recipe `concentration`, else OUT/RECIPE_concentration.png.
+void plot_concentration(const char *out, const char *recipe, cJSON *const *res, int seeds, int k);
 
 #endif

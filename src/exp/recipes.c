@@ -24,20 +24,59 @@
     "--d_ff=512 --seq_len=256 --batch=8 --steps=600 --warmup=60 --lr=1e-3 --dropout=0.1 " \
     "--eval_every=200 --eval_batches=20 --log_every=0 --ckpt_every=200"
 
+// The medium scale's text model (make data-kjv). In a scan of dense models of this size on KJV
+// (README, Scales), rotary positions (family llama) concentrated attention where learned ones
+// (gpt) stayed diffuse, and T 64 more than T 128: mean top-T/8 mass 0.80 / 0.65 / 0.71 and
+// entropy ratio 0.62 / 0.86 / 0.82 (llama T 128, gpt T 128, gpt 2 heads T 64) at 1500 steps.
+#define MEDIUM_TEXT "--family=llama --data=data/kjv-2k --vocab_size=2048 --n_layer=4 --d_model=128 " \
+    "--n_head=2 --d_ff=512 --seq_len=64 --batch=32 --steps=1000 --warmup=50 --lr=2e-3 " \
+    "--dropout=0 --eval_every=250 --eval_batches=20 --log_every=0 --ckpt_every=250"
+
+// The llm recipes' protocol. paper: the paper's Section 5 (AdamW lr 1e-4, weight decay 0.01,
+// batch 4, 5,000 steps, clip 1, 512-token windows; distillation 1,000 steps at lr 1e-3). tiny
+// and small fine-tune their own small models: fewer steps, shorter windows, a larger lr.
+#define PAPER_LLM_KEYS "--lr=1e-4 --weight_decay=0.01 --batch=4 --steps=5000 --warmup=100 " \
+    "--grad_clip=1 --dropout=0 --eval_every=500 --log_every=0 --ckpt_every=500"
+#define TINY_LLM_KEYS "--lr=1e-3 --weight_decay=0.01 --batch=32 --steps=200 --warmup=20 " \
+    "--grad_clip=1 --dropout=0 --eval_every=50 --log_every=0 --ckpt_every=100"
+#define SMALL_LLM_KEYS "--lr=3e-4 --weight_decay=0.01 --batch=8 --steps=500 --warmup=20 " \
+    "--grad_clip=1 --dropout=0 --eval_every=100 --log_every=0 --ckpt_every=250"
+// The models the llm recipes train for themselves (no downloads here): Qwen3-family, grouped
+// K/V heads and q/k norm as the real ones; tiny on MQAR, small on KJV.
+#define TINY_LLM_BASE "--family=qwen3 --n_layer=4 --d_model=64 --n_head=4 --n_kv_head=2 " \
+    "--d_ff=128 --vocab_size=64 --data=mqar --mqar_pairs=4 --seq_len=32 --batch=64 --steps=600 " \
+    "--warmup=50 --lr=3e-3 --dropout=0 --eval_every=200 --eval_batches=4 " \
+    "--mqar_eval_examples=256 --log_every=0 --ckpt_every=200"
+#define SMALL_LLM_BASE "--family=qwen3 --data=data/kjv-8k --vocab_size=8192 --n_layer=4 " \
+    "--d_model=128 --n_head=4 --n_kv_head=2 --d_ff=384 --seq_len=128 --batch=16 --steps=1500 " \
+    "--warmup=50 --lr=2e-3 --dropout=0 --eval_every=500 --eval_batches=20 --log_every=0 " \
+    "--ckpt_every=500"
+
 const Scale SCALES[] = {
     // MQAR, 4 pairs: dense attention solves it within the 400 steps (about 30 s a run).
     {"tiny", "--data=mqar --n_layer=2 --d_model=128 --n_head=2 --d_ff=256 --seq_len=32 --k=4 "
              "--d_g=16 --vocab_size=64 --mqar_pairs=4 --batch=128 --steps=400 --warmup=50 "
              "--lr=1e-3 --dropout=0 --eval_every=100 --eval_batches=4 --mqar_eval_examples=256 "
              "--log_every=0 --ckpt_every=100",
-     4, 2, 150, TINY_ADD, NULL, NULL},
+     4, 2, 150, TINY_ADD, NULL, NULL, TINY_LLM_KEYS, "--seq_len=32 --eval_batches=4",
+     "--data=mqar --mqar_pairs=4 --mqar_eval_examples=256", TINY_LLM_BASE, 4, 150},
     // KJV (make data-kjv), 8192-token BPE: about 3.5 min a training run on 2 cores, so the core
     // recipes (exp1,exp2,exp3,posthoc) with 3 seeds take about 75 min.
     {"small", SMALL_TEXT " --k=32", 32, 4, 300, SMALL_ADD, SMALL_TEXT,
      "--data=mqar --n_layer=2 --d_model=128 --n_head=2 --d_ff=256 --seq_len=64 --k=8 --vocab_size=128 "
      "--mqar_pairs=8 --batch=64 --steps=1500 --warmup=100 --lr=1e-3 --dropout=0 --eval_every=500 "
-     "--eval_batches=4 --mqar_eval_examples=256 --log_every=0 --ckpt_every=500"},
-    {"paper", "--k=64 --log_every=0 --ckpt_every=500", 64, 6, 2000, SMALL_ADD, "--k=64 --log_every=0 --ckpt_every=500", NULL},  // routelab's defaults
+     "--eval_batches=4 --mqar_eval_examples=256 --log_every=0 --ckpt_every=500",
+     SMALL_LLM_KEYS, "--seq_len=128 --eval_batches=20", "--data=data/kjv-8k", SMALL_LLM_BASE, 16, 300},
+    // KJV in a 2048-token BPE, Llama family (rotary positions): the cheapest text model found
+    // whose dense attention is concentrated as the paper's premise needs (README, Scales).
+    {"medium", MEDIUM_TEXT " --k=8", 8, 4, 300, SMALL_ADD, MEDIUM_TEXT,
+     "--data=mqar --n_layer=2 --d_model=128 --n_head=2 --d_ff=256 --seq_len=64 --k=8 --vocab_size=128 "
+     "--mqar_pairs=8 --batch=64 --steps=1500 --warmup=100 --lr=1e-3 --dropout=0 --eval_every=500 "
+     "--eval_batches=4 --mqar_eval_examples=256 --log_every=0 --ckpt_every=500",
+     SMALL_LLM_KEYS, "--seq_len=128 --eval_batches=20", "--data=data/kjv-8k", SMALL_LLM_BASE, 16, 300},
+    // routelab's defaults; the llm recipes follow the paper's protocol on a model of --model
+    {"paper", "--k=64 --log_every=0 --ckpt_every=500", 64, 6, 2000, SMALL_ADD, "--k=64 --log_every=0 --ckpt_every=500", NULL,
+     PAPER_LLM_KEYS, "--seq_len=512 --eval_batches=20", NULL, NULL, 64, 1000},
 };
 const size_t N_SCALES = sizeof SCALES / sizeof SCALES[0];
 
@@ -48,6 +87,12 @@ const size_t N_SCALES = sizeof SCALES / sizeof SCALES[0];
 // it reaches a frozen random router's input only, and a hash router not at all.
 #define MOE "--ffn=moe --aux_loss=0.01"
 #define DENSE {"dense", RUN_TRAIN, NULL, "--attn=dense", 37.32, NAN}
+// The llm recipes' pretrained model: trained here (seed 0) and exported as a plain Hugging Face
+// directory unless --model gives one; every llm arm starts from llm_model.
+#define LLM_BASE {"llm_base", RUN_TRAIN, NULL, "", NAN, NAN, 0, TASK_LLM_BASE, 1}
+#define LLM_MODEL {"llm_model", RUN_EXPORT, "llm_base", "", NAN, NAN, 0, TASK_LLM_BASE, 1}
+#define LLM_DENSE {"llm_dense", RUN_EVAL, "llm_model", "--attn=dense --k={k}", NAN, NAN, 0, TASK_LLM, 1}
+#define LLM_DISTILL "--lr=1e-3 "  // the paper's distillation lr
 const Recipe RECIPES[] = {
     {"exp1", "soft gate: learned vs frozen random vs dense",
      {DENSE,
@@ -132,6 +177,47 @@ const Recipe RECIPES[] = {
                           "attention blocks, after a random projection, and a Bloom-filter index",
      {{"mqar_dense", RUN_TRAIN, NULL, "--attn=dense", NAN, NAN, 0, TASK_MQAR},
       {"mqar_probe", RUN_PROBE, "mqar_dense", "", NAN, NAN}}},
+    // The paper's Section 5 on a pretrained model (--model=HFDIR, or the one llm_base trains).
+    {"llm-concentration", "pretrained model: dense vs oracle top-k at k, 2k, 4k, and how "
+                          "concentrated its attention is per layer (Table 9, Figure 4)",
+     {LLM_BASE, LLM_MODEL, LLM_DENSE,
+      {"llm_oracle_k", RUN_EVAL, "llm_model", "--attn=oracle --k={k}", NAN, NAN, 0, TASK_LLM, 1},
+      {"llm_oracle_2k", RUN_EVAL, "llm_model", "--attn=oracle --k={2k}", NAN, NAN, 0, TASK_LLM, 1},
+      {"llm_oracle_4k", RUN_EVAL, "llm_model", "--attn=oracle --k={4k}", NAN, NAN, 0, TASK_LLM, 1}}},
+    {"llm-capacity", "pretrained model: gates distilled post hoc, KL with d_g 32 and BCE with d_g "
+                     "32/64/128, deployed hard top-k at k, 2k, 4k (Table 6)",
+     {LLM_BASE, LLM_MODEL, LLM_DENSE,
+      {"llm_kl_g32_k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=kl --d_g=32 --k={k}", 12.24, NAN, 0, TASK_LLM},
+      {"llm_kl_g32_2k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=kl --d_g=32 --k={2k}", 11.72, NAN, 0, TASK_LLM},
+      {"llm_kl_g32_4k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=kl --d_g=32 --k={4k}", 11.56, NAN, 0, TASK_LLM},
+      {"llm_bce_g32_k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=bce --d_g=32 --k={k}", 102.82, NAN, 0, TASK_LLM},
+      {"llm_bce_g32_2k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=bce --d_g=32 --k={2k}", 25.76, NAN, 0, TASK_LLM},
+      {"llm_bce_g32_4k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=bce --d_g=32 --k={4k}", 20.78, NAN, 0, TASK_LLM},
+      {"llm_bce_g64_k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=bce --d_g=64 --k={k}", NAN, NAN, 0, TASK_LLM},
+      {"llm_bce_g64_2k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=bce --d_g=64 --k={2k}", NAN, NAN, 0, TASK_LLM},
+      {"llm_bce_g64_4k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=bce --d_g=64 --k={4k}", NAN, NAN, 0, TASK_LLM},
+      {"llm_bce_g128_k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=bce --d_g=128 --k={k}", NAN, NAN, 0, TASK_LLM},
+      {"llm_bce_g128_2k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=bce --d_g=128 --k={2k}", NAN, NAN, 0, TASK_LLM},
+      {"llm_bce_g128_4k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=bce --d_g=128 --k={4k}", NAN, NAN, 0, TASK_LLM}}},
+    {"llm-single-layer", "pretrained model: only block L/2's q/k/v/o train, with soft gates on that "
+                         "block learned vs frozen random, and without a gate (Table 7, Figure 2b)",
+     {LLM_BASE, LLM_MODEL,
+      {"llm_sl_learned", RUN_TRAIN, "llm_model", "--attn={mid:soft:dense} --gate=learned "
+                                                 "--train=gates+attn:{L/2}", NAN, NAN, 0, TASK_LLM},
+      {"llm_sl_random", RUN_TRAIN, "llm_model", "--attn={mid:soft:dense} --gate=random "
+                                                "--train=attn:{L/2}", NAN, NAN, 0, TASK_LLM},
+      {"llm_sl_nogate", RUN_TRAIN, "llm_model", "--attn=dense --train=attn:{L/2}", NAN, NAN, 0, TASK_LLM}}},
+    {"llm-gradient", "pretrained model: soft gates on every layer, learned vs frozen random, with "
+                     "0, 2, 4, 8 top blocks unfrozen (Table 8, Figure 3)",
+     {LLM_BASE, LLM_MODEL, LLM_DENSE,
+      {"llm_learned_top0", RUN_TRAIN, "llm_model", "--attn=soft --gate=learned --train=gates", NAN, NAN, 0, TASK_LLM},
+      {"llm_random_top0", RUN_EVAL, "llm_model", "--attn=soft", NAN, NAN, 0, TASK_LLM, 1},
+      {"llm_learned_top2", RUN_TRAIN, "llm_model", "--attn=soft --gate=learned --train=gates+top:2", NAN, NAN, 1, TASK_LLM},
+      {"llm_random_top2", RUN_TRAIN, "llm_model", "--attn=soft --gate=random --train=top:2", NAN, NAN, 1, TASK_LLM},
+      {"llm_learned_top4", RUN_TRAIN, "llm_model", "--attn=soft --gate=learned --train=gates+top:4", NAN, NAN, 3, TASK_LLM},
+      {"llm_random_top4", RUN_TRAIN, "llm_model", "--attn=soft --gate=random --train=top:4", NAN, NAN, 3, TASK_LLM},
+      {"llm_learned_top8", RUN_TRAIN, "llm_model", "--attn=soft --gate=learned --train=gates+top:8", NAN, NAN, 7, TASK_LLM},
+      {"llm_random_top8", RUN_TRAIN, "llm_model", "--attn=soft --gate=random --train=top:8", NAN, NAN, 7, TASK_LLM}}},
 };
 #pragma GCC diagnostic pop
 const size_t N_RECIPES = sizeof RECIPES / sizeof RECIPES[0];
@@ -144,7 +230,8 @@ const Scale *scale_find(const char *name) {
 
 const char *task_keys(const Scale *sc, Task t) {
     return t == TASK_ADDITION ? sc->add_keys : t == TASK_TEXT ? sc->text_keys
-         : t == TASK_MQAR ? (sc->mqar_keys ? sc->mqar_keys : sc->keys) : sc->keys;
+         : t == TASK_MQAR ? (sc->mqar_keys ? sc->mqar_keys : sc->keys)
+         : t == TASK_LLM ? sc->llm_keys : t == TASK_LLM_BASE ? sc->llm_base : sc->keys;
 }
 
 void expand_keys(char *out, size_t cap, const char *keys, const Scale *sc, int seed) {
@@ -153,6 +240,17 @@ void expand_keys(char *out, size_t cap, const char *keys, const Scale *sc, int s
     size_t o = 0;
     for (const char *p = keys; *p && o + 16 < cap;) {  // 16: room for one number
         int done = 0;
+        if (!strncmp(p, "{mid:", 5)) {  // {mid:X:Y}: X at layer L/2, Y at every other layer
+            const char *x = p + 5, *colon = strchr(x, ':'), *end = colon ? strchr(colon, '}') : NULL;
+            if (!end) break;  // malformed: the recipe table is wrong (tests expand every arm)
+            for (int l = 0; l < sc->n_layer && o + 64 < cap; l++) {
+                const char *v = l == sc->n_layer / 2 ? x : colon + 1;
+                int n = (int)(l == sc->n_layer / 2 ? colon - x : end - colon - 1);
+                o += (size_t)snprintf(out + o, cap - o, "%s%.*s", l ? "," : "", n, v);
+            }
+            p = end + 1;
+            continue;
+        }
         for (size_t t = 0; t < sizeof subs / sizeof subs[0] && !done; t++) {
             size_t n = strlen(subs[t].tok);
             if (!strncmp(p, subs[t].tok, n)) {
@@ -181,10 +279,16 @@ int arm_index(const Recipe *r, const char *name) {
 int arm_active(const Arm *a, const Scale *scale) {
     if (a->from) {  // an arm built on a skipped one is skipped too
         const Arm *f = find_arm(a->from);
-        if (f && !arm_active(f, scale)) return 0;
+        // (not on the exported model: --model stands in for it when that arm is skipped)
+        if (f && f->kind != RUN_EXPORT && !arm_active(f, scale)) return 0;
     }
+    if (a->task == TASK_LLM_BASE) return task_keys(scale, a->task) != NULL;  // no --model
     return scale->n_layer > a->needs_layers && (a->kind != RUN_TRAIN || task_keys(scale, a->task));
 }
+
+int arm_is_llm(const Arm *a) { return a->task == TASK_LLM || a->task == TASK_LLM_BASE; }
+
+int arm_seeds(const Arm *a, int seeds) { return a->single ? 1 : seeds; }
 
 int unfrozen_layers(const Arm *a, const Scale *scale) {
     if (!strncmp(a->name, "posthoc_", 8)) return 0;

@@ -14,13 +14,24 @@ typedef struct {
     const char *add_keys;   // the addition-with-carry task (FFN and MoE recipes)
     const char *text_keys;  // text shards for the MoE recipes (NULL: none at this scale)
     const char *mqar_keys;  // the MQAR model of the routing-precision probe
+    // The llm-* recipes (the paper's Section 5) run on a pretrained model: a Hugging Face
+    // directory given with --model, or one the sweep trains and exports itself (llm_base).
+    const char *llm_keys;   // their training protocol: lr, weight decay, batch, steps, clip ...
+    const char *llm_window; // every llm run's windows: seq_len and eval_batches
+    const char *llm_data;   // their data keys (NULL: --data is required)
+    const char *llm_base;   // training keys of the self-trained model (NULL: --model required)
+    int llm_k, llm_distill_steps;
 } Scale;
 
 // What an arm runs: a training, a distillation of another arm's model, an evaluation of
 // another arm's model under other routing (deploy-time swap), or a probe of it.
-typedef enum { RUN_TRAIN, RUN_DISTILL, RUN_EVAL, RUN_PROBE } RunKind;
-// Which of the scale's task configs a training arm uses.
-typedef enum { TASK_MAIN, TASK_ADDITION, TASK_TEXT, TASK_MQAR } Task;
+// RUN_EXPORT writes another arm's model as a plain Hugging Face directory (what a downloaded
+// model is), so the llm-* recipes take one path whether the model was downloaded or not.
+typedef enum { RUN_TRAIN, RUN_DISTILL, RUN_EVAL, RUN_PROBE, RUN_EXPORT } RunKind;
+// Which of the scale's task configs a training arm uses. TASK_LLM: an arm of the llm-* recipes
+// (the scale's llm_keys, llm_window and llm_data, on the pretrained model); TASK_LLM_BASE: the
+// model those recipes train for themselves when no --model is given (llm_base).
+typedef enum { TASK_MAIN, TASK_ADDITION, TASK_TEXT, TASK_MQAR, TASK_LLM, TASK_LLM_BASE } Task;
 
 typedef struct {
     const char *name;
@@ -31,6 +42,8 @@ typedef struct {
     double paper_f1;    // the paper's gate F1 (NAN: none)
     int needs_layers;   // runs only when the scale has more layers than this (0: always)
     Task task;          // training arms: the scale's main, addition, text or MQAR config
+    int single;         // one run for all seeds (seed 0): the pretrained model, evaluations
+                        // of it that no seed changes
 } Arm;
 
 #define MAX_ARMS 24    // arms of one recipe; the table ends at the first arm without a name
@@ -51,7 +64,8 @@ const Scale *scale_find(const char *name);
 // The scale's keys for a training arm's task, or NULL when the scale has no such task.
 const char *task_keys(const Scale *sc, Task t);
 // Arm keys with the scale's values substituted for {k}, {2k}, {4k}, {L}, {L/2} and {seed}
-// (100 + seed); truncated to fit cap.
+// (100 + seed), and {mid:X:Y} by a per-layer list with X at layer L/2 and Y elsewhere (one
+// routed block); truncated to fit cap.
 void expand_keys(char *out, size_t cap, const char *keys, const Scale *sc, int seed);
 
 // The first arm of that name in RECIPES, or NULL.
@@ -61,6 +75,10 @@ int arm_index(const Recipe *r, const char *name);
 // Arms whose layer count or task the scale lacks are skipped (text MoE arms at tiny scale), and
 // so are arms built on a skipped arm.
 int arm_active(const Arm *a, const Scale *scale);
+// 1 for an arm of the llm-* recipes (it runs on the pretrained model, at the llm scale).
+int arm_is_llm(const Arm *a);
+// The seeds an arm runs: 1 for a single arm, else seeds.
+int arm_seeds(const Arm *a, int seeds);
 // Layers unfrozen in an arm of the absorption gradient (-1: not such an arm).
 int unfrozen_layers(const Arm *a, const Scale *scale);
 

@@ -25,6 +25,16 @@ double result_num(const cJSON *j, const char *key);
 double result_item(const cJSON *j, const char *key, int i);
 ArmStats arm_stats(const Arm *a, cJSON *const *res, int seeds);
 
+// The premise of the experiments (issue: attention must be concentrated for routing to
+// matter): the dense model's top-k mass at k = T/8 at least this, its entropy ratio at most that.
+#define PREMISE_MASS 0.80
+#define PREMISE_ENTROPY 0.70
+
+// The premise check of a dense arm's results (seeds[s], NULL where missing): its top-k mass
+// and entropy ratio, mean over layers and seeds, against the thresholds, with a warning line
+// when it fails. Prints nothing when no seed has the diagnostics.
+void report_premise(FILE *f, const char *arm, cJSON *const *seeds, int k);
+
 // One recipe's section of report.md.
 void report_recipe(FILE *f, const Recipe *r, const Scale *scale, RecipeResults res, const ArmStats *st);
 

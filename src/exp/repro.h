@@ -8,7 +8,7 @@
 
 typedef struct {
     const char *name;               // NAME[,NAME...] or all
-    const char *scale;              // tiny, small or paper
+    const char *scale;              // tiny, small, medium or paper
     const char *out;                // NULL: runs/repro-NAME-SCALE (commas as '+')
     int seeds;                      // 1..MAX_SEEDS
     int distill_steps;              // 0: the scale's
@@ -19,6 +19,8 @@ typedef struct {
     const char *only;               // ARM/seedS: run that one run of the sweep, no report
     const char *sbatch_time, *sbatch_mem, *sbatch_partition;  // --plan=slurm (NULL: the scale's)
     int sbatch_cpus;                // 0: the scale's
+    const char *model;              // the llm recipes' pretrained model (a Hugging Face
+                                    // directory); NULL: the scale's own (llm_base)
 } ReproOptions;
 
 // Runs the sweep; returns the exit status (1 when a run failed, after writing the report).

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
+#include "progress.h"
 #include "recipes.h"
 #include "spawn.h"
 
@@ -18,7 +19,21 @@ typedef struct {
     const char *const *overrides;  // --key=value entries added to training runs
     size_t n_overrides;
     int distill_steps;
+    // The llm-* recipes: their scale (the scale's llm protocol as keys, the pretrained model's
+    // layer count as n_layer), the model (--model; NULL: the one the sweep exports) and the data
+    // keys every llm run gets (the scale's llm_data, or --data).
+    const Scale *llm_scale;
+    const char *model;
+    const char *llm_data;
+    const char *llm_data_path;  // --data's value, given as one argument (it may hold a space)
+    Progress *progress;         // the sweep's progress lines (NULL: none)
 } RunContext;
+
+// The scale an arm runs at: llm_scale for the llm recipes' arms, else scale.
+const Scale *arm_scale(const RunContext *c, const Arm *arm);
+// Where arm's source model is for seed (OUT/FROM/seedS, seed 0 for a single source, the
+// exported directory in it, or --model for the exported one); "" for an arm without a source.
+void arm_source(char *out, size_t cap, const RunContext *c, const Arm *arm, int seed);
 
 // The child's argument list for arm at seed (resume: continue the checkpoint in the run's
 // directory). Pure: touches no file, so tests can call it.

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -73,6 +74,11 @@ static void redirect(int fd, const char *path) {
 
 int spawn_wait(char *const *argv, int search, const char *out_path, const char *err_path,
                char *why, size_t cap) {
+    return spawn_wait_ticking(argv, search, out_path, err_path, why, cap, NULL, NULL);
+}
+
+int spawn_wait_ticking(char *const *argv, int search, const char *out_path, const char *err_path,
+                       char *why, size_t cap, SpawnTick tick, void *ctx) {
     // A pipe closed on exec tells the parent whether exec itself failed, and why.
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) fatal("cannot create a pipe: %s", strerror(errno));
@@ -106,8 +112,16 @@ int spawn_wait(char *const *argv, int search, const char *out_path, const char *
     while ((got = read(report[0], &exec_errno, sizeof exec_errno)) < 0 && errno == EINTR) {}
     close(report[0]);
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) fatal("waiting for '%s': %s", argv[0], strerror(errno));
+    for (;;) {
+        pid_t r = waitpid(pid, &status, tick ? WNOHANG : 0);
+        if (r == pid) break;
+        if (r < 0 && errno != EINTR) fatal("waiting for '%s': %s", argv[0], strerror(errno));
+        if (r == 0) {  // still running
+            tick(ctx);
+            struct timespec second = {1, 0};
+            nanosleep(&second, NULL);
+        }
+    }
     child_pid = 0;
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGQUIT, &old_quit, NULL);

@@ -25,5 +25,9 @@ void args_free(ArgList *a);
 // gnuplot: No such file or directory") into why and returns -1 (could not start) or 1.
 int spawn_wait(char *const *argv, int search, const char *out_path, const char *err_path,
                char *why, size_t cap);
+// The same, calling tick(ctx) about once a second while the child runs (progress lines).
+typedef void (*SpawnTick)(void *ctx);
+int spawn_wait_ticking(char *const *argv, int search, const char *out_path, const char *err_path,
+                       char *why, size_t cap, SpawnTick tick, void *ctx);
 
 #endif

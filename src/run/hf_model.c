@@ -632,7 +632,7 @@ static float *keep_alloc(Keep *k, size_t n) {
     return k->bufs[k->n++] = xcalloc(n ? n : 1, sizeof(float));
 }
 
-void hf_export(const Model *m, const char *dir) {
+void hf_export(const Model *m, const char *dir, int plain) {
     const Config *c = &m->cfg;
     cJSON *cfg = export_config(m);
     make_dirs(dir);
@@ -701,6 +701,12 @@ void hf_export(const Model *m, const char *dir) {
     st_writer_close(w);
     // the routelab-only tensors (gates, routers) and every key, for a routelab reload
     join_path(path, sizeof path, dir, ROUTELAB_EXTRA);
+    if (plain) {  // what a downloaded model holds; an earlier export's extra file would mislead
+        if (file_exists(path) && remove(path) != 0) fatal("export: cannot remove the old %s", path);
+        for (size_t i = 0; i < keep.n; i++) xfree(keep.bufs[i]);
+        xfree(keep.bufs);
+        return;
+    }
     w = st_writer_open(path, "routelab export", 1);
     cJSON *keys = config_to_json(c);
     char *kt = cJSON_PrintUnformatted(keys);

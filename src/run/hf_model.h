@@ -29,8 +29,10 @@ void hf_parse_config(const char *text, size_t len, const char *path, Config *c);
 // has routelab.safetensors.
 void hf_load(const char *dir, Model *m);
 // Writes m as a Hugging Face directory (config.json, model.safetensors in F32, and
-// routelab.safetensors with the gates and routing keys). Dies naming the key when the model has
-// no Hugging Face equivalent (a mixture of experts, another FFN than the family's).
-void hf_export(const Model *m, const char *dir);
+// routelab.safetensors with the gates and routing keys unless plain: then the directory holds
+// what a downloaded model does, and an old routelab.safetensors is removed). Dies naming the key
+// when the model has no Hugging Face equivalent (a mixture of experts, another FFN than the
+// family's).
+void hf_export(const Model *m, const char *dir, int plain);
 
 #endif
