@@ -306,6 +306,12 @@ static void test_model(void) {
          {"blocks.0.ln1", "blocks.0.attn.gate", "wte", NULL}},
         {"model qwen3 train=attn:1 moe", {"family", "qwen3", GQA, "train", "attn:1+gates", "ffn", "dense,moe",
                                           "n_expert", "2"}, {NULL}},
+        // repro llm-single-layer: only block 1's attention and its soft gate train; the backward
+        // stops at block 1 (block 0 has nothing trainable)
+        {"model llama single layer", {"family", "llama", GQA, "n_layer", "3", "attn", "dense,soft,dense",
+                                      "train", "attn:1"}, {NULL}},
+        {"model qwen3 single layer", {"family", "qwen3", GQA, "n_layer", "3", "attn", "dense,soft,dense",
+                                      "train", "attn:1"}, {NULL}},
 #undef GQA
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
