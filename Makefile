@@ -134,6 +134,8 @@ run-llm: deps routelab
 # data/kjv-gpt2, and with BPEs of 8192 and 2048 tokens trained on it into data/kjv-8k and
 # data/kjv-2k (the medium scale's: a smaller head leaves more of the time to attention).
 GPT2_DIR ?= ../shared/data/gpt2-tokenizer
+# Another text in the same tokenizers (the decoupled-data recipe distils gates on it)
+SHAKESPEARE ?= ../shared/data/tinyshakespeare/input.txt
 data-kjv: deps routelab
 	@command -v bible >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq bible-kjv >/dev/null; } \
 	  || { echo "routelab: run: sudo apt-get install -y bible-kjv" >&2; exit 1; }
@@ -144,6 +146,8 @@ data-kjv: deps routelab
 	./routelab prepare --input=data/kjv.txt --tokenizer=data/kjv-8k.bpe --out=data/kjv-8k
 	./routelab tokenizer-train --input=data/kjv.txt --vocab_size=2048 --out=data/kjv-2k.bpe
 	./routelab prepare --input=data/kjv.txt --tokenizer=data/kjv-2k.bpe --out=data/kjv-2k
+	./routelab prepare --input=$(SHAKESPEARE) --tokenizer=data/kjv-8k.bpe --out=data/shakespeare-8k
+	./routelab prepare --input=$(SHAKESPEARE) --tokenizer=data/kjv-2k.bpe --out=data/shakespeare-2k
 
 # routelab vs the PyTorch twin on the same cores (QUICK=1: one row, fp32; PRECISIONS=fp32,bf16
 # to choose), then the Hugging Face rows of bench-hf (HF=0 leaves them out). Needs Debian's

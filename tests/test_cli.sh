@@ -70,6 +70,28 @@ for mode in soft stochastic; do
         <(sed 's/"checkpoint": *"[^"]*"//; s/"eval_seconds": *[0-9.e+-]*//' "$TMP/eb")
 done
 
+# --- routing schedules over training (dense_fraction, stochastic_anneal: schedule.h) -------------
+SCHED="--attn=stochastic --stochastic_anneal=1 --gate_grad=ste --dense_fraction=0.3 --dropout=0 --steps=30"
+$RL train $TINY $SCHED --out="$TMP/sch_full" >/dev/null 2>&1 || bad "train with a routing schedule"
+$RL train $TINY $SCHED --stop_after=13 --out="$TMP/sch_part" >/dev/null 2>&1 || bad "train with a routing schedule, stop_after"
+$RL train --resume="$TMP/sch_part" >/dev/null 2>&1 || bad "resume a routing schedule"
+check "a resumed routing schedule gives the same losses bit for bit" \
+    cmp -s <(grep -o '"loss": *[^,]*' "$TMP/sch_full/metrics.jsonl") <(grep -o '"loss": *[^,]*' "$TMP/sch_part/metrics.jsonl")
+check "the checkpoint keeps the configured routing (attn = stochastic)" grep -q '^attn = stochastic$' "$TMP/sch_full/config.ini"
+$RL train $TINY --attn=stochastic --dense_fraction=1 --dropout=0 --steps=10 --out="$TMP/sch_dense" >/dev/null 2>&1 || bad "dense_fraction=1"
+$RL train $TINY --attn=dense --dropout=0 --steps=10 --out="$TMP/plain_dense" >/dev/null 2>&1 || bad "dense reference"
+check "dense_fraction=1 trains exactly as attn=dense (every step dense)" \
+    cmp -s <(grep -o '"loss": *[^,]*' "$TMP/sch_dense/metrics.jsonl") <(grep -o '"loss": *[^,]*' "$TMP/plain_dense/metrics.jsonl")
+$RL train $TINY --attn=stochastic --dense_fraction=0.5 --dropout=0 --steps=10 --out="$TMP/sch_half" >/dev/null 2>&1 || bad "dense_fraction=0.5"
+check "dense_fraction=0.5 trains otherwise than all-dense" bash -c "
+    ! cmp -s <(grep -o '\"loss\": *[^,]*' '$TMP/sch_half/metrics.jsonl') <(grep -o '\"loss\": *[^,]*' '$TMP/plain_dense/metrics.jsonl')"
+gate_steps() { /usr/bin/python3 -c "import json,sys; print(sum(any(g != 0 for g in json.loads(l)['gate_grad_norm']) for l in open(sys.argv[1]) if '\"loss\"' in l))" "$1"; }
+n_gate=$(gate_steps "$TMP/sch_full/metrics.jsonl")
+check "stochastic_anneal: the gate gets a gradient on some steps and not on others ($n_gate of 30)" \
+    [ "$n_gate" -gt 0 ] && [ "$n_gate" -lt 30 ]
+check "without the schedule a stochastic layer's gate gets no gradient" [ "$(gate_steps "$TMP/full_stochastic/metrics.jsonl")" = 0 ]
+expect_error "dense_fraction out of range" "dense_fraction" $RL train $TINY --dense_fraction=1.5 --out="$TMP/bad_df"
+
 # --- checkpoint format 2: a 300-character run path, checksums, an independent reader ---------
 LONGDIR=$TMP
 while [ $((300 - ${#LONGDIR})) -gt 101 ]; do LONGDIR="$LONGDIR/$(head -c 100 /dev/zero | tr '\0' d)"; done
@@ -230,7 +252,9 @@ check "repro all: one run per arm name ($n training arms; shared runs are skippe
     [ "$(grep -c 'training$' "$TMP/rp3.log")" -eq "$n" ]
 for section in "## Summary" "| oracle top-k | oracle_k |" "| distill_soft | distill .* | 601.60 | 0.804 |" \
     "Share of the random → dense gap" "Share of the random → oracle gap" "| layers unfrozen |" \
-    "| layer | top-k mass | entropy ratio |" "## capacity"; do
+    "| layer | top-k mass | entropy ratio |" "## capacity" "\*\*Premise check\*\*" \
+    "## stochastic-variants" "| annealed towards the gate's top-k |" "| half the steps dense |" \
+    "## long-training" "at 4x the steps" "## decoupled-data" "on another text"; do
     check "repro all report: $section" grep -q "$section" "$TMP/rp3/report.md"
 done
 check "repro all prints the summary table last" grep -q "| soft gate, frozen random | soft_random |" "$TMP/rp3.log"

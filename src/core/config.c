@@ -65,6 +65,10 @@ static const ConfigKey KEYS[] = {
     K(gate_grad, KEY_STR, "none", "hard mode gate gradient: none | ste (straight-through)"),
     K(gate_seed, KEY_INT, "1234", "seed of the gate init (independent of the model init)"),
     K(mask_seed, KEY_INT, "2000", "seed of the stochastic and random_fixed masks"),
+    K(dense_fraction, KEY_FLOAT, "0", "training: this share of the steps (drawn per step from "
+      "data_seed) runs every layer dense, the others as configured (mixing dense and sparse passes)"),
+    K(stochastic_anneal, KEY_INT, "0", "training: 1 = at step t of T, a stochastic layer uses the "
+      "gate's own top-k (attn=hard, with gate_grad) with probability t/T, else its random mask"),
     // feed-forward sublayers
     K(ffn, KEY_STR, "dense", "FFN kind: dense (GELU) | swiglu | geglu | moe, or a comma list per layer"),
     K(expert, KEY_STR, "dense", "kind of each MoE expert: dense | swiglu | geglu"),
@@ -347,6 +351,9 @@ void config_resolve(Config *c) {
     REQUIRE(c->aux_loss >= 0, "key 'aux_loss' must be >= 0, got %g", c->aux_loss);
     REQUIRE(c->d_expert >= 0, "key 'd_expert' must be >= 0, got %d", c->d_expert);
     REQUIRE(c->moe_dense_control == 0 || c->moe_dense_control == 1, "key 'moe_dense_control' must be 0 or 1");
+    REQUIRE(c->dense_fraction >= 0 && c->dense_fraction <= 1,
+            "key 'dense_fraction' must be in [0, 1] (0 = off), got %g", c->dense_fraction);
+    REQUIRE(c->stochastic_anneal == 0 || c->stochastic_anneal == 1, "key 'stochastic_anneal' must be 0 or 1");
 #undef REQUIRE
 }
 

@@ -36,6 +36,8 @@ typedef struct {
     char topk_scope[STR_LEN];  // causal | all
     char gate_grad[STR_LEN];   // none | ste
     int gate_seed, mask_seed;
+    float dense_fraction;      // training: share of steps run dense (the rest as configured)
+    int stochastic_anneal;     // training: stochastic layers anneal towards the gate's top-k
     // feed-forward sublayers and experts
     char ffn[STR_LEN];         // dense | swiglu | geglu | moe, or a comma list per layer
     char expert[STR_LEN];      // each expert: dense | swiglu | geglu

@@ -59,24 +59,27 @@ const Scale SCALES[] = {
              "--lr=1e-3 --dropout=0 --eval_every=100 --eval_batches=4 --mqar_eval_examples=256 "
              "--log_every=0 --ckpt_every=100",
      4, 2, 150, TINY_ADD, NULL, NULL, TINY_LLM_KEYS, "--seq_len=32 --eval_batches=4",
-     "--data=mqar --mqar_pairs=4 --mqar_eval_examples=256", TINY_LLM_BASE, 4, 150},
+     "--data=mqar --mqar_pairs=4 --mqar_eval_examples=256", TINY_LLM_BASE, 4, 150,
+     "--mqar_pairs=2 --mqar_random_filler=1", "--mqar_pairs=4 --mqar_random_filler=0"},
     // KJV (make data-kjv), 8192-token BPE: about 3.5 min a training run on 2 cores, so the core
     // recipes (exp1,exp2,exp3,posthoc) with 3 seeds take about 75 min.
     {"small", SMALL_TEXT " --k=32", 32, 4, 300, SMALL_ADD, SMALL_TEXT,
      "--data=mqar --n_layer=2 --d_model=128 --n_head=2 --d_ff=256 --seq_len=64 --k=8 --vocab_size=128 "
      "--mqar_pairs=8 --batch=64 --steps=1500 --warmup=100 --lr=1e-3 --dropout=0 --eval_every=500 "
      "--eval_batches=4 --mqar_eval_examples=256 --log_every=0 --ckpt_every=500",
-     SMALL_LLM_KEYS, "--seq_len=128 --eval_batches=20", "--data=data/kjv-8k", SMALL_LLM_BASE, 16, 300},
+     SMALL_LLM_KEYS, "--seq_len=128 --eval_batches=20", "--data=data/kjv-8k", SMALL_LLM_BASE, 16, 300,
+     "--data=data/shakespeare-8k", "--data=data/kjv-8k"},
     // KJV in a 2048-token BPE, Llama family (rotary positions): the cheapest text model found
     // whose dense attention is concentrated as the paper's premise needs (README, Scales).
     {"medium", MEDIUM_TEXT " --k=8", 8, 4, 300, SMALL_ADD, MEDIUM_TEXT,
      "--data=mqar --n_layer=2 --d_model=128 --n_head=2 --d_ff=256 --seq_len=64 --k=8 --vocab_size=128 "
      "--mqar_pairs=8 --batch=64 --steps=1500 --warmup=100 --lr=1e-3 --dropout=0 --eval_every=500 "
      "--eval_batches=4 --mqar_eval_examples=256 --log_every=0 --ckpt_every=500",
-     SMALL_LLM_KEYS, "--seq_len=128 --eval_batches=20", "--data=data/kjv-8k", SMALL_LLM_BASE, 16, 300},
+     SMALL_LLM_KEYS, "--seq_len=128 --eval_batches=20", "--data=data/kjv-8k", SMALL_LLM_BASE, 16, 300,
+     "--data=data/shakespeare-2k", "--data=data/kjv-2k"},
     // routelab's defaults; the llm recipes follow the paper's protocol on a model of --model
     {"paper", "--k=64 --log_every=0 --ckpt_every=500", 64, 6, 2000, SMALL_ADD, "--k=64 --log_every=0 --ckpt_every=500", NULL,
-     PAPER_LLM_KEYS, "--seq_len=512 --eval_batches=20", NULL, NULL, 64, 1000},
+     PAPER_LLM_KEYS, "--seq_len=512 --eval_batches=20", NULL, NULL, 64, 1000, NULL, NULL},
 };
 const size_t N_SCALES = sizeof SCALES / sizeof SCALES[0];
 
@@ -177,6 +180,37 @@ const Recipe RECIPES[] = {
                           "attention blocks, after a random projection, and a Bloom-filter index",
      {{"mqar_dense", RUN_TRAIN, NULL, "--attn=dense", NAN, NAN, 0, TASK_MQAR},
       {"mqar_probe", RUN_PROBE, "mqar_dense", "", NAN, NAN}}},
+    // The paper's open questions (its Limitations and Discussion).
+    {"stochastic-variants", "stochastic masks annealed towards the gate's top-k, and dense and "
+                            "sparse forward passes mixed, each deployed dense and sparse",
+     {{"stochastic", RUN_TRAIN, NULL, "--attn=stochastic", NAN, NAN},
+      {"stoch_deploy_dense", RUN_EVAL, "stochastic", "--attn=dense", 78.19, NAN},
+      {"stoch_deploy_fixed", RUN_EVAL, "stochastic", "--attn=random_fixed --mask_seed={seed}", 104.43, NAN},
+      {"anneal", RUN_TRAIN, NULL, "--attn=stochastic --stochastic_anneal=1 --gate_grad=ste", NAN, NAN},
+      {"anneal_deploy_dense", RUN_EVAL, "anneal", "--attn=dense", NAN, NAN},
+      {"anneal_deploy_gate", RUN_EVAL, "anneal", "--attn=hard", NAN, NAN},
+      {"anneal_deploy_fixed", RUN_EVAL, "anneal", "--attn=random_fixed --mask_seed={seed}", NAN, NAN},
+      {"mix_half", RUN_TRAIN, NULL, "--attn=stochastic --dense_fraction=0.5", NAN, NAN},
+      {"mix_deploy_dense", RUN_EVAL, "mix_half", "--attn=dense", NAN, NAN},
+      {"mix_deploy_fixed", RUN_EVAL, "mix_half", "--attn=random_fixed --mask_seed={seed}", NAN, NAN},
+      DENSE}},
+    {"long-training", "learned vs frozen random soft gate trained 4x the scale's steps (the paper: "
+                      "\"with substantially longer training, the gate could eventually overcome absorption\")",
+     {{"long_dense", RUN_TRAIN, NULL, "--attn=dense --steps={4steps}", NAN, NAN},
+      {"long_soft_learned", RUN_TRAIN, NULL, "--attn=soft --gate=learned --steps={4steps}", NAN, NAN},
+      {"long_soft_random", RUN_TRAIN, NULL, "--attn=soft --gate=random --steps={4steps}", NAN, NAN},
+      DENSE,
+      {"soft_learned", RUN_TRAIN, NULL, "--attn=soft --gate=learned", 48.73, NAN},
+      {"soft_random", RUN_TRAIN, NULL, "--attn=soft --gate=random", 49.83, NAN}}},
+    {"decoupled-data", "post-hoc KL distillation on another text than the model was trained on, "
+                       "deployed on its own (the paper: \"training the gate on a separate dataset ... "
+                       "is untested\")",
+     {DENSE,
+      {"kl_k", RUN_DISTILL, "dense", "--loss=kl --k={k}", 48.83, NAN},
+      {"decoupled_kl_k", RUN_DISTILL, "dense", "--loss=kl --k={k} {other_data}", NAN, NAN},
+      {"decoupled_deploy_k", RUN_EVAL, "decoupled_kl_k", "--attn=hard --k={k} {own_data}", NAN, NAN},
+      {"random_hard_k", RUN_EVAL, "dense", "--attn=hard --k={k}", NAN, NAN},
+      {"oracle_k", RUN_EVAL, "dense", "--attn=oracle --k={k}", 46.00, NAN}}},
     // The paper's Section 5 on a pretrained model (--model=HFDIR, or the one llm_base trains).
     {"llm-concentration", "pretrained model: dense vs oracle top-k at k, 2k, 4k, and how "
                           "concentrated its attention is per layer (Table 9, Figure 4)",
@@ -234,12 +268,29 @@ const char *task_keys(const Scale *sc, Task t) {
          : t == TASK_LLM ? sc->llm_keys : t == TASK_LLM_BASE ? sc->llm_base : sc->keys;
 }
 
+// The scale's training steps (its --steps=N key; routelab's default 1000 without one).
+static int scale_steps(const Scale *sc) {
+    const char *s = strstr(sc->keys, "--steps=");
+    return s ? atoi(s + 8) : 1000;
+}
+
 void expand_keys(char *out, size_t cap, const char *keys, const Scale *sc, int seed) {
     struct { const char *tok; int val; } subs[] = {{"{k}", sc->k}, {"{2k}", 2 * sc->k},
-        {"{4k}", 4 * sc->k}, {"{L}", sc->n_layer}, {"{L/2}", sc->n_layer / 2}, {"{seed}", 100 + seed}};
+        {"{4k}", 4 * sc->k}, {"{L}", sc->n_layer}, {"{L/2}", sc->n_layer / 2}, {"{seed}", 100 + seed},
+        {"{4steps}", 4 * scale_steps(sc)}};
+    struct { const char *tok, *val; } words[] = {{"{other_data}", sc->other_data}, {"{own_data}", sc->own_data}};
     size_t o = 0;
     for (const char *p = keys; *p && o + 16 < cap;) {  // 16: room for one number
         int done = 0;
+        for (size_t t = 0; t < sizeof words / sizeof words[0] && !done; t++) {
+            size_t n = strlen(words[t].tok);
+            if (strncmp(p, words[t].tok, n) != 0) continue;
+            o += (size_t)snprintf(out + o, cap - o, "%s", words[t].val ? words[t].val : "");
+            if (o >= cap) o = cap - 1;
+            p += n;
+            done = 1;
+        }
+        if (done) continue;
         if (!strncmp(p, "{mid:", 5)) {  // {mid:X:Y}: X at layer L/2, Y at every other layer
             const char *x = p + 5, *colon = strchr(x, ':'), *end = colon ? strchr(colon, '}') : NULL;
             if (!end) break;  // malformed: the recipe table is wrong (tests expand every arm)
@@ -283,6 +334,7 @@ int arm_active(const Arm *a, const Scale *scale) {
         if (f && f->kind != RUN_EXPORT && !arm_active(f, scale)) return 0;
     }
     if (a->task == TASK_LLM_BASE) return task_keys(scale, a->task) != NULL;  // no --model
+    if (strstr(a->keys, "{other_data}") && !scale->other_data) return 0;  // no other text
     return scale->n_layer > a->needs_layers && (a->kind != RUN_TRAIN || task_keys(scale, a->task));
 }
 

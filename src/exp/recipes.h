@@ -21,6 +21,9 @@ typedef struct {
     const char *llm_data;   // their data keys (NULL: --data is required)
     const char *llm_base;   // training keys of the self-trained model (NULL: --model required)
     int llm_k, llm_distill_steps;
+    // decoupled-data: the keys that put a run on another text ({other_data}) and back on the
+    // scale's own ({own_data}); NULL: the scale has no other text (those arms are skipped)
+    const char *other_data, *own_data;
 } Scale;
 
 // What an arm runs: a training, a distillation of another arm's model, an evaluation of
@@ -63,8 +66,8 @@ extern const size_t N_SCALES;
 const Scale *scale_find(const char *name);
 // The scale's keys for a training arm's task, or NULL when the scale has no such task.
 const char *task_keys(const Scale *sc, Task t);
-// Arm keys with the scale's values substituted for {k}, {2k}, {4k}, {L}, {L/2} and {seed}
-// (100 + seed), and {mid:X:Y} by a per-layer list with X at layer L/2 and Y elsewhere (one
+// Arm keys with the scale's values substituted for {k}, {2k}, {4k}, {L}, {L/2}, {seed}
+// (100 + seed), {4steps} (4 x the scale's steps), {other_data}, {own_data}, and {mid:X:Y} by a per-layer list with X at layer L/2 and Y elsewhere (one
 // routed block); truncated to fit cap.
 void expand_keys(char *out, size_t cap, const char *keys, const Scale *sc, int seed);
 

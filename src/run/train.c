@@ -20,6 +20,7 @@
 #include "model.h"
 #include "options.h"
 #include "result_keys.h"
+#include "schedule.h"
 
 static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) { stop_requested = sig; }
@@ -222,10 +223,17 @@ int cmd_train(int argc, char **argv) {
     EvalResult ev = {0};
     int have_eval = 0;
     double loss = 0.0;
+    // dense_fraction / stochastic_anneal: this step's routing (schedule.h); evaluations and
+    // checkpoints see the configured one
+    AttnMode configured[MAX_LAYERS], step_modes[MAX_LAYERS];
+    for (int l = 0; l < c.n_layer; l++) configured[l] = m.plan.attn.mode[l];
     while (st.step < c.steps) {
         double t0 = now_seconds();
         int step = (int)st.step;
         float lr = lr_at(&c, step);
+        int rerouted = routing_schedule_modes(step_modes, configured, c.n_layer, step, c.steps,
+                                              c.dense_fraction, c.stochastic_anneal, (uint64_t)c.data_seed);
+        if (rerouted) model_set_routing(&m, step_modes, NULL);
         model_zero_grad(&m);
         m.training = 1;
         loss = 0.0;
@@ -265,6 +273,7 @@ int cmd_train(int argc, char **argv) {
         double norm = grad_clip(&m, c.grad_clip);
         die_if_diverged("train", "gradient norm", norm, step + 1, ckpt_path);
         adamw_step(&m, lr);
+        if (rerouted) model_set_routing(&m, configured, NULL);
         double dt = now_seconds() - t0;
         st.step++;
         st.tokens_seen += (uint64_t)N * c.grad_accum * R;
