@@ -52,6 +52,11 @@
     "--warmup=50 --lr=2e-3 --dropout=0 --eval_every=500 --eval_batches=20 --log_every=0 " \
     "--ckpt_every=500"
 
+// The routing-precision probe's MQAR model at small and medium.
+#define SMALL_MQAR "--data=mqar --n_layer=2 --d_model=128 --n_head=2 --d_ff=256 --seq_len=64 --k=8 " \
+    "--vocab_size=128 --mqar_pairs=8 --batch=64 --steps=1500 --warmup=100 --lr=1e-3 --dropout=0 " \
+    "--eval_every=500 --eval_batches=4 --mqar_eval_examples=256 --log_every=0 --ckpt_every=500"
+
 const Scale SCALES[] = {
     // MQAR, 4 pairs: dense attention solves it within the 400 steps (about 30 s a run).
     {"tiny", "--data=mqar --n_layer=2 --d_model=128 --n_head=2 --d_ff=256 --seq_len=32 --k=4 "
@@ -64,18 +69,14 @@ const Scale SCALES[] = {
     // KJV (make data-kjv), 8192-token BPE: about 3.5 min a training run on 2 cores, so the core
     // recipes (exp1,exp2,exp3,posthoc) with 3 seeds take about 75 min.
     {"small", SMALL_TEXT " --k=32", 32, 4, 300, SMALL_ADD, SMALL_TEXT,
-     "--data=mqar --n_layer=2 --d_model=128 --n_head=2 --d_ff=256 --seq_len=64 --k=8 --vocab_size=128 "
-     "--mqar_pairs=8 --batch=64 --steps=1500 --warmup=100 --lr=1e-3 --dropout=0 --eval_every=500 "
-     "--eval_batches=4 --mqar_eval_examples=256 --log_every=0 --ckpt_every=500",
-     SMALL_LLM_KEYS, "--seq_len=128 --eval_batches=20", "--data=data/kjv-8k", SMALL_LLM_BASE, 16, 300,
+     SMALL_MQAR, SMALL_LLM_KEYS, "--seq_len=128 --eval_batches=20", "--data=data/kjv-8k",
+     SMALL_LLM_BASE, 16, 300,
      "--data=data/shakespeare-8k", "--data=data/kjv-8k"},
     // KJV in a 2048-token BPE, Llama family (rotary positions): the cheapest text model found
     // whose dense attention is concentrated as the paper's premise needs (README, Scales).
     {"medium", MEDIUM_TEXT " --k=8", 8, 4, 300, SMALL_ADD, MEDIUM_TEXT,
-     "--data=mqar --n_layer=2 --d_model=128 --n_head=2 --d_ff=256 --seq_len=64 --k=8 --vocab_size=128 "
-     "--mqar_pairs=8 --batch=64 --steps=1500 --warmup=100 --lr=1e-3 --dropout=0 --eval_every=500 "
-     "--eval_batches=4 --mqar_eval_examples=256 --log_every=0 --ckpt_every=500",
-     SMALL_LLM_KEYS, "--seq_len=128 --eval_batches=20", "--data=data/kjv-8k", SMALL_LLM_BASE, 16, 300,
+     SMALL_MQAR, SMALL_LLM_KEYS, "--seq_len=128 --eval_batches=20", "--data=data/kjv-8k",
+     SMALL_LLM_BASE, 16, 300,
      "--data=data/shakespeare-2k", "--data=data/kjv-2k"},
     // routelab's defaults; the llm recipes follow the paper's protocol on a model of --model
     {"paper", "--k=64 --log_every=0 --ckpt_every=500", 64, 6, 2000, SMALL_ADD, "--k=64 --log_every=0 --ckpt_every=500", NULL,
