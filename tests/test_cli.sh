@@ -238,7 +238,11 @@ want={'exp1':{'dense','soft_learned','soft_random'},'exp2':{'hard_learned','hard
  'concentration':{'dense'},
  'moe-random':{'add_dense','add_moe_learned','add_moe_random','add_moe_hash','add_moe_control'},
  'ffn-sparsity':{'add_dense','add_swiglu','add_moe_learned','add_moe_random'}|{f'{m}_no_{s}' for m in ('add_dense','add_swiglu','add_moe_learned','add_moe_random') for s in ('attn','ffn')},
- 'routing-precision':{'mqar_dense','mqar_probe'}}
+ 'routing-precision':{'mqar_dense','mqar_probe'},
+ 'stochastic-variants':{'dense','stochastic','stoch_deploy_dense','stoch_deploy_fixed','anneal','anneal_deploy_dense',
+                        'anneal_deploy_gate','anneal_deploy_fixed','mix_half','mix_deploy_dense','mix_deploy_fixed'},
+ 'long-training':{'long_dense','long_soft_learned','long_soft_random','dense','soft_learned','soft_random'},
+ 'decoupled-data':{'dense','kl_k','decoupled_kl_k','decoupled_deploy_k','random_hard_k','oracle_k'}}
 got={}
 for r in R: got.setdefault(r['recipe'],set()).add(r['arm']); assert r['result'] is not None, r
 assert got==want, got
@@ -246,7 +250,10 @@ by={r['arm']: r for r in R}
 assert by['distill_soft']['from']=='soft_learned' and by['distill_dense']['from']=='dense'
 for a in ('distill_dense','distill_soft','kl_k'): assert by[a]['result']['hard_val_ppl']>1 and len(by[a]['result']['gate_f1'])==2
 assert by['oracle_k']['keys']=='--attn=oracle --k=4' and by['kl_4k']['keys']=='--loss=kl --k=16'
-assert by['random_topL']['keys'].endswith('--train=all') and by['posthoc_learned']['result']['steps']==8"
+assert by['random_topL']['keys'].endswith('--train=all') and by['posthoc_learned']['result']['steps']==8
+assert by['long_dense']['keys']=='--attn=dense --steps=1600' and by['decoupled_kl_k']['from']=='dense'
+assert by['decoupled_kl_k']['keys']=='--loss=kl --k=4 --mqar_pairs=2 --mqar_random_filler=1'
+assert by['decoupled_deploy_k']['keys']=='--attn=hard --k=4 --mqar_pairs=4 --mqar_random_filler=0'"
 n=$(trains_of all --scale=tiny --seeds=1)
 check "repro all: one run per arm name ($n training arms; shared runs are skipped, not re-run)" \
     [ "$(grep -c 'training$' "$TMP/rp3.log")" -eq "$n" ]
