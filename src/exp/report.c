@@ -406,7 +406,8 @@ static void report_open_questions(FILE *f, const Recipe *r, const ArmStats *st) 
     if (ll >= 0 && lr >= 0 && ld >= 0 && sl >= 0 && sr >= 0 && d >= 0)
         fprintf(f, "\nShare of the random → dense gap captured by the learned soft gate: %s at the "
                    "scale's steps, %s at 4x the steps (learned − random: %s, then %s). Absorption holds "
-                   "with longer training if the share does not grow.\n",
+                   "with longer training if the share does not grow; meaningful only when each "
+                   "random → dense gap is well above the seed spread.\n",
                 NUM("%.1f%%", 100 * (st[sr].ppl - st[sl].ppl) / (st[sr].ppl - st[d].ppl)),
                 NUM("%.1f%%", 100 * (st[lr].ppl - st[ll].ppl) / (st[lr].ppl - st[ld].ppl)),
                 NUM("%+.3f", st[sl].ppl - st[sr].ppl), NUM("%+.3f", st[ll].ppl - st[lr].ppl));
