@@ -238,11 +238,7 @@ want={'exp1':{'dense','soft_learned','soft_random'},'exp2':{'hard_learned','hard
  'concentration':{'dense'},
  'moe-random':{'add_dense','add_moe_learned','add_moe_random','add_moe_hash','add_moe_control'},
  'ffn-sparsity':{'add_dense','add_swiglu','add_moe_learned','add_moe_random'}|{f'{m}_no_{s}' for m in ('add_dense','add_swiglu','add_moe_learned','add_moe_random') for s in ('attn','ffn')},
- 'routing-precision':{'mqar_dense','mqar_probe'},
- 'stochastic-variants':{'dense','stochastic','stoch_deploy_dense','stoch_deploy_fixed','anneal','anneal_deploy_dense',
-                        'anneal_deploy_gate','anneal_deploy_fixed','mix_half','mix_deploy_dense','mix_deploy_fixed'},
- 'long-training':{'long_dense','long_soft_learned','long_soft_random','dense','soft_learned','soft_random'},
- 'decoupled-data':{'dense','kl_k','decoupled_kl_k','decoupled_deploy_k','random_hard_k','oracle_k'}}
+ 'routing-precision':{'mqar_dense','mqar_probe'}}
 got={}
 for r in R: got.setdefault(r['recipe'],set()).add(r['arm']); assert r['result'] is not None, r
 assert got==want, got
@@ -250,19 +246,37 @@ by={r['arm']: r for r in R}
 assert by['distill_soft']['from']=='soft_learned' and by['distill_dense']['from']=='dense'
 for a in ('distill_dense','distill_soft','kl_k'): assert by[a]['result']['hard_val_ppl']>1 and len(by[a]['result']['gate_f1'])==2
 assert by['oracle_k']['keys']=='--attn=oracle --k=4' and by['kl_4k']['keys']=='--loss=kl --k=16'
-assert by['random_topL']['keys'].endswith('--train=all') and by['posthoc_learned']['result']['steps']==8
-assert by['long_dense']['keys']=='--attn=dense --steps=1600' and by['decoupled_kl_k']['from']=='dense'
-assert by['decoupled_kl_k']['keys']=='--loss=kl --k=4 --mqar_pairs=2 --mqar_random_filler=1'
-assert by['decoupled_deploy_k']['keys']=='--attn=hard --k=4 --mqar_pairs=4 --mqar_random_filler=0'"
+assert by['random_topL']['keys'].endswith('--train=all') and by['posthoc_learned']['result']['steps']==8"
 n=$(trains_of all --scale=tiny --seeds=1)
 check "repro all: one run per arm name ($n training arms; shared runs are skipped, not re-run)" \
     [ "$(grep -c 'training$' "$TMP/rp3.log")" -eq "$n" ]
 for section in "## Summary" "| oracle top-k | oracle_k |" "| distill_soft | distill .* | 601.60 | 0.804 |" \
     "Share of the random → dense gap" "Share of the random → oracle gap" "| layers unfrozen |" \
-    "| layer | top-k mass | entropy ratio |" "## capacity" "\*\*Premise check\*\*" \
-    "## stochastic-variants" "| annealed towards the gate's top-k |" "| half the steps dense |" \
-    "## long-training" "at 4x the steps" "## decoupled-data" "on another text"; do
+    "| layer | top-k mass | entropy ratio |" "## capacity" "\*\*Premise check\*\*"; do
     check "repro all report: $section" grep -q "$section" "$TMP/rp3/report.md"
+done
+# the open questions and follow-ups (repro open)
+$RL repro open --scale=tiny --seeds=1 --steps=8 --distill_steps=4 --eval_batches=1 --out="$TMP/rpo" \
+    >"$TMP/rpo.log" 2>&1 || bad "repro open tiny: $(tail -3 "$TMP/rpo.log")"
+check "repro open: every recipe's arms ran once each" python3 -c "
+import json; R=json.load(open('$TMP/rpo/results.json'))
+want={'stochastic-variants':{'dense','stochastic','stoch_deploy_dense','stoch_deploy_fixed','anneal','anneal_deploy_dense',
+                             'anneal_deploy_gate','anneal_deploy_fixed','mix_half','mix_deploy_dense','mix_deploy_fixed'},
+ 'long-training':{'long_dense','long_soft_learned','long_soft_random','dense','soft_learned','soft_random'},
+ 'decoupled-data':{'dense','kl_k','decoupled_kl_k','decoupled_deploy_k','random_hard_k','oracle_k'},
+ 'closed-loop':{'dense','soft_learned','soft_deploy_hard','distill_soft','closed_loop','closed_loop_from_dense','hard_random'}}
+got={}
+for r in R: got.setdefault(r['recipe'],set()).add(r['arm']); assert r['result'] is not None, r
+assert got==want, got
+by={r['arm']: r for r in R}
+assert by['long_dense']['keys']=='--attn=dense --steps=1600' and by['decoupled_kl_k']['from']=='dense'
+assert by['decoupled_kl_k']['keys']=='--loss=kl --k=4 --mqar_pairs=2 --mqar_random_filler=1'
+assert by['decoupled_deploy_k']['keys']=='--attn=hard --k=4 --mqar_pairs=4 --mqar_random_filler=0'
+assert by['closed_loop_from_dense']['from']=='dense' and by['closed_loop']['keys']=='--attn=hard --gate_grad=ste'"
+for section in "## stochastic-variants" "| annealed towards the gate's top-k |" "| half the steps dense |" \
+    "## long-training" "at 4x the steps" "## decoupled-data" "on another text" "## closed-loop" \
+    "trained closed loop" "\*\*Premise check\*\*"; do
+    check "repro open report: $section" grep -q "$section" "$TMP/rpo/report.md"
 done
 check "repro all prints the summary table last" grep -q "| soft gate, frozen random | soft_random |" "$TMP/rp3.log"
 if command -v gnuplot >/dev/null; then

@@ -32,7 +32,8 @@ static void print_help(void) {
            "  batch 4, 5000 steps, 512-token windows; distillation 1000 steps at lr 1e-3).\n"
            "  Recipes:\n");
     for (size_t r = 0; r < N_RECIPES; r++) printf("    %-14s %s\n", RECIPES[r].name, RECIPES[r].what);
-    printf("    %-14s every recipe above but the llm-* ones, sharing runs of the same name (one dense model)\n", "all");
+    printf("    %-14s the paper's experiments (exp1 ... routing-precision), sharing runs of the same name (one dense model)\n", "all");
+    printf("    %-14s its open questions and follow-ups (stochastic-variants ... closed-loop)\n", "open");
     printf("    %-14s the four llm-* recipes (one pretrained model)\n", "llm");
 }
 

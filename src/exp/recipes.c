@@ -194,7 +194,7 @@ const Recipe RECIPES[] = {
       {"mix_half", RUN_TRAIN, NULL, "--attn=stochastic --dense_fraction=0.5", NAN, NAN},
       {"mix_deploy_dense", RUN_EVAL, "mix_half", "--attn=dense", NAN, NAN},
       {"mix_deploy_fixed", RUN_EVAL, "mix_half", "--attn=random_fixed --mask_seed={seed}", NAN, NAN},
-      DENSE}},
+      DENSE}, "open"},
     {"long-training", "learned vs frozen random soft gate trained 4x the scale's steps (the paper: "
                       "\"with substantially longer training, the gate could eventually overcome absorption\")",
      {{"long_dense", RUN_TRAIN, NULL, "--attn=dense --steps={4steps}", NAN, NAN},
@@ -202,7 +202,7 @@ const Recipe RECIPES[] = {
       {"long_soft_random", RUN_TRAIN, NULL, "--attn=soft --gate=random --steps={4steps}", NAN, NAN},
       DENSE,
       {"soft_learned", RUN_TRAIN, NULL, "--attn=soft --gate=learned", 48.73, NAN},
-      {"soft_random", RUN_TRAIN, NULL, "--attn=soft --gate=random", 49.83, NAN}}},
+      {"soft_random", RUN_TRAIN, NULL, "--attn=soft --gate=random", 49.83, NAN}}, "open"},
     {"decoupled-data", "post-hoc KL distillation on another text than the model was trained on, "
                        "deployed on its own (the paper: \"training the gate on a separate dataset ... "
                        "is untested\")",
@@ -211,14 +211,26 @@ const Recipe RECIPES[] = {
       {"decoupled_kl_k", RUN_DISTILL, "dense", "--loss=kl --k={k} {other_data}", NAN, NAN},
       {"decoupled_deploy_k", RUN_EVAL, "decoupled_kl_k", "--attn=hard --k={k} {own_data}", NAN, NAN},
       {"random_hard_k", RUN_EVAL, "dense", "--attn=hard --k={k}", NAN, NAN},
-      {"oracle_k", RUN_EVAL, "dense", "--attn=oracle --k={k}", 46.00, NAN}}},
+      {"oracle_k", RUN_EVAL, "dense", "--attn=oracle --k={k}", 46.00, NAN}}, "open"},
+    // Train Soft, Roll Out Hard: train on the routes deployment uses. attn=hard is closed loop
+    // already (each layer's top-k of its gate on the masked forward's own hidden states), and
+    // gate_grad=ste carries the gradient to the gate straight through.
+    {"closed-loop", "hard top-k training with a straight-through gate, from scratch and from the "
+                    "dense model, against soft training deployed hard and the distillation contrast",
+     {DENSE,
+      {"soft_learned", RUN_TRAIN, NULL, "--attn=soft --gate=learned", 48.73, NAN},
+      {"soft_deploy_hard", RUN_EVAL, "soft_learned", "--attn=hard", NAN, NAN},
+      {"distill_soft", RUN_DISTILL, "soft_learned", "--loss=bce --k={k}", 601.6, 0.804},
+      {"closed_loop", RUN_TRAIN, NULL, "--attn=hard --gate_grad=ste", NAN, NAN},
+      {"closed_loop_from_dense", RUN_TRAIN, "dense", "--attn=hard --gate_grad=ste", NAN, NAN},
+      {"hard_random", RUN_TRAIN, NULL, "--attn=hard --gate=random", 71.24, NAN}}, "open"},
     // The paper's Section 5 on a pretrained model (--model=HFDIR, or the one llm_base trains).
     {"llm-concentration", "pretrained model: dense vs oracle top-k at k, 2k, 4k, and how "
                           "concentrated its attention is per layer (Table 9, Figure 4)",
      {LLM_BASE, LLM_MODEL, LLM_DENSE,
       {"llm_oracle_k", RUN_EVAL, "llm_model", "--attn=oracle --k={k}", NAN, NAN, 0, TASK_LLM, 1},
       {"llm_oracle_2k", RUN_EVAL, "llm_model", "--attn=oracle --k={2k}", NAN, NAN, 0, TASK_LLM, 1},
-      {"llm_oracle_4k", RUN_EVAL, "llm_model", "--attn=oracle --k={4k}", NAN, NAN, 0, TASK_LLM, 1}}},
+      {"llm_oracle_4k", RUN_EVAL, "llm_model", "--attn=oracle --k={4k}", NAN, NAN, 0, TASK_LLM, 1}}, "llm"},
     {"llm-capacity", "pretrained model: gates distilled post hoc, KL with d_g 32 and BCE with d_g "
                      "32/64/128, deployed hard top-k at k, 2k, 4k (Table 6)",
      {LLM_BASE, LLM_MODEL, LLM_DENSE,
@@ -233,7 +245,7 @@ const Recipe RECIPES[] = {
       {"llm_bce_g64_4k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=bce --d_g=64 --k={4k}", NAN, NAN, 0, TASK_LLM},
       {"llm_bce_g128_k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=bce --d_g=128 --k={k}", NAN, NAN, 0, TASK_LLM},
       {"llm_bce_g128_2k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=bce --d_g=128 --k={2k}", NAN, NAN, 0, TASK_LLM},
-      {"llm_bce_g128_4k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=bce --d_g=128 --k={4k}", NAN, NAN, 0, TASK_LLM}}},
+      {"llm_bce_g128_4k", RUN_DISTILL, "llm_model", LLM_DISTILL "--loss=bce --d_g=128 --k={4k}", NAN, NAN, 0, TASK_LLM}}, "llm"},
     {"llm-single-layer", "pretrained model: only block L/2's q/k/v/o train, with soft gates on that "
                          "block learned vs frozen random, and without a gate (Table 7, Figure 2b)",
      {LLM_BASE, LLM_MODEL,
@@ -241,7 +253,7 @@ const Recipe RECIPES[] = {
                                                  "--train=gates+attn:{L/2}", NAN, NAN, 0, TASK_LLM},
       {"llm_sl_random", RUN_TRAIN, "llm_model", "--attn={mid:soft:dense} --gate=random "
                                                 "--train=attn:{L/2}", NAN, NAN, 0, TASK_LLM},
-      {"llm_sl_nogate", RUN_TRAIN, "llm_model", "--attn=dense --train=attn:{L/2}", NAN, NAN, 0, TASK_LLM}}},
+      {"llm_sl_nogate", RUN_TRAIN, "llm_model", "--attn=dense --train=attn:{L/2}", NAN, NAN, 0, TASK_LLM}}, "llm"},
     {"llm-gradient", "pretrained model: soft gates on every layer, learned vs frozen random, with "
                      "0, 2, 4, 8 top blocks unfrozen (Table 8, Figure 3)",
      {LLM_BASE, LLM_MODEL, LLM_DENSE,
@@ -252,7 +264,7 @@ const Recipe RECIPES[] = {
       {"llm_learned_top4", RUN_TRAIN, "llm_model", "--attn=soft --gate=learned --train=gates+top:4", NAN, NAN, 3, TASK_LLM},
       {"llm_random_top4", RUN_TRAIN, "llm_model", "--attn=soft --gate=random --train=top:4", NAN, NAN, 3, TASK_LLM},
       {"llm_learned_top8", RUN_TRAIN, "llm_model", "--attn=soft --gate=learned --train=gates+top:8", NAN, NAN, 7, TASK_LLM},
-      {"llm_random_top8", RUN_TRAIN, "llm_model", "--attn=soft --gate=random --train=top:8", NAN, NAN, 7, TASK_LLM}}},
+      {"llm_random_top8", RUN_TRAIN, "llm_model", "--attn=soft --gate=random --train=top:8", NAN, NAN, 7, TASK_LLM}}, "llm"},
 };
 #pragma GCC diagnostic pop
 const size_t N_RECIPES = sizeof RECIPES / sizeof RECIPES[0];

@@ -55,6 +55,9 @@ typedef struct {
 typedef struct {
     const char *name, *what;
     Arm arms[MAX_ARMS];
+    // the group `repro GROUP` names: NULL = "all" (the paper's experiments on its own model),
+    // "open" (its open questions and follow-ups), "llm" (Section 5 on a pretrained model)
+    const char *group;
 } Recipe;
 
 extern const Recipe RECIPES[];

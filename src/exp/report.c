@@ -411,6 +411,14 @@ static void report_open_questions(FILE *f, const Recipe *r, const ArmStats *st) 
                 NUM("%.1f%%", 100 * (st[sr].ppl - st[sl].ppl) / (st[sr].ppl - st[d].ppl)),
                 NUM("%.1f%%", 100 * (st[lr].ppl - st[ll].ppl) / (st[lr].ppl - st[ld].ppl)),
                 NUM("%+.3f", st[sl].ppl - st[sr].ppl), NUM("%+.3f", st[ll].ppl - st[lr].ppl));
+    int cl = arm_index(r, "closed_loop"), cd = arm_index(r, "closed_loop_from_dense");
+    int sh = arm_index(r, "soft_deploy_hard"), ds = arm_index(r, "distill_soft"), hr = arm_index(r, "hard_random");
+    if (cl >= 0 && cd >= 0 && sh >= 0 && ds >= 0 && hr >= 0 && d >= 0)
+        fprintf(f, "\nDeployed with hard top-k: trained closed loop %s (from the dense model %s), "
+                   "soft-trained %s, its BCE-distilled gate %s, against dense %s. Closed loop, learned "
+                   "− frozen random gate: %s (the absorption question under hard routes).\n",
+                NUM("%.3f", st[cl].ppl), NUM("%.3f", st[cd].ppl), NUM("%.3f", st[sh].ppl),
+                NUM("%.3f", st[ds].ppl), NUM("%.3f", st[d].ppl), NUM("%+.3f", st[cl].ppl - st[hr].ppl));
     int kk = arm_index(r, "kl_k"), dk = arm_index(r, "decoupled_deploy_k");
     int rh = arm_index(r, "random_hard_k"), ok = arm_index(r, "oracle_k");
     if (kk >= 0 && dk >= 0 && rh >= 0 && ok >= 0)

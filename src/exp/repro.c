@@ -16,16 +16,15 @@
 #include "report.h"
 #include "runner.h"
 
-// 1 for the llm-* recipes (the paper's Section 5: a pretrained model, another kind of sweep).
-static int recipe_is_llm(const Recipe *r) { return arm_is_llm(&r->arms[0]); }
-
-// Recipes named by NAME: one, a comma-separated list, `all` (every recipe of the paper's own
-// model) or `llm` (the four on a pretrained model); each once, in the order named.
+// Recipes named by NAME: one, a comma-separated list, or a group (recipes.h: `all`, `open`,
+// `llm`); each once, in the order named.
 static size_t select_recipes(const char *name, size_t *chosen) {
     size_t n = 0;
-    if (!strcmp(name, "all") || !strcmp(name, "llm")) {
-        for (size_t i = 0; i < N_RECIPES; i++)
-            if (recipe_is_llm(&RECIPES[i]) == !strcmp(name, "llm")) chosen[n++] = i;
+    if (!strcmp(name, "all") || !strcmp(name, "open") || !strcmp(name, "llm")) {
+        for (size_t i = 0; i < N_RECIPES; i++) {
+            const char *g = RECIPES[i].group ? RECIPES[i].group : "all";
+            if (!strcmp(g, name)) chosen[n++] = i;
+        }
         return n;
     }
     char buf[1024];
