@@ -34,6 +34,59 @@ def run_json(cmd):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# Structural modes against routelab's own dense step (the peer has no block mode): the small
+# preset (T 256), blocks of 16 keys, 2 kept, a window of 16. routelab computes every score and
+# masks, so a mode can only cost more than dense; a block-sparse kernel would skip the attention
+# work of the keys it drops. Its ideal step ratio is 1 - a * (1 - kept/visible), with a the share
+# of dense's step spent in attention (measured) and kept/visible the mean share of a query's
+# visible keys the mode keeps (counted: kept <= min(visible, k_blocks * block + window)).
+SPARSE_KEYS = dict(block_size=16, k_blocks=2, block_window=16)
+SPARSE_MODES = ("dense", "window", "block", "block_oracle")
+
+
+def kept_share(mode, T, k, bs, kb, win):
+    kept = vis = 0
+    for i in range(T):
+        v = i + 1
+        if mode in ("block", "block_oracle"):
+            kept += min(v, min(kb, i // bs + 1) * bs + win)
+        elif mode == "window":
+            kept += min(v, k)
+        else:
+            kept += v
+        vis += v
+    return kept / vis
+
+
+def sparse_against_dense(rl, common, repeats):
+    keys = ["--%s=%d" % kv for kv in SPARSE_KEYS.items()]
+    runs = {m: [] for m in SPARSE_MODES}
+    for _ in range(repeats):
+        for m in SPARSE_MODES:
+            runs[m].append(run_json([rl, "bench", "--preset=small", "--mode=" + m, "--precision=fp32"]
+                                    + keys + common))
+    step = {m: statistics.median(x["step_s_median"] for x in runs[m]) for m in SPARSE_MODES}
+    attn_op = next(n for n in runs["dense"][0]["ops_s_per_step"] if n.startswith("attention"))
+    attn = {m: statistics.median(x["ops_s_per_step"][attn_op] for x in runs[m]) for m in SPARSE_MODES}
+    a = attn["dense"] / step["dense"]
+    d0 = runs["dense"][0]
+    print(f"\nstructural modes against dense (routelab, small preset, T {d0['seq_len']}, fp32; blocks of "
+          f"{SPARSE_KEYS['block_size']}, {SPARSE_KEYS['k_blocks']} kept, window {SPARSE_KEYS['block_window']}; "
+          f"attention is {100 * a:.1f}% of dense's step)")
+    print(f"{'mode':13s} {'step s':>8s} {'vs dense':>9s} {'attn s':>8s} {'kept':>6s} {'ideal':>7s}")
+    out = []
+    for m in SPARSE_MODES:
+        share = kept_share(m, d0["seq_len"], d0["k"], SPARSE_KEYS["block_size"], SPARSE_KEYS["k_blocks"],
+                           SPARSE_KEYS["block_window"])
+        ideal = 1 - a * (1 - share)
+        print(f"{m:13s} {step[m]:8.3f} {step[m] / step['dense']:9.3f} {attn[m]:8.3f} {100 * share:5.1f}% "
+              f"{ideal:7.3f}")
+        out.append(dict(config="small", mode=m, kind="structural_vs_dense", step_s=round(step[m], 4),
+                        ratio_to_dense=round(step[m] / step["dense"], 3), attention_s=round(attn[m], 4),
+                        kept_share=round(share, 3), ideal_ratio=round(ideal, 3), **SPARSE_KEYS))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="one row: paper config, dense, B=4")
@@ -94,8 +147,9 @@ def main():
         print(f"\nroutelab step breakdown, {config} {mode} B={batch} {prec} (median step {step:.3f} s):")
         for name, s in sorted(ops.items(), key=lambda kv: -kv[1]):
             print(f"  {name:40s} {s:8.4f} s  {100 * s / step:5.1f}%")
+    sparse = [] if args.quick else sparse_against_dense(rl, common, args.repeats)
     with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
-        json.dump(rows, f, indent=1)
+        json.dump(rows + sparse, f, indent=1)
     print("\nwrote bench/results.json")
 
 

@@ -22,6 +22,7 @@ typedef struct {
     int feed;                 // 1: mask_feed (NH,T,T), 2: mask_feed per batch (B,NH,T,T)
     const char *label;
     int nkv;                  // K/V heads (0 = NH): query head h reads K/V head h / (NH / nkv)
+    int bs, kb, win;          // block modes: block size, blocks kept, window
 } AttnCase;
 
 // Brute-force top-k of x (n): keep the min(k, n) best by (value desc, index asc).
@@ -55,7 +56,7 @@ static inline double topk_gap(const double *x, int n, int k) {
 static inline double sigm(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 // The README's mode table, written out here so the reference does not read the library's.
-typedef enum { R_ALL, R_TOPK_S, R_TOPK_G, R_FRESH, R_FIXED, R_WINDOW } RefKeep;
+typedef enum { R_ALL, R_TOPK_S, R_TOPK_G, R_FRESH, R_FIXED, R_WINDOW, R_BLOCKS_G, R_BLOCKS_S } RefKeep;
 static inline RefKeep ref_keep(AttnMode m) {
     switch (m) {
     case ATTN_ORACLE: return R_TOPK_S;
@@ -63,14 +64,17 @@ static inline RefKeep ref_keep(AttnMode m) {
     case ATTN_STOCHASTIC: return R_FRESH;
     case ATTN_RANDOM_FIXED: return R_FIXED;
     case ATTN_WINDOW: return R_WINDOW;
+    case ATTN_BLOCK: return R_BLOCKS_G;
+    case ATTN_BLOCK_ORACLE: return R_BLOCKS_S;
     default: return R_ALL;  // dense, soft, soft_prob
     }
 }
 static inline int ref_needs_gate(AttnMode m) {
-    return m == ATTN_SOFT || m == ATTN_SOFT_PROB || m == ATTN_HARD;
+    return m == ATTN_SOFT || m == ATTN_SOFT_PROB || m == ATTN_HARD || m == ATTN_BLOCK;
 }
 static inline int ref_gate_in_graph(AttnMode m, GateGrad gg) {
-    return m == ATTN_SOFT || m == ATTN_SOFT_PROB || (m == ATTN_HARD && gg == GATE_GRAD_STE);
+    return m == ATTN_SOFT || m == ATTN_SOFT_PROB ||
+           ((m == ATTN_HARD || m == ATTN_BLOCK) && gg == GATE_GRAD_STE);
 }
 
 // Independent double-precision forward (and the STE gate gradient) in plain loops. keep_in: the
@@ -128,6 +132,22 @@ static inline void attn_reference(double *W, double *y, double *dgq, double *dgk
                     break;
                 case R_TOPK_S: src = S + i * T; break;
                 case R_TOPK_G: src = G + i * T; break;
+                case R_BLOCKS_G:
+                case R_BLOCKS_S: {  // blocks of bs keys scored by their max visible score
+                    const double *x = (rk == R_BLOCKS_G ? G : S) + i * T;
+                    double score[64];
+                    unsigned char chosen[64];
+                    int nb = 0;
+                    for (int j0 = 0; j0 <= i; j0 += cs->bs, nb++) {
+                        score[nb] = -INFINITY;
+                        for (int j = j0; j < j0 + cs->bs && j <= i; j++) score[nb] = fmax(score[nb], x[j]);
+                    }
+                    brute_topk(chosen, score, nb, cs->kb);
+                    if (topk_gap(score, nb, cs->kb) < 1e-4) (*near_tie)++;
+                    for (int j = 0; j < T; j++)
+                        kr[j] = j <= i && (chosen[j / cs->bs] || j >= i - cs->win + 1);
+                    break;
+                }
                 }
                 if (src) {
                     int n = a->scope == TOPK_CAUSAL ? i + 1 : T;

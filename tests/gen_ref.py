@@ -2,8 +2,9 @@
 """gen_ref.py: write a routelab reference case set (format_version 1) with the PyTorch twin.
 
 Produces the 16 cases of ../shared/ref/{paper_small,gpt2style_small} (README.md there,
-section 10) and single_layer, for a model of any shape, so that `routelab refcheck DIR` can be run on unseen
-shapes.  The twin (pytorch/model.py) is imported, never copied: its semantics are the spec.
+section 10), single_layer, and six block-selection cases (attn=block/block_oracle, NSA-style:
+tests/routing_twin.py adds the mode to the twin without editing it), for a model of any shape,
+so that `routelab refcheck DIR` can be run on unseen shapes.  The twin (pytorch/model.py) is imported, never copied: its semantics are the spec.
 
 Usage (Debian's PyTorch, run from anywhere):
 
@@ -100,6 +101,10 @@ CASE_NAMES = ["dense", "oracle", "soft_learned", "soft_random", "soft_prob_learn
               "hard_learned", "hard_ste", "stochastic", "random_fixed", "window",
               "topk_all_hard", "mixed", "gates_only", "distill_kl", "distill_bce",
               "masked_loss", "single_layer"]
+# Routing modes beyond the shared twin's (tests/routing_twin.py): in the sets of the shared
+# twin's model (styles, --family gpt2), after the 17 cases above.
+BLOCK_CASE_NAMES = ["block_learned", "block_ste", "block_random", "block_oracle",
+                    "block_window_ste", "block_mixed"]
 
 DESCRIPTIONS = {
     "dense": "causal softmax",
@@ -121,6 +126,13 @@ DESCRIPTIONS = {
     "single_layer": ("only block L/2's attention (q/k/v/o, q/k norm, biases) and its learned soft "
                      "gate train, the other blocks dense and frozen (repro llm-single-layer): "
                      "routelab skips the backward below block L/2"),
+    "block_learned": ("block selection (NSA/MoBA): top k_blocks blocks by the max of G over "
+                      "each block's visible keys, learned gate without a gradient"),
+    "block_ste": "block selection by G, straight-through gate gradient (as hard_ste)",
+    "block_random": "block selection by a frozen random gate",
+    "block_oracle": "block selection by the max of S over each block (oracle blocks)",
+    "block_window_ste": "block selection by G plus the block_window most recent keys, ste",
+    "block_mixed": "block, block_oracle and dense layers in one model, window on",
 }
 
 MIXED_CYCLE = ["hard", "soft", "oracle", "window", "soft_prob"]
@@ -174,6 +186,9 @@ def parse_args(argv=None):
     p.add_argument("--min_margin", type=float, default=1e-6)
     p.add_argument("--max_redraws", type=int, default=20)
     p.add_argument("--no_fp32", action="store_true")
+    p.add_argument("--block_size", type=int, default=4)
+    p.add_argument("--k_blocks", type=int, default=2)
+    p.add_argument("--block_window", type=int, default=3)
     hf = p.add_argument_group("HF families (tests/hf_twin.py)")
     hf.add_argument("--family", choices=["llama", "qwen2", "qwen3", "gpt2"], default=None)
     hf.add_argument("--n_kv_head", type=int, default=None)
@@ -255,17 +270,22 @@ class Writer:
 
 # ----------------------------------------------------------------------------- cases
 
+def case_names(a):
+    """The set's cases: the 17, and the block cases in sets of the shared twin's model."""
+    return CASE_NAMES + (BLOCK_CASE_NAMES if a.family in (None, "gpt2") else [])
+
+
 def case_specs(a):
     L = a.n_layer
     kh = max(2, a.k // 2)
     spec = {}
 
     def mk(modes, kinds="learned", gate_grad="none", k=a.k, scope="causal", loss="lm",
-           trainable="all", targets="plain"):
+           trainable="all", targets="plain", keys=None):
         modes = [modes] * L if isinstance(modes, str) else list(modes)
         kinds = [kinds] * L if isinstance(kinds, str) else list(kinds)
         return dict(modes=modes, gate_kinds=kinds, gate_grad=gate_grad, k=k, topk_scope=scope,
-                    loss_kind=loss, trainable=trainable, targets=targets)
+                    loss_kind=loss, trainable=trainable, targets=targets, keys=keys)
 
     spec["dense"] = mk("dense")
     spec["oracle"] = mk("oracle")
@@ -286,7 +306,17 @@ def case_specs(a):
     spec["masked_loss"] = mk("dense", targets="masked")
     spec["single_layer"] = mk(["soft" if l == L // 2 else "dense" for l in range(L)],
                               trainable="attn:%d" % (L // 2))
-    assert list(spec) == CASE_NAMES
+    if a.family in (None, "gpt2"):
+        bk = dict(block_size=a.block_size, k_blocks=a.k_blocks, block_window=0)
+        bw = dict(bk, block_window=a.block_window)
+        spec["block_learned"] = mk("block", keys=bk)
+        spec["block_ste"] = mk("block", gate_grad="ste", keys=bk)
+        spec["block_random"] = mk("block", "random", keys=bk)
+        spec["block_oracle"] = mk("block_oracle", keys=bk)
+        spec["block_window_ste"] = mk("block", gate_grad="ste", keys=bw)
+        cycle = ["block", "block_oracle", "dense"]
+        spec["block_mixed"] = mk([cycle[l % 3] for l in range(L)], gate_grad="ste", keys=bw)
+    assert list(spec) == case_names(a)
     return spec
 
 
@@ -314,7 +344,11 @@ def new_model(twin, a, sp):
     """A fresh model for case spec sp: the shared twin's GPT (styles, and --family gpt2 =
     routelab family gpt), or hf_twin.HFTwin (llama, qwen2, qwen3)."""
     if a.family in (None, "gpt2"):
-        return twin.GPT(make_cfg(twin, a, sp))
+        import routing_twin
+        keys = sp.get("keys") or {}
+        model = twin.GPT(make_cfg(twin, a, dict(sp, modes=routing_twin.twin_modes(sp["modes"]))))
+        return routing_twin.install(model, sp["modes"], keys.get("block_size", 1),
+                                    keys.get("k_blocks", 1), keys.get("block_window", 0))
     import hf_twin
     return hf_twin.HFTwin(hf_cfg(a, sp))
 
@@ -405,10 +439,16 @@ def run_case(twin, a, name, sp, weights32, idx, targets, dtype, feed=None, forwa
             loss, per_layer, logits = twin.distill_loss(model, idx, sp["loss_kind"], k)
         recs = model.records()
         res["losses"].append(loss.item())
-        # top-k boundaries of hard / oracle layers
+        # top-k boundaries of hard / oracle layers, block boundaries of block layers
         for l, b in enumerate(blocks):
             mode = b.attn.mode
-            if mode in ("hard", "oracle"):
+            rl_mode = getattr(b.attn, "routelab_mode", mode)
+            if rl_mode in ("block", "block_oracle"):
+                import routing_twin
+                X = recs[l]["G"] if rl_mode == "block" else recs[l]["S"]
+                res["margin"] = minopt(res["margin"], routing_twin.block_gaps(
+                    X, b.attn.block_size, b.attn.k_blocks))
+            elif mode in ("hard", "oracle"):
                 X = recs[l]["G"] if mode == "hard" else recs[l]["S"]
                 res["margin"] = minopt(res["margin"], row_gaps(X, k, sp["topk_scope"]))
             # guard: top-ks behind the diagnostics (forward 0) and the BCE targets
@@ -496,7 +536,7 @@ def generate(twin, a, data_seed, verbose=True):
     results = {}
     # the cases whose top-k choices can hit a near-tie first, so that a re-draw is cheap
     risky = ["oracle", "hard_learned", "hard_ste", "topk_all_hard", "mixed", "distill_bce"]
-    for name in risky + [n for n in CASE_NAMES if n not in risky]:
+    for name in risky + [n for n in case_names(a) if n not in risky]:
         sp = specs[name]
         t0 = time.time()
         targets = tgt_m if sp["targets"] == "masked" else tgt
@@ -536,7 +576,7 @@ def write_set(twin, a, out, data_seed, payload):
     e_tm = W.i32("targets_masked.i32", tgt_m)
     cases = {}
     fp32_worst = dict(loss_abs=0.0, logits_abs=0.0)
-    for name in CASE_NAMES:
+    for name in case_names(a):
         r, sp = results[name], specs[name]
         base = "cases/%s/" % name
         c = dict(description=DESCRIPTIONS[name], modes=sp["modes"], gate_kinds=sp["gate_kinds"],
@@ -561,6 +601,8 @@ def write_set(twin, a, out, data_seed, payload):
                 e = W.f32(base + "mask_layer%d.f32" % l, m0)
                 mask_files.append(dict(layer=l, layout="head,query,key", **e))
         c["mask_files"] = mask_files
+        if sp.get("keys"):
+            c["keys"] = sp["keys"]     # config keys the case sets beyond the shared format's
         c["loss"] = r["loss"]
         if sp["loss_kind"] != "lm":
             c["loss_per_layer"] = r["loss_per_layer"]
@@ -626,7 +668,7 @@ def write_set(twin, a, out, data_seed, payload):
         params=params,
         inputs=e_in,
         targets=e_tg,
-        case_names=CASE_NAMES,
+        case_names=case_names(a),
         cases=cases,
         max_fp32_vs_fp64=None if a.no_fp32 else dict(
             fp32_worst, note="float32 twin, forward 0 only (gen_ref.py)"),
@@ -690,7 +732,7 @@ def write_family_index(twin, a, out, data_seed, W, params, e_in, e_tg, cases, fp
         params=params,
         inputs=e_in,
         targets=e_tg,
-        case_names=CASE_NAMES,
+        case_names=case_names(a),
         cases=cases,
         max_fp32_vs_fp64=None if a.no_fp32 else dict(
             fp32_worst, note="float32 twin, forward 0 only (gen_ref.py)"),

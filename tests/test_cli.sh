@@ -41,6 +41,10 @@ PY
             n=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['cases']))" "$TMP/$s/index.json")
             check "refcheck on an unseen-shape set ($s): all $n cases of gen_ref's list pass" \
                 grep -q "^refcheck: $n passed, 0 failed, 0 skipped" "$TMP/$s.log"
+            check "the unseen set ($s) holds the block-selection cases (tests/routing_twin.py)" \
+                python3 -c "import json,sys; c=set(json.load(open(sys.argv[1]))['cases'])
+assert {'block_learned','block_ste','block_random','block_oracle','block_window_ste','block_mixed'}<=c, c" \
+                "$TMP/$s/index.json"
         done
     else
         skip "python3-torch not installed: unseen-shape reference sets not generated"
@@ -264,18 +268,25 @@ want={'stochastic-variants':{'dense','stochastic','stoch_deploy_dense','stoch_de
                              'anneal_deploy_gate','anneal_deploy_fixed','mix_half','mix_deploy_dense','mix_deploy_fixed'},
  'long-training':{'long_dense','long_soft_learned','long_soft_random','dense','soft_learned','soft_random'},
  'decoupled-data':{'dense','kl_k','decoupled_kl_k','decoupled_deploy_k','random_hard_k','oracle_k'},
- 'closed-loop':{'dense','soft_learned','soft_deploy_hard','distill_soft','closed_loop','closed_loop_from_dense','hard_random'}}
+ 'closed-loop':{'dense','soft_learned','soft_deploy_hard','distill_soft','closed_loop','closed_loop_from_dense','hard_random'},
+ 'nsa-random':{'dense','block_learned','block_random','block_oracle','window_only','kl_k','posthoc_block',
+               'dense_block_random','dense_block_oracle'}}
 got={}
 for r in R: got.setdefault(r['recipe'],set()).add(r['arm']); assert r['result'] is not None, r
 assert got==want, got
 by={r['arm']: r for r in R}
+blocks='--block_size=2 --k_blocks=2 --block_window=2'
+assert by['block_learned']['keys']=='--attn=block --gate=learned --gate_grad=ste '+blocks
+assert by['posthoc_block']['from']=='kl_k' and by['dense_block_oracle']['keys']=='--attn=block_oracle '+blocks
+assert by['window_only']['keys']=='--attn=window --k=2'
 assert by['long_dense']['keys']=='--attn=dense --steps=1600' and by['decoupled_kl_k']['from']=='dense'
 assert by['decoupled_kl_k']['keys']=='--loss=kl --k=4 --mqar_pairs=2 --mqar_random_filler=1'
 assert by['decoupled_deploy_k']['keys']=='--attn=hard --k=4 --mqar_pairs=4 --mqar_random_filler=0'
 assert by['closed_loop_from_dense']['from']=='dense' and by['closed_loop']['keys']=='--attn=hard --gate_grad=ste'"
 for section in "## stochastic-variants" "| annealed towards the gate's top-k |" "| half the steps dense |" \
     "## long-training" "at 4x the steps" "## decoupled-data" "on another text" "## closed-loop" \
-    "trained closed loop" "\*\*Premise check\*\*"; do
+    "trained closed loop" "## nsa-random" "learned blocks .*, frozen random blocks" \
+    "same blocks chosen by the KL-distilled gate" "\*\*Premise check\*\*"; do
     check "repro open report: $section" grep -q "$section" "$TMP/rpo/report.md"
 done
 check "repro all prints the summary table last" grep -q "| soft gate, frozen random | soft_random |" "$TMP/rp3.log"

@@ -24,11 +24,12 @@ static double attn_eval(void *v, int *changed) {
 
 static void test_route_table(void) {
     static const KeepRule keeps[] = {KEEP_ALL_VISIBLE, KEEP_TOPK_SCORES, KEEP_TOPK_GATE,
-                                     KEEP_TOPK_FRESH, KEEP_TOPK_FIXED, KEEP_WINDOW};
+                                     KEEP_TOPK_FRESH, KEEP_TOPK_FIXED, KEEP_WINDOW,
+                                     KEEP_BLOCKS_GATE, KEEP_BLOCKS_SCORES};
     for (int m = 0; m < ATTN_NUM_MODES; m++) {
         const RouteRule *r = route_rule((AttnMode)m);
         GateUse want = m == ATTN_SOFT ? GATE_ON_LOGITS : m == ATTN_SOFT_PROB ? GATE_ON_PROBS
-                       : m == ATTN_HARD ? GATE_RANKS_ONLY : GATE_UNUSED;
+                       : m == ATTN_HARD || m == ATTN_BLOCK ? GATE_RANKS_ONLY : GATE_UNUSED;
         CHECK(r->keep == keeps[ref_keep((AttnMode)m)] && r->gate == want &&
                   !strcmp(r->name, attn_mode_name((AttnMode)m)) &&
                   route_needs_gate((AttnMode)m) == ref_needs_gate((AttnMode)m) &&
@@ -56,6 +57,9 @@ static void attn_case(const AttnCase *cs, int nthreads) {
     a->dg = cs->dg;
     a->mode = cs->mode;
     a->k = cs->k;
+    a->block_size = cs->bs;
+    a->k_blocks = cs->kb;
+    a->block_window = cs->win;
     a->scope = cs->scope;
     a->gate_grad = cs->gg;
     a->tau = cs->tau;
@@ -70,7 +74,7 @@ static void attn_case(const AttnCase *cs, int nthreads) {
     RefKeep rk = ref_keep(cs->mode);
     int needs_gate = ref_needs_gate(cs->mode);
     int in_graph = ref_gate_in_graph(cs->mode, cs->gg);
-    int ste = cs->mode == ATTN_HARD && cs->gg == GATE_GRAD_STE;
+    int ste = (cs->mode == ATTN_HARD || cs->mode == ATTN_BLOCK) && cs->gg == GATE_GRAD_STE;
     int aux = cs->mode == ATTN_SOFT || cs->mode == ATTN_SOFT_PROB || ste;  // as model.c lays out
     x.qkv = falloc(N * QW);
     fill_normal(x.qkv, N * QW, 1.0f);
@@ -136,7 +140,8 @@ static void attn_case(const AttnCase *cs, int nthreads) {
             for (int j = 0; j < T; j++) n += kr[j], future += j > i && kr[j];
             empty += n == 0;
             CHECK(future == 0, "%s: row %d keeps a future key", cs->label, i);
-            int expect = rk == R_ALL ? i + 1
+            int blocks = rk == R_BLOCKS_G || rk == R_BLOCKS_S;  // checked against the reference
+            int expect = blocks ? -1 : rk == R_ALL ? i + 1
                          : rk == R_WINDOW || cs->scope == TOPK_CAUSAL
                              ? (i + 1 < cs->k ? i + 1 : cs->k) : -1;
             if (!cs->feed && expect >= 0 && n != expect) wrong_count++;
@@ -179,7 +184,7 @@ static void attn_case(const AttnCase *cs, int nthreads) {
         CHECK(untouched, "%s: attention_backward wrote dgq/dgk with the gate out of the graph",
               cs->label);
     }
-    x.check_pattern = rk == R_TOPK_S || rk == R_TOPK_G;
+    x.check_pattern = rk == R_TOPK_S || rk == R_TOPK_G || rk == R_BLOCKS_S || rk == R_BLOCKS_G;
     snprintf(what, sizeof what, "%s%s: d qkv", cs->label, nthreads > 1 ? " (2 threads)" : "");
     fd_check(what, x.qkv, dqkv, N * QW, fo, attn_eval, &x);
     if (in_graph && !ste) {
@@ -235,6 +240,9 @@ static void attn_case(const AttnCase *cs, int nthreads) {
     xfree(dgk);
 }
 
+// Trailing AttnCase fields (K/V heads, block keys) default to 0 where a row leaves them out.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static void test_attention(void) {
     const AttnCase cases[] = {
         // mode            k  scope        gate_grad       tau   drop  B  T NH hd dg feed label
@@ -272,10 +280,20 @@ static void test_attention(void) {
         {ATTN_SOFT_PROB,    3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.3f, 2, 7, 2, 4, 3, 0, "soft_prob dropout", 0},
         {ATTN_ORACLE,       3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.3f, 2, 7, 2, 4, 3, 0, "oracle dropout", 0},
         {ATTN_HARD,         3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.3f, 2, 7, 2, 4, 3, 0, "hard dropout", 0},
+        // block selection (NSA, MoBA): block size, blocks kept, window in the last three fields
+        {ATTN_BLOCK,        0, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 11, 2, 4, 3, 0, "block", 0, 3, 2, 0},
+        {ATTN_BLOCK,        0, TOPK_CAUSAL, GATE_GRAD_STE,  1.0f, 0.0f, 2, 11, 2, 4, 3, 0, "block ste", 0, 3, 2, 0},
+        {ATTN_BLOCK,        0, TOPK_CAUSAL, GATE_GRAD_STE,  0.6f, 0.0f, 2, 13, 2, 3, 4, 0, "block ste window", 0, 4, 1, 3},
+        {ATTN_BLOCK,        0, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 1, 9, 4, 2, 3, 0, "block gqa 4/2 window", 2, 2, 2, 2},
+        {ATTN_BLOCK_ORACLE, 0, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 11, 2, 4, 3, 0, "block_oracle", 0, 3, 2, 0},
+        {ATTN_BLOCK_ORACLE, 0, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 10, 2, 4, 3, 0, "block_oracle window", 0, 2, 2, 3},
+        {ATTN_BLOCK_ORACLE, 0, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.2f, 2, 9, 2, 4, 3, 0, "block_oracle dropout", 0, 1, 3, 1},
+        {ATTN_BLOCK,        0, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 8, 2, 4, 3, 0, "block size 1 = hard", 0, 1, 3, 0},
     };
     // one thread for most (fast and steady on a loaded machine), every third with two
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) attn_case(&cases[i], i % 3 ? 1 : 2);
 }
+#pragma GCC diagnostic pop
 
 // Where test_grad.c had left the generator on reaching these checks (see grad_init).
 static const Rng RNG_START = {{0xaf24ca31b06c340cull, 0x0a4ad97862c61074ull,

@@ -159,7 +159,8 @@ static void attn_setup(Attn *x, AttnMode mode, TopkScope scope, int T) {
     memset(x, 0, sizeof *x);
     AttnArgs *a = &x->a;
     a->B = 1, a->T = T, a->NH = 1, a->hd = 4, a->C = 4, a->dg = 4, a->mode = mode, a->k = 2;
-    a->scope = scope, a->gate_grad = mode == ATTN_HARD ? GATE_GRAD_STE : GATE_GRAD_NONE;
+    a->scope = scope, a->gate_grad = mode == ATTN_HARD || mode == ATTN_BLOCK ? GATE_GRAD_STE : GATE_GRAD_NONE;
+    a->block_size = 2, a->k_blocks = 1, a->block_window = 1;
     a->tau = 1.0f, a->nthreads = 1, a->noise_key = 12345;
     a->scratch = xcalloc(attention_scratch_floats(T), sizeof(float));
     size_t N = (size_t)T, TT = (size_t)T * T;
@@ -228,6 +229,22 @@ static void test_attention(void) {
               "%s: a NaN gate gives a finite row 2", attn_mode_name((AttnMode)m));
         attn_free(&x);
     }
+    // block modes: a NaN score in a block makes it rank first (kept, not routed around).
+    // block_oracle: key 0's NaN poisons every row; block: key 0's gate NaN keeps block 0 in every
+    // row (k_blocks 1, window 1), and the STE gate gradient of that row is NaN, not 0.
+    attn_setup(&x, ATTN_BLOCK, TOPK_CAUSAL, T);
+    for (int i = 0; i < T; i++) x.gk[0 * 4 + i % 4] = NAN;
+    attn_run(&x);
+    int block0 = all_finite(x.out, T * 4);
+    for (int i = 2; i < T; i++) block0 &= x.att[i * T + 0] > 0.0f && x.att[i * T + 1] > 0.0f;
+    CHECK(block0, "block: a NaN gate score does not keep its block (or poisons the output)");
+    CHECK(isnan(x.auxs[4 * T + 0]), "block ste: the NaN gate is not carried to the saved gate");
+    attn_free(&x);
+    attn_setup(&x, ATTN_BLOCK_ORACLE, TOPK_CAUSAL, T);
+    for (int d = 0; d < 4; d++) x.qkv[0 * 12 + 4 + d] = NAN;
+    attn_run(&x);
+    CHECK(all_nan(x.out, T * 4), "block_oracle: a NaN key score is routed around");
+    attn_free(&x);
     // topk_scope=all with no kept key stays a zero row: the last key dominates every query
     attn_setup(&x, ATTN_ORACLE, TOPK_ALL, T);
     x.a.k = 1;

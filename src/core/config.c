@@ -56,13 +56,18 @@ static const ConfigKey KEYS[] = {
     // routing
     K(attn, KEY_STR, "dense",
       "routing mode, or a comma list per layer: dense|oracle|soft|soft_prob|hard|stochastic|"
-      "random_fixed|window"),
+      "random_fixed|window|block|block_oracle"),
     K(k, KEY_STR, "64", "keys kept per query (top-k modes, window), or a comma list per layer"),
     K(gate, KEY_STR, "learned", "gate kind: learned | random (frozen at init), or per layer"),
     K(d_g, KEY_INT, "32", "gate width per head"),
     K(tau, KEY_FLOAT, "1", "gate temperature: sigmoid(G / tau)"),
     K(topk_scope, KEY_STR, "causal", "causal: rank visible keys only; all: the paper's code"),
-    K(gate_grad, KEY_STR, "none", "hard mode gate gradient: none | ste (straight-through)"),
+    K(gate_grad, KEY_STR, "none", "hard and block modes' gate gradient: none | ste (straight-through)"),
+    K(block_size, KEY_INT, "16", "block and block_oracle modes: keys per block"),
+    K(k_blocks, KEY_INT, "2", "block and block_oracle modes: blocks kept per query (top by the "
+      "block score: the max of the gate's, or the attention's, scores over the block's visible keys)"),
+    K(block_window, KEY_INT, "0", "block and block_oracle modes: the most recent keys a query "
+      "always keeps besides its blocks (NSA's sliding window; 0 = none)"),
     K(gate_seed, KEY_INT, "1234", "seed of the gate init (independent of the model init)"),
     K(mask_seed, KEY_INT, "2000", "seed of the stochastic and random_fixed masks"),
     K(dense_fraction, KEY_FLOAT, "0", "training: this share of the steps (drawn per step from "
@@ -315,6 +320,9 @@ void config_resolve(Config *c) {
     REQUIRE(c->seq_len >= 1, "key 'seq_len' must be positive, got %d", c->seq_len);
     REQUIRE(c->vocab_size >= 2, "key 'vocab_size' must be at least 2, got %d", c->vocab_size);
     REQUIRE(c->d_g >= 1, "key 'd_g' must be positive, got %d", c->d_g);
+    REQUIRE(c->block_size >= 1, "key 'block_size' must be positive, got %d", c->block_size);
+    REQUIRE(c->k_blocks >= 1, "key 'k_blocks' must be positive, got %d", c->k_blocks);
+    REQUIRE(c->block_window >= 0, "key 'block_window' must be >= 0, got %d", c->block_window);
     // Every float key finite (a Config may be filled without config_set), then its range; a
     // comparison with NaN is false, so each REQUIRE below also rejects NaN.
     for (size_t i = 0; i < N_KEYS; i++)

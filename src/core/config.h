@@ -35,6 +35,7 @@ typedef struct {
     float tau;
     char topk_scope[STR_LEN];  // causal | all
     char gate_grad[STR_LEN];   // none | ste
+    int block_size, k_blocks, block_window;  // block / block_oracle modes
     int gate_seed, mask_seed;
     float dense_fraction;      // training: share of steps run dense (the rest as configured)
     int stochastic_anneal;     // training: stochastic layers anneal towards the gate's top-k

@@ -97,6 +97,7 @@ const size_t N_SCALES = sizeof SCALES / sizeof SCALES[0];
 #define LLM_MODEL {"llm_model", RUN_EXPORT, "llm_base", "", NAN, NAN, 0, TASK_LLM_BASE, 1}
 #define LLM_DENSE {"llm_dense", RUN_EVAL, "llm_model", "--attn=dense --k={k}", NAN, NAN, 0, TASK_LLM, 1}
 #define LLM_DISTILL "--lr=1e-3 "  // the paper's distillation lr
+#define BLOCKS "--block_size={k/2} --k_blocks=2 --block_window={k/2}"  // nsa-random's blocks
 const Recipe RECIPES[] = {
     {"exp1", "soft gate: learned vs frozen random vs dense",
      {DENSE,
@@ -224,6 +225,19 @@ const Recipe RECIPES[] = {
       {"closed_loop", RUN_TRAIN, NULL, "--attn=hard --gate_grad=ste", NAN, NAN},
       {"closed_loop_from_dense", RUN_TRAIN, "dense", "--attn=hard --gate_grad=ste", NAN, NAN},
       {"hard_random", RUN_TRAIN, NULL, "--attn=hard --gate=random", 71.24, NAN}}, "open"},
+    // NSA's test the paper asks for: "replace the learned selection with random selection while
+    // keeping windows". Blocks of k/2 keys, 2 kept (k keys), plus a window of k/2 recent keys.
+    {"nsa-random", "block selection (NSA/MoBA): learned vs frozen random vs oracle blocks with a "
+                   "sliding window, trained end to end and post hoc on the dense model",
+     {DENSE,
+      {"block_learned", RUN_TRAIN, NULL, "--attn=block --gate=learned --gate_grad=ste " BLOCKS, NAN, NAN},
+      {"block_random", RUN_TRAIN, NULL, "--attn=block --gate=random " BLOCKS, NAN, NAN},
+      {"block_oracle", RUN_TRAIN, NULL, "--attn=block_oracle " BLOCKS, NAN, NAN},
+      {"window_only", RUN_TRAIN, NULL, "--attn=window --k={k/2}", NAN, NAN},
+      {"kl_k", RUN_DISTILL, "dense", "--loss=kl --k={k}", 48.83, NAN},
+      {"posthoc_block", RUN_EVAL, "kl_k", "--attn=block " BLOCKS, NAN, NAN},
+      {"dense_block_random", RUN_EVAL, "dense", "--attn=block " BLOCKS, NAN, NAN},
+      {"dense_block_oracle", RUN_EVAL, "dense", "--attn=block_oracle " BLOCKS, NAN, NAN}}, "open"},
     // The paper's Section 5 on a pretrained model (--model=HFDIR, or the one llm_base trains).
     {"llm-concentration", "pretrained model: dense vs oracle top-k at k, 2k, 4k, and how "
                           "concentrated its attention is per layer (Table 9, Figure 4)",
@@ -289,7 +303,8 @@ static int scale_steps(const Scale *sc) {
 
 void expand_keys(char *out, size_t cap, const char *keys, const Scale *sc, int seed) {
     struct { const char *tok; int val; } subs[] = {{"{k}", sc->k}, {"{2k}", 2 * sc->k},
-        {"{4k}", 4 * sc->k}, {"{L}", sc->n_layer}, {"{L/2}", sc->n_layer / 2}, {"{seed}", 100 + seed},
+        {"{4k}", 4 * sc->k}, {"{k/2}", sc->k / 2 > 0 ? sc->k / 2 : 1}, {"{L}", sc->n_layer},
+        {"{L/2}", sc->n_layer / 2}, {"{seed}", 100 + seed},
         {"{4steps}", 4 * scale_steps(sc)}};
     struct { const char *tok, *val; } words[] = {{"{other_data}", sc->other_data}, {"{own_data}", sc->own_data}};
     size_t o = 0;

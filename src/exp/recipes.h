@@ -9,7 +9,7 @@
 // paper's 87.5% sparsity).
 typedef struct {
     const char *name, *keys;
-    int k, n_layer;         // substituted for {k}, {2k}, {4k}, {L}, {L/2} in arm keys
+    int k, n_layer;         // substituted for {k}, {2k}, {4k}, {k/2}, {L}, {L/2} in arm keys
     int distill_steps;      // gate-only distillation steps (--distill_steps overrides)
     const char *add_keys;   // the addition-with-carry task (FFN and MoE recipes)
     const char *text_keys;  // text shards for the MoE recipes (NULL: none at this scale)
@@ -40,7 +40,7 @@ typedef struct {
     const char *name;
     RunKind kind;
     const char *from;   // the arm whose checkpoint this one starts from / distils / evaluates
-    const char *keys;   // config keys ({k}, {2k}, {4k}, {L}, {L/2}, {seed} are substituted)
+    const char *keys;   // config keys ({k}, {2k}, {4k}, {k/2}, {L}, {L/2}, {seed} are substituted)
     double paper;       // the paper's perplexity for this arm (NAN: none)
     double paper_f1;    // the paper's gate F1 (NAN: none)
     int needs_layers;   // runs only when the scale has more layers than this (0: always)
@@ -69,7 +69,7 @@ extern const size_t N_SCALES;
 const Scale *scale_find(const char *name);
 // The scale's keys for a training arm's task, or NULL when the scale has no such task.
 const char *task_keys(const Scale *sc, Task t);
-// Arm keys with the scale's values substituted for {k}, {2k}, {4k}, {L}, {L/2}, {seed}
+// Arm keys with the scale's values substituted for {k}, {2k}, {4k}, {k/2}, {L}, {L/2}, {seed}
 // (100 + seed), {4steps} (4 x the scale's steps), {other_data}, {own_data}, and {mid:X:Y} by a per-layer list with X at layer L/2 and Y elsewhere (one
 // routed block); truncated to fit cap.
 void expand_keys(char *out, size_t cap, const char *keys, const Scale *sc, int seed);

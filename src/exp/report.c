@@ -428,6 +428,24 @@ static void report_open_questions(FILE *f, const Recipe *r, const ArmStats *st) 
                 NUM("%.1f%%", 100 * (st[rh].ppl - st[kk].ppl) / (st[rh].ppl - st[ok].ppl)),
                 NUM("%.1f%%", 100 * (st[rh].ppl - st[dk].ppl) / (st[rh].ppl - st[ok].ppl)),
                 NUM("%.3f", st[rh].ppl), NUM("%.3f", st[ok].ppl));
+    int bl = arm_index(r, "block_learned"), br = arm_index(r, "block_random"), bo = arm_index(r, "block_oracle");
+    int wo = arm_index(r, "window_only"), pb = arm_index(r, "posthoc_block");
+    int db = arm_index(r, "dense_block_random"), dbo = arm_index(r, "dense_block_oracle");
+    if (bl >= 0 && br >= 0 && bo >= 0 && wo >= 0 && d >= 0)
+        fprintf(f, "\nTrained end to end with block selection and a window: learned blocks %s, frozen "
+                   "random blocks %s, oracle blocks %s, the window alone %s, dense %s. Learned − random: "
+                   "**%s** ppl; share of the random → oracle-block gap the learned selection captures: "
+                   "%s. The paper's NSA prediction: random selection with the window kept does about "
+                   "as well as learned selection (a share near 0).\n",
+                NUM("%.3f", st[bl].ppl), NUM("%.3f", st[br].ppl), NUM("%.3f", st[bo].ppl),
+                NUM("%.3f", st[wo].ppl), NUM("%.3f", st[d].ppl), NUM("%+.3f", st[bl].ppl - st[br].ppl),
+                NUM("%.1f%%", 100 * (st[br].ppl - st[bl].ppl) / (st[br].ppl - st[bo].ppl)));
+    if (pb >= 0 && db >= 0 && dbo >= 0)
+        fprintf(f, "\nPost hoc on the frozen dense model, the same blocks chosen by the KL-distilled "
+                   "gate %s, at random %s, by the oracle %s: share of the random → oracle gap %s "
+                   "(the post-hoc contrast: a gate on a frozen model should be near the oracle).\n",
+                NUM("%.3f", st[pb].ppl), NUM("%.3f", st[db].ppl), NUM("%.3f", st[dbo].ppl),
+                NUM("%.1f%%", 100 * (st[db].ppl - st[pb].ppl) / (st[db].ppl - st[dbo].ppl)));
 }
 
 void report_recipe(FILE *f, const Recipe *r, const Scale *scale, RecipeResults res, const ArmStats *st) {

@@ -26,6 +26,10 @@ static const RouteRule ROUTES[ATTN_NUM_MODES] = {
     [ATTN_RANDOM_FIXED] = {"random_fixed", KEEP_TOPK_FIXED, GATE_UNUSED,
                            "softmax(S | top-k of fixed noise per layer, head, query)"},
     [ATTN_WINDOW] = {"window", KEEP_WINDOW, GATE_UNUSED, "softmax(S | keys i-k+1..i)"},
+    [ATTN_BLOCK] = {"block", KEEP_BLOCKS_GATE, GATE_RANKS_ONLY,
+                    "softmax(S | top-k_blocks blocks by max of G, plus a window)"},
+    [ATTN_BLOCK_ORACLE] = {"block_oracle", KEEP_BLOCKS_SCORES, GATE_UNUSED,
+                           "softmax(S | top-k_blocks blocks by max of S, plus a window)"},
 };
 
 const RouteRule *route_rule(AttnMode m) {
@@ -55,7 +59,7 @@ void attention_plan_resolve(AttnPlan *p, const Config *c) {
     for (int l = 0; l < c->n_layer; l++)
         if (!attn_mode_parse(vals[l], &p->mode[l]))
             fatal("key 'attn': unknown mode '%s' (dense, oracle, soft, soft_prob, hard, "
-                  "stochastic, random_fixed, window)", vals[l]);
+                  "stochastic, random_fixed, window, block, block_oracle)", vals[l]);
     config_per_layer(c, "k", c->k, vals);
     for (int l = 0; l < c->n_layer; l++) {
         char *end;
@@ -69,6 +73,16 @@ void attention_plan_resolve(AttnPlan *p, const Config *c) {
         if (!strcmp(vals[l], "learned")) p->gate_frozen[l] = 0;
         else if (!strcmp(vals[l], "random")) p->gate_frozen[l] = 1;
         else fatal("key 'gate': expected learned or random, got '%s'", vals[l]);
+    }
+    p->block_size = c->block_size;
+    p->k_blocks = c->k_blocks;
+    p->block_window = c->block_window;
+    for (int l = 0; l < c->n_layer; l++) {
+        KeepRule keep = ROUTES[p->mode[l]].keep;
+        if ((keep == KEEP_BLOCKS_GATE || keep == KEEP_BLOCKS_SCORES) && p->scope == TOPK_ALL)
+            fatal("key 'topk_scope': 'all' is not defined for the block modes (layer %d is %s: "
+                  "blocks rank the keys a query sees); use topk_scope=causal", l,
+                  ROUTES[p->mode[l]].name);
     }
 }
 
@@ -226,6 +240,26 @@ void attention_keep_row(unsigned char *keep, int i, int b, int h, const float *S
     case KEEP_WINDOW:
         for (int j = 0; j < T; j++) keep[j] = j <= i && j >= i - a->k + 1;
         break;
+    case KEEP_BLOCKS_GATE:
+    case KEEP_BLOCKS_SCORES: {
+        const float *x = (r->keep == KEEP_BLOCKS_GATE ? G : S) + (size_t)i * T;
+        int bs = a->block_size, nb = i / bs + 1;  // blocks holding a visible key
+        float *score = noise;                     // (nb) block scores
+        for (int blk = 0; blk < nb; blk++) {
+            int end = blk * bs + bs - 1 < i ? blk * bs + bs - 1 : i;
+            float m = -INFINITY;
+            for (int j = blk * bs; j <= end; j++) {
+                if (isnan(x[j])) { m = x[j]; break; }  // NaN ranks first: never routed around
+                if (x[j] > m) m = x[j];
+            }
+            score[blk] = m;
+        }
+        topk_select(keep, score, nb, a->k_blocks, pairs);  // keep[0..nb): the chosen blocks
+        // Expand in place from the last key down: keep[j / bs] (j / bs <= j) is still a block flag.
+        for (int j = i; j >= 0; j--) keep[j] = keep[j / bs] || j > i - a->block_window;
+        memset(keep + i + 1, 0, (size_t)(T - i - 1));
+        break;
+    }
     }
 }
 

@@ -9,6 +9,12 @@
 //   hard         W = softmax(S | topk(G))       stochastic W = softmax(S | topk(fresh noise))
 //   random_fixed W = softmax(S | topk(fixed noise per layer, head))
 //   window       W = softmax(S | k most recent keys)
+//   block        W = softmax(S | top-k_blocks blocks of G, plus the block_window most recent keys)
+//   block_oracle W = softmax(S | top-k_blocks blocks of S, plus the block_window most recent keys)
+// Block modes (NSA's selection branch, MoBA): keys in blocks of block_size positions; a block's
+// score for query i is the max of the scores over its visible keys (max, not the mean of the
+// pooled keys: one strongly relevant key makes its block relevant, and the score needs no
+// extra parameters, so a learned, a frozen random and the oracle selection rank by the same rule).
 //   y = dropout(W) v, heads concatenated.
 #ifndef ROUTELAB_ATTENTION_H
 #define ROUTELAB_ATTENTION_H
@@ -20,7 +26,7 @@
 // Attention routing modes; their behaviour is the table ROUTES in attention.c.
 typedef enum {
     ATTN_DENSE, ATTN_ORACLE, ATTN_SOFT, ATTN_SOFT_PROB, ATTN_HARD, ATTN_STOCHASTIC,
-    ATTN_RANDOM_FIXED, ATTN_WINDOW, ATTN_NUM_MODES
+    ATTN_RANDOM_FIXED, ATTN_WINDOW, ATTN_BLOCK, ATTN_BLOCK_ORACLE, ATTN_NUM_MODES
 } AttnMode;
 typedef enum { TOPK_CAUSAL = 0, TOPK_ALL = 1 } TopkScope;
 typedef enum { GATE_GRAD_NONE = 0, GATE_GRAD_STE = 1 } GateGrad;
@@ -37,6 +43,7 @@ typedef struct {
     int gate_frozen[MAX_LAYERS];  // gate=random: frozen at init, never updated
     TopkScope scope;
     GateGrad gate_grad;
+    int block_size, k_blocks, block_window;  // block modes: keys per block, blocks kept, window
 } AttnPlan;
 
 // Resolves the routing keys of c; dies with one line naming the key on a bad value.
@@ -52,6 +59,8 @@ typedef enum {
     KEEP_TOPK_FRESH,    // top-k of fresh uniform noise per forward pass (stochastic)
     KEEP_TOPK_FIXED,    // top-k of fixed uniform noise per (layer, head, query) (random_fixed)
     KEEP_WINDOW,        // the k most recent keys
+    KEEP_BLOCKS_GATE,   // top k_blocks blocks by the max of G over the block, plus a window
+    KEEP_BLOCKS_SCORES, // the same by S (block_oracle)
 } KeepRule;
 
 // How the gate's sigmoid enters the attention weights.
@@ -90,6 +99,7 @@ typedef struct {
                               // qkv rows: NH q heads, NKV k heads, NKV v heads (C + 2 NKV hd)
     AttnMode mode;
     int k;
+    int block_size, k_blocks, block_window;  // block modes
     TopkScope scope;
     GateGrad gate_grad;
     float tau;

@@ -265,6 +265,9 @@ AttnArgs model_attn_args(const Model *m, int l, const KeepMasks *given) {
     a.dg = c->d_g;
     a.mode = ap->mode[l];
     a.k = ap->k[l];
+    a.block_size = ap->block_size;
+    a.k_blocks = ap->k_blocks;
+    a.block_window = ap->block_window;
     a.scope = ap->scope;
     a.gate_grad = ap->gate_grad;
     a.tau = c->tau;
@@ -583,7 +586,10 @@ void model_print_summary(const Model *m, FILE *f) {
     for (int l = 0; l < m->cfg.n_layer; l++) {
         AttnMode md = ap->mode[l];
         fprintf(f, " %s", attn_mode_name(md));
-        if (route_rule(md)->keep != KEEP_ALL_VISIBLE) fprintf(f, "(k=%d)", ap->k[l]);
+        KeepRule keep = route_rule(md)->keep;
+        if (keep == KEEP_BLOCKS_GATE || keep == KEEP_BLOCKS_SCORES)
+            fprintf(f, "(%d blocks of %d, window %d)", ap->k_blocks, ap->block_size, ap->block_window);
+        else if (keep != KEEP_ALL_VISIBLE) fprintf(f, "(k=%d)", ap->k[l]);
         if (route_needs_gate(md)) fprintf(f, "[%s gate]", ap->gate_frozen[l] ? "random" : "learned");
     }
     fprintf(f, "\nffn:");

@@ -99,7 +99,7 @@ int cmd_eval(int argc, char **argv) {
     };
     // Routing, data and batching may differ from training ("train with X, deploy with Y").
     static const char *const allowed[] = {"attn", "k", "gate_grad", "topk_scope", "tau", "data",
-                                          "batch", "eval_batches", "threads", "mqar_eval_examples",
+                                          "block_size", "k_blocks", "block_window", "batch", "eval_batches", "threads", "mqar_eval_examples",
                                           "mask_seed", "data_seed", "out", "ablate", "seq_len", "mqar_pairs", "mqar_random_filler",
                                           NULL};
     OptSpec os = {.cmd = "eval", .opts = opts, .n_opts = sizeof opts / sizeof *opts,

@@ -354,7 +354,7 @@ static void apply_routelab_extra(const char *dir, Config *c) {
         cJSON *j = cfg ? cJSON_Parse(cfg) : NULL;
         if (!j) fatal("%s: its metadata 'config' is missing or not JSON (export again)", extra);
         static const char *const keep[] = {"attn", "k", "gate", "d_g", "tau", "topk_scope",
-                                           "gate_grad", "gate_seed", "mask_seed", "gate_init_std",
+                                           "block_size", "k_blocks", "block_window", "gate_grad", "gate_seed", "mask_seed", "gate_init_std",
                                            "train", "seq_len", "batch", "eval_batches", "data",
                                            "mqar_pairs", "mqar_random_filler",
                                            "mqar_eval_examples", "mqar_alpha", "add_digits",

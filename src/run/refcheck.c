@@ -210,6 +210,18 @@ static void case_config(const cJSON *index, const char *name, const char *dir, C
     config_set(&c, "tau", buf, "reference");
     config_set(&c, "topk_scope", need_str(cj, "topk_scope", name), "reference");
     config_set(&c, "gate_grad", need_str(cj, "gate_grad", name), "reference");
+    // Config keys a case sets beyond the shared format's (the block modes' block_size,
+    // k_blocks, block_window): numbers or strings, each a routelab key.
+    const cJSON *extra = cJSON_GetObjectItemCaseSensitive(cj, "keys");
+    if (extra && !cJSON_IsObject(extra))
+        fatal("%s: case %s: 'keys' must be an object of config keys", dir, name);
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, extra) {
+        if (cJSON_IsNumber(kv)) snprintf(buf, sizeof buf, "%.9g", kv->valuedouble);
+        else if (cJSON_IsString(kv)) snprintf(buf, sizeof buf, "%s", kv->valuestring);
+        else fatal("%s: case %s: keys.%s must be a number or a string", dir, name, kv->string);
+        config_set(&c, kv->string, buf, "reference");
+    }
     const cJSON *aj = need_obj(index, "adamw", dir);
     snprintf(buf, sizeof buf, "%.9g", need_num(aj, "lr", dir));
     config_set(&c, "lr", buf, "reference");
