@@ -5,6 +5,7 @@
 //   test_grad_ffn.c        feed-forward variants and mixtures of experts
 //   test_grad_model.c      the whole model: every mode, per-layer mixes, variants, threads
 //   test_grad_distill.c    distillation losses w.r.t. the gate matrices
+//   test_grad_probe.c      the label probe of gateinfo (router_probe.h) w.r.t. its weights
 // Differences are fourth-order central ((8[f(x+h) - f(x-h)] - [f(x+2h) - f(x-2h)]) / 12h), so
 // h can be large enough to keep float32 round-off in the loss small; the loss of an op is a
 // random linear functional of its output (generic gradients). Each coordinate passes when

@@ -270,7 +270,9 @@ want={'stochastic-variants':{'dense','stochastic','stoch_deploy_dense','stoch_de
  'decoupled-data':{'dense','kl_k','decoupled_kl_k','decoupled_deploy_k','random_hard_k','oracle_k'},
  'closed-loop':{'dense','soft_learned','soft_deploy_hard','distill_soft','closed_loop','closed_loop_from_dense','hard_random'},
  'nsa-random':{'dense','block_learned','block_random','block_oracle','window_only','kl_k','posthoc_block',
-               'dense_block_random','dense_block_oracle'}}
+               'dense_block_random','dense_block_oracle'},
+ 'gate-information':{'dense','dense_ref','soft_learned','soft_random','kl_k','info_soft_learned','info_soft_random',
+                     'info_posthoc_kl','info_posthoc_random'}}
 got={}
 for r in R: got.setdefault(r['recipe'],set()).add(r['arm']); assert r['result'] is not None, r
 assert got==want, got
@@ -282,11 +284,21 @@ assert by['window_only']['keys']=='--attn=window --k=2'
 assert by['long_dense']['keys']=='--attn=dense --steps=1600' and by['decoupled_kl_k']['from']=='dense'
 assert by['decoupled_kl_k']['keys']=='--loss=kl --k=4 --mqar_pairs=2 --mqar_random_filler=1'
 assert by['decoupled_deploy_k']['keys']=='--attn=hard --k=4 --mqar_pairs=4 --mqar_random_filler=0'
-assert by['closed_loop_from_dense']['from']=='dense' and by['closed_loop']['keys']=='--attn=hard --gate_grad=ste'"
+assert by['closed_loop_from_dense']['from']=='dense' and by['closed_loop']['keys']=='--attn=hard --gate_grad=ste'
+assert by['dense_ref']['keys']=='--attn=dense --seed=100 --data_seed=100'
+ini=lambda a: dict(l.split(' = ', 1) for l in open(by[a]['result']['run_dir']+'/config.ini').read().splitlines() if ' = ' in l)
+assert (ini('dense_ref')['seed'], ini('dense_ref')['data_seed'], ini('dense')['seed']) == ('100', '100', '0')
+for a, f in (('info_soft_learned','soft_learned'),('info_soft_random','soft_random'),('info_posthoc_kl','kl_k'),('info_posthoc_random','dense')):
+    g=by[a]; res=g['result']; L=len(by['dense']['result']['gate_f1'])
+    assert g['from']==f and g['ref']=='dense_ref' and '/dense_ref/seed0/' in res['reference'], g
+    assert len(res['mi_bits'])==L and all(abs(x)<0.01 for x in res['selftest_independent_bits']), res
+    assert all(abs(s-h)<1e-9 for s, h in zip(res['selftest_identical_bits'], res['label_entropy_bits'])), res
+    assert len(res['probe_mi_bits'])==L and all(-0.01<p<=h+1e-9 for p, h in zip(res['probe_mi_bits'], res['label_entropy_bits'])), res"
 for section in "## stochastic-variants" "| annealed towards the gate's top-k |" "| half the steps dense |" \
     "## long-training" "at 4x the steps" "## decoupled-data" "on another text" "## closed-loop" \
     "trained closed loop" "## nsa-random" "learned blocks .*, frozen random blocks" \
-    "same blocks chosen by the KL-distilled gate" "\*\*Premise check\*\*"; do
+    "same blocks chosen by the KL-distilled gate" "## gate-information" "| gate (arm) | I(decision; label) .* | probe ceiling (bits) |" \
+    "End to end, learned − frozen random gate: \*\*[-+]" "\*\*Premise check\*\*"; do
     check "repro open report: $section" grep -q "$section" "$TMP/rpo/report.md"
 done
 check "repro all prints the summary table last" grep -q "| soft gate, frozen random | soft_random |" "$TMP/rp3.log"
@@ -299,6 +311,31 @@ $RL repro exp1,exp2 --scale=tiny --seeds=1 --out="$TMP/rp3" >"$TMP/rp5.log" 2>&1
 n=$(runs_of exp1,exp2 --scale=tiny --seeds=1)
 check "repro NAME,NAME reuses the finished runs ($n)" [ "$(grep -c 'skipped' "$TMP/rp5.log")" -eq "$n" ]
 expect_error "repro unknown recipe in a list" "unknown recipe 'exp9'" $RL repro exp1,exp9
+expect_error "repro medium where its data is missing: one line naming the fix" "run \`make data-kjv\`" \
+    bash -c "cd '$TMP' && '$(realpath "$RL")' repro exp1 --scale=medium --out=nodata"
+check "repro medium where its data is missing: nothing run" [ ! -e "$TMP/nodata" ]
+# gateinfo: the bits a gate carries about which keys matter to a gate-free model (tiny runs above)
+GI="--ckpt=$TMP/rp3/soft_learned/seed0 --batches=1"
+$RL gateinfo $GI --ref="$TMP/rp3/dense/seed0" --margin=0 --json >"$TMP/gi.json" 2>"$TMP/gi.log" \
+    || bad "gateinfo: $(tail -2 "$TMP/gi.log")"
+check "gateinfo: per-layer I(decision; label) and its self-test (independent ~0, identical H)" python3 -c "
+import json; g=json.load(open('$TMP/gi.json'))
+L=len(json.load(open('$TMP/rp3/dense/seed0/result.json'))['gate_f1'])
+for k in ('samples','label_rate','label_entropy_bits','decision_rate','mi_bits','mi_plugin_bits',
+          'selftest_independent_bits','selftest_identical_bits'): assert len(g[k])==L, k
+for l in range(L):
+    assert g['samples'][l]>0 and 0<g['decision_rate'][l]<1 and 0<g['label_rate'][l]<1, g
+    assert abs(g['selftest_identical_bits'][l]-g['label_entropy_bits'][l])<1e-9, g
+    assert abs(g['selftest_independent_bits'][l])<0.01 and g['mi_bits'][l]<g['mi_plugin_bits'][l], g"
+$RL gateinfo $GI --ref="$TMP/rp3/dense/seed0" --margin=0 --probe_steps=0 --json >"$TMP/gi0.json" 2>/dev/null || bad "gateinfo --probe_steps=0"
+check "gateinfo: the probe ceiling is measured by default, not with --probe_steps=0" python3 -c "
+import json; g=json.load(open('$TMP/gi.json')); g0=json.load(open('$TMP/gi0.json'))
+assert all(p is not None and -0.01<p<=h+1e-9 for p, h in zip(g['probe_mi_bits'], g['label_entropy_bits'])), g
+assert all(p is None for p in g0['probe_mi_bits']) and g0['mi_bits']==g['mi_bits'], g0"
+expect_error "gateinfo: a routed reference" "the labels need a gate-free" $RL gateinfo $GI \
+    --ref="$TMP/rp3/soft_learned/seed0"
+expect_error "gateinfo: no reference" "give --ckpt=GATED_RUN and --ref=DENSE_RUN" $RL gateinfo $GI
+expect_error "gateinfo: a fixed key" "'d_model' is fixed" $RL gateinfo $GI --ref="$TMP/rp3/dense/seed0" --d_model=8
 # --- sweeps on existing engines: --plan=make and --plan=slurm (exp3,exp4: dependent arms) ----
 # The plan's runs (make -j2) and then repro without --plan give the report of repro run directly
 # (rp3 above holds the same runs, made by repro all): report.md identical, results.json equal but
@@ -342,6 +379,24 @@ if command -v sbatch >/dev/null && scontrol ping 2>/dev/null | grep -q UP; then
 else
     skip "no Slurm controller answers (scontrol ping): sbatch --test-only of the plan (make check-long starts one)"
 fi
+# a gate-information run waits for two runs: the gated model and its reference
+$RL repro gate-information --scale=tiny --seeds=1 --out="$TMP/pgi" --plan=make >/dev/null 2>&1 &&
+    $RL repro gate-information --scale=tiny --seeds=1 --out="$TMP/pgs" --plan=slurm >/dev/null 2>&1 ||
+    bad "repro gate-information --plan"
+check "--plan=make: gate information waits for the gated model and the reference" grep -q \
+    '^info_soft_learned/seed0/result.json: | soft_learned/seed0/result.json dense_ref/seed0/result.json$' "$TMP/pgi/Makefile"
+mkdir -p "$TMP/fakebin"
+printf '#!/bin/sh\nn=$(($(wc -l < "$FAKE_SBATCH_LOG") + 1)); echo "$n $*" >> "$FAKE_SBATCH_LOG"; echo "$n"\n' > "$TMP/fakebin/sbatch"
+chmod +x "$TMP/fakebin/sbatch"
+: > "$TMP/sbatch.log"
+PATH="$TMP/fakebin:$PATH" FAKE_SBATCH_LOG="$TMP/sbatch.log" bash "$TMP/pgs/submit.sh" >/dev/null 2>&1 || bad "submit.sh with a fake sbatch"
+check "--plan=slurm: gate information after both jobs (afterok:A:B)" python3 -c "
+ids={}
+for l in open('$TMP/sbatch.log'):
+    n, *args = l.split(); name=args[-1].split('/')[-1].rsplit('.seed', 1)[0]; ids[name]=(n, args)
+dep=[a for a in ids['info_soft_learned'][1] if a.startswith('--dependency=')]
+assert dep==['--dependency=afterok:%s:%s' % (ids['soft_learned'][0], ids['dense_ref'][0])], ids['info_soft_learned']
+assert not [a for a in ids['dense_ref'][1] if a.startswith('--dependency=')]"
 expect_error "--plan without --out" "give --out=DIR" $RL repro exp1 --plan=make
 expect_error "unknown --plan" "plan must be make or slurm" $RL repro exp1 --plan=pbs --out="$TMP/pbad"
 expect_error "bad --sbatch_time" "sbatch_time='1 hour' is not a Slurm value" $RL repro exp1 --plan=slurm --sbatch_time="1 hour" --out="$TMP/pbad"

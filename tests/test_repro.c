@@ -115,15 +115,33 @@ static void test_commands(void) {
     arm_command(&a, &c, dense, 2, 0);
     ArgList task = {0};
     args_add_words(&task, tiny->keys);
-    // program, "train", the scale's keys one by one, the arm's, 4 seeds, 2 overrides, out, json
-    CHECK(a.n == 2 + task.n + 1 + 4 + 2 + 2, "train argv: %zu entries", a.n);
+    // program, "train", the scale's keys one by one, 4 seeds, the arm's (after the seeds: an arm
+    // may set its own), 2 overrides, out, json
+    CHECK(a.n == 2 + task.n + 4 + 1 + 2 + 2, "train argv: %zu entries", a.n);
     CHECK(!strcmp(a.v[0], "/bin/routelab") && !strcmp(a.v[1], "train"), "train head");
     for (size_t i = 0; i < task.n; i++) CHECK(!strcmp(a.v[2 + i], task.v[i]), "scale key %zu", i);
-    CHECK(!strcmp(a.v[2 + task.n], "--attn=dense"), "arm key");
+    CHECK(!strcmp(a.v[2 + task.n + 4], "--attn=dense"), "arm key");
     CHECK(has_arg(&a, "--seed=2") && has_arg(&a, "--gate_seed=1002") && has_arg(&a, "--router_seed=3002") &&
           has_arg(&a, "--data_seed=3") && has_arg(&a, "--steps=8") && has_arg(&a, "--eval_batches=1"), "seeds, overrides");
     CHECK(!strcmp(a.v[a.n - 2], "--out=/tmp/it's here/dense/seed2") && !strcmp(a.v[a.n - 1], "--json"), "out: %s", a.v[a.n - 2]);
     args_free(&task);
+    args_free(&a);
+
+    // an independent model: its own seeds come after (and so override) the per-seed streams
+    const Arm *ref = find_arm("dense_ref"), *info = find_arm("info_soft_learned");
+    arm_command(&a, &c, ref, 2, 0);
+    size_t last_seed = 0, last_data_seed = 0;
+    for (size_t i = 0; i < a.n; i++) {
+        if (!strncmp(a.v[i], "--seed=", 7)) last_seed = i;
+        if (!strncmp(a.v[i], "--data_seed=", 12)) last_data_seed = i;
+    }
+    CHECK(!strcmp(a.v[last_seed], "--seed=102") && !strcmp(a.v[last_data_seed], "--data_seed=102") &&
+          has_arg(&a, "--seed=2"), "dense_ref's own seeds last: %s %s", a.v[last_seed], a.v[last_data_seed]);
+    args_free(&a);
+    arm_command(&a, &c, info, 1, 0);
+    CHECK(a.n == 5 && !strcmp(a.v[1], "gateinfo") && !strcmp(a.v[2], "--ckpt=/tmp/it's here/soft_learned/seed1") &&
+          !strcmp(a.v[3], "--ref=/tmp/it's here/dense_ref/seed1") && !strcmp(a.v[4], "--json"),
+          "gateinfo argv: the gated arm's run and its reference of the same seed");
     args_free(&a);
 
     arm_command(&a, &c, dense, 0, 1);

@@ -6,6 +6,7 @@
 
 int cmd_train(int argc, char **argv);            // src/run/train.c
 int cmd_eval(int argc, char **argv);             // src/run/eval.c
+int cmd_gateinfo(int argc, char **argv);         // src/run/gate_info.c
 int cmd_sample(int argc, char **argv);           // src/run/sample.c
 int cmd_distill(int argc, char **argv);          // src/cmd/cmd_distill.c
 int cmd_probe(int argc, char **argv);            // src/run/probe.c

@@ -17,6 +17,7 @@ static const Command COMMANDS[] = {
     {"eval", cmd_eval, "evaluate a checkpoint (perplexity / accuracy, diagnostics, any routing)"},
     {"sample", cmd_sample, "generate text from a checkpoint"},
     {"distill", cmd_distill, "post-hoc gate distillation (KL or BCE) on a frozen checkpoint"},
+    {"gateinfo", cmd_gateinfo, "bits a gate carries about which keys matter to a gate-free model"},
     {"probe", cmd_probe, "routing precision of content-based routers on MQAR (and a Bloom index)"},
     {"export", cmd_export, "write a checkpoint as a Hugging Face model directory (safetensors)"},
     {"prepare", cmd_prepare, "tokenize text files into train/val token shards (llm.c format)"},

@@ -53,6 +53,17 @@
 #define RK_VALUE_PRECISION "value_precision"
 #define RK_PROJECTED_KEY_PRECISION "projected_key_precision"
 #define RK_BLOOM_PRECISION "bloom_precision"
+// gateinfo (arrays over layers; bits per (head, query, key) sample)
+#define RK_LABEL_RATE "label_rate"
+#define RK_LABEL_ENTROPY_BITS "label_entropy_bits"
+#define RK_DECISION_RATE "decision_rate"
+#define RK_MI_BITS "mi_bits"
+#define RK_MI_PLUGIN_BITS "mi_plugin_bits"
+#define RK_MI_SHARE "mi_share_of_label_entropy"
+#define RK_SELFTEST_INDEPENDENT_BITS "selftest_independent_bits"
+#define RK_SELFTEST_IDENTICAL_BITS "selftest_identical_bits"
+#define RK_PROBE_MI_BITS "probe_mi_bits"
+#define RK_PROBE_VAL_BCE "probe_val_bce"
 // prepare: dataset.json (read back by dataset.c and sample.c)
 #define RK_TOKENIZER "tokenizer"
 #define RK_VOCAB_SIZE "vocab_size"

@@ -21,12 +21,17 @@ size_t plan_collect(PlanRun *runs, const Recipe *const *recipes, size_t n_recipe
             int waits = f && !(f->kind == RUN_EXPORT && c->model);
             for (int s = 0; s < arm_seeds(a, seeds); s++) {
                 int from_seed = waits ? (f->single ? 0 : s) : -1;
-                int seen = 0, from_seen = !waits;
+                int seen = 0, from_seen = !waits, ref_seen = !a->ref;
                 for (size_t i = 0; i < n; i++) {
                     seen |= runs[i].seed == s && !strcmp(runs[i].arm->name, a->name);
                     from_seen |= waits && runs[i].seed == from_seed && !strcmp(runs[i].arm->name, a->from);
+                    ref_seen |= a->ref && runs[i].seed == s && !strcmp(runs[i].arm->name, a->ref);
                 }
                 if (seen) continue;
+                if (!ref_seen)
+                    fatal("repro: arm '%s' of recipe '%s' is labelled by '%s', which no earlier row of "
+                          "the chosen recipes runs: list '%s' first in src/exp/recipes.c",
+                          a->name, recipes[r]->name, a->ref, a->ref);
                 if (!from_seen)
                     fatal("repro: arm '%s' of recipe '%s' starts from '%s', which no earlier row of "
                           "the chosen recipes runs: list '%s' first in src/exp/recipes.c",
@@ -98,7 +103,9 @@ static void write_make(const RunContext *c, const PlanRun *runs, size_t n, char 
         fputc('\n', f);
         put_child_comment(f, c, r);
         fprintf(f, "%s/seed%d/result.json:", r->arm->name, r->seed);
-        if (r->from_seed >= 0) fprintf(f, " | %s/seed%d/result.json", r->arm->from, r->from_seed);
+        if (r->from_seed >= 0 || r->arm->ref) fputs(" |", f);
+        if (r->from_seed >= 0) fprintf(f, " %s/seed%d/result.json", r->arm->from, r->from_seed);
+        if (r->arm->ref) fprintf(f, " %s/seed%d/result.json", r->arm->ref, r->seed);
         fprintf(f, "\n\t$(REPRO) --only=%s/seed%d\n", r->arm->name, r->seed);
     }
     fclose(f);
@@ -195,20 +202,25 @@ static void write_slurm(const RunContext *c, const PlanRun *runs, size_t n, char
           "SBATCH_ACCOUNT, SBATCH_TIMELIMIT,\n# ...) override the scripts' #SBATCH lines. Then the "
           "repro command without --plan writes the report.\nset -euo pipefail\n"
           "cd \"$(dirname \"$0\")\"\n"
-          "submit() {  # NAME [JOB]: prints the job id\n"
+          "after() {  # JOB...: the non-empty ones joined by ':' (afterok's list)\n"
+          "    local IFS=:; local j=(); for x in \"$@\"; do [ -n \"$x\" ] && j+=(\"$x\"); done; echo \"${j[*]}\"\n"
+          "}\n"
+          "submit() {  # NAME [JOBS]: prints the job id\n"
           "    local dep=()\n"
           "    [ -n \"${2:-}\" ] && dep=(\"--dependency=afterok:$2\")\n"
           "    sbatch --parsable \"${dep[@]}\" --output=\"slurm/$1.out\" \"slurm/$1.sbatch\" | cut -d';' -f1\n"
           "}\n", f);
     for (size_t i = 0; i < n; i++) {
         const PlanRun *r = &runs[i];
-        char var[300], from[300] = "";
+        char var[300], from[300] = "", ref[300] = "", deps[700] = "";
         shell_name(var, sizeof var, r->arm->name, r->seed);
         if (r->from_seed >= 0) shell_name(from, sizeof from, r->arm->from, r->from_seed);
-        fprintf(f, "%s=\nif [ ! -e %s/seed%d/result.json ]; then %s=$(submit %s.seed%d%s%s%s); "
+        if (r->arm->ref) shell_name(ref, sizeof ref, r->arm->ref, r->seed);
+        if (from[0] && ref[0]) snprintf(deps, sizeof deps, " \"$(after \"$%s\" \"$%s\")\"", from, ref);
+        else if (from[0] || ref[0]) snprintf(deps, sizeof deps, " \"$%s\"", from[0] ? from : ref);
+        fprintf(f, "%s=\nif [ ! -e %s/seed%d/result.json ]; then %s=$(submit %s.seed%d%s); "
                    "echo \"%s seed %d: job $%s\"; fi\n",
-                var, r->arm->name, r->seed, var, r->arm->name, r->seed, from[0] ? " \"$" : "", from,
-                from[0] ? "\"" : "", r->arm->name, r->seed, var);
+                var, r->arm->name, r->seed, var, r->arm->name, r->seed, deps, r->arm->name, r->seed, var);
     }
     fclose(f);
     if (chmod(path, 0755) != 0) warnf("cannot make %s executable: run it with bash", path);

@@ -20,6 +20,7 @@ typedef struct {
     const Arm *arm;
     int seed;
     int from_seed;  // the seed of the run it waits for (arm->from), -1: none (or --model)
+                    // (a RUN_GATEINFO run also waits for its arm->ref run of the same seed)
 } PlanRun;
 
 // Slurm resources of every job (NULL or 0: the scale's, see fanout.c).

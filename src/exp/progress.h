@@ -10,7 +10,7 @@
 #include "recipes.h"
 
 #define PROGRESS_LOG_EVERY_S 60.0
-#define PROGRESS_KINDS 5  // RunKind values
+#define PROGRESS_KINDS N_RUN_KINDS
 
 typedef struct {
     size_t total, done;                       // runs of the sweep (arm and seed, once each)

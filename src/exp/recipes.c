@@ -238,6 +238,21 @@ const Recipe RECIPES[] = {
       {"posthoc_block", RUN_EVAL, "kl_k", "--attn=block " BLOCKS, NAN, NAN},
       {"dense_block_random", RUN_EVAL, "dense", "--attn=block " BLOCKS, NAN, NAN},
       {"dense_block_oracle", RUN_EVAL, "dense", "--attn=block_oracle " BLOCKS, NAN, NAN}}, "open"},
+    // Nothing to Route On: how many bits a gate carries about which keys matter, the keys labelled
+    // by a dense model trained apart (its own weights and data order: --seed={seed}). The dense
+    // arm's gate is never trained: it is the frozen random gate (gate_seed) on the dense model.
+    {"gate-information", "mutual information between each layer's gate decisions and which keys "
+                         "matter to an independently trained dense model: learned vs frozen random "
+                         "gates, end to end and post hoc",
+     {DENSE,
+      {"dense_ref", RUN_TRAIN, NULL, "--attn=dense --seed={seed} --data_seed={seed}", NAN, NAN},
+      {"soft_learned", RUN_TRAIN, NULL, "--attn=soft --gate=learned", 48.73, NAN},
+      {"soft_random", RUN_TRAIN, NULL, "--attn=soft --gate=random", 49.83, NAN},
+      {"kl_k", RUN_DISTILL, "dense", "--loss=kl --k={k}", 48.83, NAN},
+      {"info_soft_learned", RUN_GATEINFO, "soft_learned", "", NAN, NAN, .ref = "dense_ref"},
+      {"info_soft_random", RUN_GATEINFO, "soft_random", "", NAN, NAN, .ref = "dense_ref"},
+      {"info_posthoc_kl", RUN_GATEINFO, "kl_k", "", NAN, NAN, .ref = "dense_ref"},
+      {"info_posthoc_random", RUN_GATEINFO, "dense", "", NAN, NAN, .ref = "dense_ref"}}, "open"},
     // The paper's Section 5 on a pretrained model (--model=HFDIR, or the one llm_base trains).
     {"llm-concentration", "pretrained model: dense vs oracle top-k at k, 2k, 4k, and how "
                           "concentrated its attention is per layer (Table 9, Figure 4)",
@@ -384,6 +399,7 @@ static const char *arm_difference(const Arm *a, const Arm *b) {
     if (a->kind != b->kind) return "kind";
     if (!same_str(a->from, b->from)) return "from";
     if (!same_str(a->keys, b->keys)) return "keys";
+    if (!same_str(a->ref, b->ref)) return "ref";
     if (a->task != b->task) return "task";
     if (a->needs_layers != b->needs_layers) return "needs_layers";
     return NULL;

@@ -30,7 +30,10 @@ typedef struct {
 // another arm's model under other routing (deploy-time swap), or a probe of it.
 // RUN_EXPORT writes another arm's model as a plain Hugging Face directory (what a downloaded
 // model is), so the llm-* recipes take one path whether the model was downloaded or not.
-typedef enum { RUN_TRAIN, RUN_DISTILL, RUN_EVAL, RUN_PROBE, RUN_EXPORT } RunKind;
+// RUN_GATEINFO measures how many bits another arm's gate carries about which keys matter to a
+// gate-free reference arm (`routelab gateinfo`).
+typedef enum { RUN_TRAIN, RUN_DISTILL, RUN_EVAL, RUN_PROBE, RUN_EXPORT, RUN_GATEINFO } RunKind;
+#define N_RUN_KINDS 6
 // Which of the scale's task configs a training arm uses. TASK_LLM: an arm of the llm-* recipes
 // (the scale's llm_keys, llm_window and llm_data, on the pretrained model); TASK_LLM_BASE: the
 // model those recipes train for themselves when no --model is given (llm_base).
@@ -47,6 +50,7 @@ typedef struct {
     Task task;          // training arms: the scale's main, addition, text or MQAR config
     int single;         // one run for all seeds (seed 0): the pretrained model, evaluations
                         // of it that no seed changes
+    const char *ref;    // RUN_GATEINFO: the gate-free arm (same seed) whose losses label the keys
 } Arm;
 
 #define MAX_ARMS 24    // arms of one recipe; the table ends at the first arm without a name

@@ -132,10 +132,12 @@ static void report_arms(FILE *f, const Recipe *r, const Scale *scale, RecipeResu
     fprintf(f, "## %s: %s\n\n| arm | kind | val ppl | val accuracy |%s%s paper ppl | paper F1 |\n"
                "|---|---|---|---|%s%s---|---|\n", r->name, r->what, has_exact ? " exact match | exact match per seed |" : "",
             has_gate ? " gate F1 |" : "", has_exact ? "---|---|" : "", has_gate ? "---|" : "");
-    static const char *kinds[] = {"train", "distill (deployed hard top-k)", "eval", "probe", "export"};
+    static const char *kinds[N_RUN_KINDS] = {"train", "distill (deployed hard top-k)", "eval", "probe",
+                                             "export", "gate information"};
     for (int i = 0; r->arms[i].name; i++) {
         const Arm *a = &r->arms[i];
-        if (!arm_active(a, scale) || a->kind == RUN_PROBE || a->kind == RUN_EXPORT) continue;
+        if (!arm_active(a, scale) || a->kind == RUN_PROBE || a->kind == RUN_EXPORT || a->kind == RUN_GATEINFO)
+            continue;
         fprintf(f, "| %s | %s%s%s | %s | %s | ", a->name, kinds[a->kind],
                 a->kind == RUN_EVAL ? " " : "", a->kind == RUN_EVAL ? a->keys : "",
                 PM("%.3f", st[i].ppl, st[i].ppl_sd), PM("%.4f", st[i].acc, st[i].acc_sd));
@@ -448,6 +450,65 @@ static void report_open_questions(FILE *f, const Recipe *r, const ArmStats *st) 
                 NUM("%.1f%%", 100 * (st[db].ppl - st[pb].ppl) / (st[db].ppl - st[dbo].ppl)));
 }
 
+// Gate information: per arm, the bits each layer's gate decisions carry about which keys matter
+// to the gate-free reference (mean over seeds), their mean over layers with the seed spread,
+// and the estimator's self-test on the same samples.
+static void report_gate_info(FILE *f, const Recipe *r, const Scale *scale, RecipeResults res) {
+    double bits[MAX_ARMS] = {0}, sd[MAX_ARMS] = {0};
+    int header = 0, seeds = 0;
+    const char *ref = NULL;
+    for (int i = 0; r->arms[i].name; i++) {
+        const Arm *a = &r->arms[i];
+        bits[i] = NAN;
+        if (!arm_active(a, scale) || a->kind != RUN_GATEINFO || !res[i][0]) continue;
+        ref = a->ref;
+        int L = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(res[i][0], RK_MI_BITS));
+        double per_seed[MAX_SEEDS];
+        int n = 0;
+        for (int s = 0; s < MAX_SEEDS; s++)
+            if (res[i][s]) per_seed[n++] = mean_of_array(res[i][s], RK_MI_BITS);
+        mean_std(per_seed, n, &bits[i], &sd[i]);
+        seeds = n > seeds ? n : seeds;
+        if (!header++)
+            fprintf(f, "\n| gate (arm) | I(decision; label) per layer, bits | mean over layers | "
+                       "I / H(label) | probe ceiling (bits) | H(label) | P(label) | self-test: "
+                       "independent | self-test: identical | seeds |\n"
+                       "|---|---|---|---|---|---|---|---|---|---|\n");
+        fprintf(f, "| %s (%s) | ", a->from, a->name);
+        for (int l = 0; l < L; l++)
+            fprintf(f, "%s%s", l ? " / " : "", NUM("%.4f", seed_mean_item(res[i], RK_MI_BITS, l)));
+        double share = 0, h = 0, p = 0, ind = 0, same = 0, ceiling = 0;
+        for (int l = 0; l < L; l++) {
+            ceiling += seed_mean_item(res[i], RK_PROBE_MI_BITS, l) / L;
+            share += seed_mean_item(res[i], RK_MI_SHARE, l) / L;
+            h += seed_mean_item(res[i], RK_LABEL_ENTROPY_BITS, l) / L;
+            p += seed_mean_item(res[i], RK_LABEL_RATE, l) / L;
+            ind += seed_mean_item(res[i], RK_SELFTEST_INDEPENDENT_BITS, l) / L;
+            same += seed_mean_item(res[i], RK_SELFTEST_IDENTICAL_BITS, l) / L;
+        }
+        fprintf(f, " | %s | %s | %s | %s | %s | %s | %s | %d |\n", PM("%.4f", bits[i], sd[i]), NUM("%.3f", share),
+                NUM("%.4f", ceiling), NUM("%.3f", h), NUM("%.3f", p), NUM("%+.5f", ind), NUM("%.3f", same), n);
+    }
+    if (!header) return;
+    fprintf(f, "\nLabel: key j matters to query i when hiding j from i in every layer of the "
+               "independently trained dense model (`%s`) raises its loss at i by more than the "
+               "margin; decision: j is in the top-k of the gate's scores. Miller-Madow corrected, "
+               "bits per (head, query, key) sample; the self-test replaces the decision by an "
+               "independent draw of the same rate (should read ~0) and by the label (should read "
+               "H(label)). Probe ceiling: a bilinear probe of the gate's form (rank d_g) trained with "
+               "binary cross-entropy on labelled training windows to predict the label from that "
+               "model's hidden states (the gate's input), deciding by the same top-k; mean over "
+               "layers.\n", ref);
+    int sl = arm_index(r, "info_soft_learned"), sr = arm_index(r, "info_soft_random");
+    int pk = arm_index(r, "info_posthoc_kl"), pr = arm_index(r, "info_posthoc_random");
+    if (sl >= 0 && sr >= 0 && pk >= 0 && pr >= 0)
+        fprintf(f, "\nEnd to end, learned − frozen random gate: **%s** bits per layer; post hoc on the "
+                   "frozen dense model, KL-distilled − random gate: **%s** bits (over %d seed%s). "
+                   "Absorption predicts the end-to-end difference near 0 and the post-hoc one well "
+                   "above it.\n", NUM("%+.4f", bits[sl] - bits[sr]), NUM("%+.4f", bits[pk] - bits[pr]), seeds,
+                seeds == 1 ? "" : "s");
+}
+
 void report_recipe(FILE *f, const Recipe *r, const Scale *scale, RecipeResults res, const ArmStats *st) {
     report_arms(f, r, scale, res, st);
     report_shares(f, r, res, st);
@@ -458,6 +519,7 @@ void report_recipe(FILE *f, const Recipe *r, const Scale *scale, RecipeResults r
     report_capacity(f, r, scale, st);
     report_single_layer(f, r, scale, st);
     report_open_questions(f, r, st);
+    report_gate_info(f, r, scale, res);
     fprintf(f, "\nPlot: `%s_convergence.png` (training loss, seed 0, training arms).\n\n", r->name);
 }
 
@@ -498,6 +560,7 @@ cJSON *results_row(const Recipe *r, const Arm *a, const Scale *scale, int seed, 
     expand_keys(keys, sizeof keys, a->keys, scale, seed);
     cJSON_AddStringToObject(row, "keys", keys);
     if (a->from) cJSON_AddStringToObject(row, "from", a->from);
+    if (a->ref) cJSON_AddStringToObject(row, "ref", a->ref);
     cJSON_AddItemToObject(row, "result", result ? cJSON_Duplicate(result, 1) : cJSON_CreateNull());
     return row;
 }

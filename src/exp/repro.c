@@ -168,7 +168,7 @@ static void llm_setup(RunContext *c, Scale *llm, const ReproOptions *o, char *da
     args_free(&a);
 }
 
-static const char *const KIND_NAMES[] = {"train", "distill", "eval", "probe", "export"};
+static const char *const KIND_NAMES[N_RUN_KINDS] = {"train", "distill", "eval", "probe", "export", "gateinfo"};
 
 // --list: every run the sweep consists of, once per arm name and seed (recipes share runs of
 // one name), with the recipes that use it and the child's command line; nothing is run.
@@ -192,6 +192,7 @@ static void list_runs(const RunContext *c, const size_t *chosen, size_t n_chosen
                     cJSON_AddStringToObject(row, "kind", KIND_NAMES[a->kind]);
                     if (a->from) cJSON_AddStringToObject(row, "from", a->from);
                     else cJSON_AddNullToObject(row, "from");
+                    if (a->ref) cJSON_AddStringToObject(row, "ref", a->ref);
                     cJSON_AddArrayToObject(row, "recipes");
                     ArgList cmd = {0};
                     arm_command(&cmd, c, a, s, 0);
@@ -260,6 +261,23 @@ static int run_only(const ReproOptions *o, const RunContext *c, const size_t *ch
           o->only, arm, c->scale->name);
 }
 
+// The scale's text shards exist (every --data= in its keys), unless --data overrides them: a
+// sweep whose every run fails on a missing directory would say so once per run, in run.log.
+static void check_scale_data(const Scale *sc, const ReproOptions *o) {
+    for (size_t i = 0; i < o->n_overrides; i++)
+        if (!strncmp(o->overrides[i], "--data=", 7)) return;
+    const char *keys[] = {sc->keys, sc->text_keys, sc->mqar_keys, sc->add_keys, sc->other_data, sc->own_data};
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
+        for (const char *p = keys[k] ? strstr(keys[k], "--data=") : NULL; p; p = strstr(p + 1, "--data=")) {
+            char dir[1024];
+            size_t n = strcspn(p + 7, " ");
+            snprintf(dir, sizeof dir, "%.*s", (int)(n < sizeof dir ? n : sizeof dir - 1), p + 7);
+            if (strcmp(dir, "mqar") && strcmp(dir, "addition") && !dir_exists(dir))
+                fatal("repro: the %s scale trains on %s, which does not exist here: run `make data-kjv` "
+                      "in routelab's directory first (or give --data=DIR)", sc->name, dir);
+        }
+}
+
 int repro_run(const ReproOptions *o) {
     char msg[512];
     if (recipes_check(RECIPES, N_RECIPES, msg, sizeof msg)) fatal("%s", msg);
@@ -267,6 +285,7 @@ int repro_run(const ReproOptions *o) {
     size_t n_chosen = select_recipes(o->name, chosen);
     const Scale *scale = scale_find(o->scale);
     if (!scale) fatal("repro: --scale must be tiny, small, medium or paper, got '%s'", o->scale);
+    if (!o->list) check_scale_data(scale, o);
     char default_out[1200];
     snprintf(default_out, sizeof default_out, "runs/repro-%s-%s", o->name, o->scale);
     for (char *c = default_out; *c; c++) if (*c == ',') *c = '+';

@@ -48,19 +48,25 @@ void arm_command(ArgList *cmd, const RunContext *c, const Arm *arm, int seed, in
         args_add(cmd, "train");
         args_addf(cmd, "--resume=%s", dir);
     } else if (arm->kind == RUN_TRAIN) {
-        // Fixed per-seed streams: every arm of a seed starts from the same weights and data.
+        // Fixed per-seed streams: every arm of a seed starts from the same weights and data
+        // (an arm's keys come after them, so an independent model can set its own, {seed}).
         args_add(cmd, "train");
         args_add_words(cmd, task_keys(sc, arm->task));
         add_llm_data(cmd, c, arm);
-        args_add_words(cmd, keys);
         args_addf(cmd, "--seed=%d", seed);
         args_addf(cmd, "--gate_seed=%d", 1000 + seed);
         args_addf(cmd, "--router_seed=%d", 3000 + seed);
         args_addf(cmd, "--data_seed=%d", 1 + seed);
+        args_add_words(cmd, keys);
         for (size_t i = 0; i < c->n_overrides; i++)  // an llm arm's data is c->llm_data
             if (arm->task != TASK_LLM || strncmp(c->overrides[i], "--data=", 7)) args_add(cmd, c->overrides[i]);
         if (arm->from) args_addf(cmd, "--init=%s", from);
         args_addf(cmd, "--out=%s", dir);
+    } else if (arm->kind == RUN_GATEINFO) {
+        args_add(cmd, "gateinfo");
+        args_addf(cmd, "--ckpt=%s", from);
+        args_addf(cmd, "--ref=%s/%s/seed%d", c->out, arm->ref, seed);
+        args_add_words(cmd, keys);
     } else if (arm->kind == RUN_PROBE) {
         args_add(cmd, "probe");
         args_addf(cmd, "--ckpt=%s", from);
@@ -97,6 +103,7 @@ void arm_signature(char *out, size_t cap, const RunContext *c, const Arm *arm, i
                      arm->kind == RUN_TRAIN ? overrides : "", arm->kind == RUN_DISTILL ? distill_steps : 0);
     // llm arms (a later addition) also record their windows, data and model; the others keep
     // the format above
+    if (arm->ref && n > 0 && (size_t)n < cap) n += snprintf(out + n, cap - (size_t)n, "ref|%s\n", arm->ref);
     if (arm->task == TASK_LLM && n > 0 && (size_t)n < cap)
         snprintf(out + n, cap - (size_t)n, "llm|%s|%s|%s|%s\n", sc->llm_window,
                  c->llm_data ? c->llm_data : "", c->llm_data_path ? c->llm_data_path : "",
@@ -124,7 +131,8 @@ static int execute(const RunContext *c, const Arm *arm, int seed, const char *di
     snprintf(tmp, sizeof tmp, "%s.tmp", result_path);
     make_dirs(dir);
     int resume = arm->kind == RUN_TRAIN && file_exists(ckpt);  // interrupted: continue
-    static const char *const doing[] = {"training", "distilling", "evaluating", "probing", "exporting"};
+    static const char *const doing[N_RUN_KINDS] = {"training", "distilling", "evaluating", "probing",
+                                                   "exporting", "measuring gate information"};
     printf("  %-20s seed %d: %s\n", arm->name, seed, resume ? "resuming" : doing[arm->kind]);
     fflush(stdout);
     ArgList cmd = {0};

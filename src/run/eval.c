@@ -90,6 +90,28 @@ void eval_result_add_json(cJSON *obj, const EvalResult *r, int n_layer) {
     if (r->has_diag) diagnostics_add_json(obj, r->diag, n_layer);
 }
 
+void eval_open_model(Model *m, Config *c, char *path, size_t cap, const char *ckpt, const OptSpec *os,
+                     int argc, char **argv) {
+    checkpoint_resolve_path(path, cap, ckpt);
+    checkpoint_read_config(path, c);
+    int model_T = c->seq_len;
+    if (os) options_apply_config(os, c, argc, argv);
+    config_resolve(c);
+    // --seq_len sets the evaluation windows. Learned positions have seq_len rows, so their
+    // windows can only be shorter; rotary positions have no table, any length works.
+    int eval_T = c->seq_len;
+    if (family_find(c->family)->positions == POS_LEARNED) {
+        if (eval_T > model_T)
+            fatal("%s: --seq_len=%d is longer than the %d learned positions of %s (pass "
+                  "--seq_len=%d or less)", os ? os->cmd : "eval", eval_T, model_T, path, model_T);
+        c->seq_len = model_T;
+    }
+    if (hf_is_model_dir(path)) model_build_for_load(m, c);  // hf_load fills every weight
+    else model_build(m, c);
+    checkpoint_load(path, m, NULL);
+    c->seq_len = eval_T;
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL;
     int json = 0;
@@ -119,26 +141,9 @@ int cmd_eval(int argc, char **argv) {
     }
     if (!ckpt) fatal("eval: give --ckpt=RUNDIR (a run directory) or --ckpt=FILE");
     char path[4096];
-    checkpoint_resolve_path(path, sizeof path, ckpt);
     Config c;
-    checkpoint_read_config(path, &c);
-    int model_T = c.seq_len;
-    options_apply_config(&os, &c, argc, argv);
-    config_resolve(&c);
-    // --seq_len sets the evaluation windows. Learned positions have seq_len rows, so their
-    // windows can only be shorter; rotary positions have no table, any length works.
-    int eval_T = c.seq_len;
-    if (family_find(c.family)->positions == POS_LEARNED) {
-        if (eval_T > model_T)
-            fatal("eval: --seq_len=%d is longer than the %d learned positions of %s (pass "
-                  "--seq_len=%d or less)", eval_T, model_T, path, model_T);
-        c.seq_len = model_T;
-    }
     Model m;
-    if (hf_is_model_dir(path)) model_build_for_load(&m, &c);  // hf_load fills every weight
-    else model_build(&m, &c);
-    checkpoint_load(path, &m, NULL);
-    c.seq_len = eval_T;
+    eval_open_model(&m, &c, path, sizeof path, ckpt, &os, argc, argv);
     DataSpec spec = dataspec_from_config(&c);
     Dataset *val = dataset_open(&spec, SPLIT_VAL);
     double t0 = now_seconds();

@@ -12,6 +12,7 @@
 #include "dataset.h"
 #include "diagnostics.h"
 #include "model.h"
+#include "options.h"
 
 typedef struct {
     double loss, ppl, accuracy;
@@ -29,6 +30,11 @@ typedef struct {
 
 // max_batches 0 = every window. Leaves the model in evaluation mode (dropout off).
 void evaluate(EvalResult *r, Model *m, Dataset *ds, int B, int max_batches, int with_diag);
+// Loads a checkpoint (run directory, checkpoint file or Hugging Face directory; its resolved
+// path into path[cap]) into m, with os's config keys from argv applied to its config c (os
+// NULL: none). c->seq_len is the evaluation window (learned positions: at most the model's).
+void eval_open_model(Model *m, Config *c, char *path, size_t cap, const char *ckpt, const OptSpec *os,
+                     int argc, char **argv);
 // Adds the result's keys (val_*, addition's exact match, per-layer diagnostics) to obj.
 void eval_result_add_json(cJSON *obj, const EvalResult *r, int n_layer);
 

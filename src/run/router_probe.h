@@ -30,4 +30,23 @@ double router_probe_fit(const ProbeSet *train, const ProbeSet *test, const Route
 // The precision of always guessing uniformly among the q earlier positions: mean of 1/q.
 double router_probe_chance(const ProbeSet *s);
 
+// The same router as a multi-label probe (the ceiling of `gateinfo`): trained with binary
+// cross-entropy to predict a 0/1 label per (query i, key j), from the same frozen features.
+typedef struct {
+    const float *feat;           // (n_examples, T, D)
+    const unsigned char *label;  // (n_examples, T, T): 0 or 1; 2 where (i, j) is not a sample
+    size_t n_examples;
+    int T, D;
+} LabelSet;
+
+// Mean BCE with logits over the labelled pairs of examples[0..n); with gq, gk (D, r) non-NULL
+// also its gradient with respect to Wq, Wk (D, r) (overwritten).
+double router_label_loss(float *gq, float *gk, const float *Wq, const float *Wk, const LabelSet *s,
+                         int r, const size_t *examples, size_t n);
+// Wq, Wk (D, rank) out: drawn from o->seed, then o->steps Adam steps on minibatches of
+// o->batch_examples examples (drawn with replacement).
+void router_label_fit(float *Wq, float *Wk, const LabelSet *train, const RouterOpts *o);
+// S (T, T) = (H Wq)(H Wk)^T / sqrt(r) for one example H (T, D).
+void router_scores(float *S, const float *Wq, const float *Wk, const float *H, int T, int D, int r);
+
 #endif
