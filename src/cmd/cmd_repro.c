@@ -31,10 +31,10 @@ static void print_help(void) {
            "  model of their own and run on it; --scale=paper is the paper's protocol (lr 1e-4,\n"
            "  batch 4, 5000 steps, 512-token windows; distillation 1000 steps at lr 1e-3).\n"
            "  Recipes:\n");
-    for (size_t r = 0; r < N_RECIPES; r++) printf("    %-14s %s\n", RECIPES[r].name, RECIPES[r].what);
-    printf("    %-14s the paper's experiments (exp1 ... routing-precision), sharing runs of the same name (one dense model)\n", "all");
-    printf("    %-14s its open questions and follow-ups (stochastic-variants ... closed-loop)\n", "open");
-    printf("    %-14s the four llm-* recipes (one pretrained model)\n", "llm");
+    for (size_t r = 0; r < N_RECIPES; r++) printf("    %-18s %s\n", RECIPES[r].name, RECIPES[r].what);
+    printf("    %-18s the paper's experiments (exp1 ... routing-precision), sharing runs of the same name (one dense model)\n", "all");
+    printf("    %-18s its open questions and follow-ups (stochastic-variants ... gate-information)\n", "open");
+    printf("    %-18s the four llm-* recipes (one pretrained model)\n", "llm");
 }
 
 // The command line into o (options.c validates every number); --help prints the usage and

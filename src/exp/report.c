@@ -490,8 +490,9 @@ static void report_gate_info(FILE *f, const Recipe *r, const Scale *scale, Recip
                 NUM("%.4f", ceiling), NUM("%.3f", h), NUM("%.3f", p), NUM("%+.5f", ind), NUM("%.3f", same), n);
     }
     if (!header) return;
-    fprintf(f, "\nLabel: key j matters to query i when hiding j from i in every layer of the "
-               "independently trained dense model (`%s`) raises its loss at i by more than the "
+    fprintf(f, "\nLabel: key j matters to query i when hiding position j as a key from every "
+               "later query, in every layer of the independently trained dense model (`%s`), "
+               "raises its loss at i by more than the "
                "margin; decision: j is in the top-k of the gate's scores. Miller-Madow corrected, "
                "bits per (head, query, key) sample; the self-test replaces the decision by an "
                "independent draw of the same rate (should read ~0) and by the label (should read "

@@ -1,10 +1,12 @@
 // gate_info.c: `routelab gateinfo`, how many bits a gate carries about which keys matter.
 //
 // Label (from an independently trained gate-free model, --ref): key j matters to query i when
-// hiding j from i in every layer of the reference raises the reference's loss at i by more
-// than --margin nats, Y_ij = [loss_i(without j) - loss_i > margin], j < i. One forward of the
-// reference per key position j (the keep masks of model_forward_given drop column j below the
-// diagonal), so a batch costs T reference forwards.
+// hiding position j as a key from every later query, in every layer of the reference, raises
+// the reference's loss at i by more than --margin nats, Y_ij = [loss_i(without j) - loss_i >
+// margin], j < i. So j counts when i reads it directly or through the positions between them.
+// One forward of the reference per key position j (the keep masks of model_forward_given drop
+// column j below the diagonal), so a batch costs T reference forwards (hiding j from i alone in
+// every layer would cost T^2).
 // Decision (from the gated checkpoint, --ckpt): D^l_hij = [j is in the top-k of the gate's
 // scores G of layer l, head h, query i], the keys a hard top-k deployment of that gate keeps,
 // on the gated model's own forward (its own routing).
@@ -36,7 +38,7 @@ typedef struct {
     double t[GI_TABLES][4];  // [table][d * 2 + y] counts
 } LayerCounts;
 
-// Y (B,T,T): 1 where hiding key j from query i raises the reference's loss at i by > margin;
+// Y (B,T,T): 1 where hiding key j from every query raises the reference's loss at i by > margin;
 // 2 where the pair is not a sample (j >= i, or no target at i).
 static void importance_labels(unsigned char *Y, Model *ref, const int *inputs, const int *targets,
                               int B, int T, double margin) {
@@ -186,12 +188,12 @@ int cmd_gateinfo(int argc, char **argv) {
                "[--batches=2] [--probe_steps=300 --probe_batches=2 --probe_rank=d_g] [--json]\n"
                "  Mutual information (bits) per layer between the gated model's gate decisions\n"
                "  (key j in the top-k of G for query i) and which keys matter to an independently\n"
-               "  trained gate-free model (hiding j from i raises its loss at i by > margin),\n"
-               "  Miller-Madow corrected, with the estimator's self-test: an independent decision\n"
-               "  of the same rate (~0 bits) and the label itself (H(label)). Costs T forwards\n"
-               "  of the reference per batch. The ceiling: a bilinear probe of the gate's form\n"
-               "  trained (BCE) to predict the label from the gated model's hidden states, deciding\n"
-               "  by the same top-k.\n");
+               "  trained gate-free model (hiding key j from every query raises its loss at i by\n"
+               "  > margin), Miller-Madow corrected, with the estimator's self-test: an\n"
+               "  independent decision of the same rate (~0 bits) and the label itself\n"
+               "  (H(label)). Costs T forwards of the reference per batch. The ceiling: a\n"
+               "  bilinear probe of the gate's form trained (BCE) to predict the label from the\n"
+               "  gated model's hidden states, deciding by the same top-k.\n");
         return 0;
     }
     if (!ckpt || !ref_ckpt) fatal("gateinfo: give --ckpt=GATED_RUN and --ref=DENSE_RUN");
