@@ -116,10 +116,17 @@ static void count_decisions(LayerCounts *cnt, const Model *m, const unsigned cha
     xfree(gq), xfree(gk), xfree(G), xfree(pairs), xfree(D);
 }
 
-// Labels Y (n, T, T) and each layer's gate input feat[l] (n, T, D) of the first n windows of ds:
-// the reference labels the keys, the gated model's forward gives its hidden states.
-static void label_windows(unsigned char *Y, float **feat, Model *m, Model *ref, const Dataset *ds,
-                          size_t n, double margin, const char *what) {
+// Where a batch's gate decisions are counted (the validation windows only).
+typedef struct {
+    LayerCounts *cnt;  // (n_layer)
+    uint64_t key, *draw;
+} DecisionTally;
+
+// Labels Y (n, T, T) and each layer's gate input feat[l] (n, T, D; NULL: not kept) of the first
+// n windows of ds: the reference labels the keys, the gated model's forward gives its hidden
+// states, and with tally non-NULL its gate decisions are counted batch by batch.
+static void label_windows(unsigned char *Y, float *const *feat, const DecisionTally *tally, Model *m,
+                          Model *ref, const Dataset *ds, size_t n, double margin, const char *what) {
     int B = m->cfg.batch, T = m->cfg.seq_len, D = m->cfg.d_model;
     int *inputs = xcalloc((size_t)B * T, sizeof(int)), *targets = xcalloc((size_t)B * T, sizeof(int));
     double t0 = now_seconds();
@@ -128,8 +135,9 @@ static void label_windows(unsigned char *Y, float **feat, Model *m, Model *ref, 
         for (int b = 0; b < rows; b++) dataset_window(ds, w0 + b, inputs + (size_t)b * T, targets + (size_t)b * T);
         importance_labels(Y + w0 * T * T, ref, inputs, targets, rows, T, margin);
         model_forward(m, inputs, targets, rows, T);
+        if (tally) count_decisions(tally->cnt, m, Y + w0 * T * T, tally->key, tally->draw);
         for (int l = 0; l < m->cfg.n_layer; l++)
-            memcpy(feat[l] + w0 * T * D, m->layer[l].ln1, (size_t)rows * T * D * sizeof(float));
+            if (feat[l]) memcpy(feat[l] + w0 * T * D, m->layer[l].ln1, (size_t)rows * T * D * sizeof(float));
         fprintf(stderr, "gateinfo: %s batch %zu/%zu (%d reference forwards each), %.0f s\n", what,
                 w0 / B + 1, (n + B - 1) / B, T, now_seconds() - t0);
     }
@@ -220,26 +228,15 @@ int cmd_gateinfo(int argc, char **argv) {
     if ((size_t)batches * B < windows) windows = (size_t)batches * B;
     m.training = ref.training = 0;
     m.eval_count = 0;
-    int *inputs = xcalloc((size_t)B * T, sizeof(int)), *targets = xcalloc((size_t)B * T, sizeof(int));
     int L = c.n_layer, D = c.d_model;
     unsigned char *Y = xcalloc(windows * T * T, 1);  // (windows, T, T)
     float *feat[MAX_LAYERS] = {0};                    // (windows, T, D) per layer: the probe's
     for (int l = 0; l < L && probe_steps; l++) feat[l] = xcalloc(windows * T * D, sizeof(float));
     LayerCounts *cnt = xcalloc((size_t)L, sizeof(LayerCounts));
-    uint64_t key = hash64((uint64_t)c.seed, 0x6A7Eull), draw = 0;
+    uint64_t draw = 0;
+    DecisionTally tally = {cnt, hash64((uint64_t)c.seed, 0x6A7Eull), &draw};
     double t0 = now_seconds();
-    for (size_t w0 = 0; w0 < windows; w0 += (size_t)B) {
-        int rows = (int)(windows - w0 < (size_t)B ? windows - w0 : (size_t)B);
-        for (int b = 0; b < rows; b++)
-            dataset_window(val, w0 + b, inputs + (size_t)b * T, targets + (size_t)b * T);
-        importance_labels(Y + w0 * T * T, &ref, inputs, targets, rows, T, margin);
-        model_forward(&m, inputs, targets, rows, T);
-        count_decisions(cnt, &m, Y + w0 * T * T, key, &draw);
-        for (int l = 0; l < L && probe_steps; l++)
-            memcpy(feat[l] + w0 * T * D, m.layer[l].ln1, (size_t)rows * T * D * sizeof(float));
-        fprintf(stderr, "gateinfo: batch %zu/%zu (%d reference forwards each), %.0f s\n",
-                w0 / B + 1, (windows + B - 1) / B, T, now_seconds() - t0);
-    }
+    label_windows(Y, feat, &tally, &m, &ref, val, windows, margin, "validation");
     // the ceiling: a probe per layer, trained on labelled training windows
     double probe_mi[MAX_LAYERS], probe_loss[MAX_LAYERS];
     for (int l = 0; l < L; l++) probe_mi[l] = probe_loss[l] = NAN;
@@ -250,7 +247,7 @@ int cmd_gateinfo(int argc, char **argv) {
         unsigned char *Yt = xcalloc(tw * T * T, 1);
         float *ft[MAX_LAYERS] = {0};
         for (int l = 0; l < L; l++) ft[l] = xcalloc(tw * T * D, sizeof(float));
-        label_windows(Yt, ft, &m, &ref, train, tw, margin, "probe training");
+        label_windows(Yt, ft, NULL, &m, &ref, train, tw, margin, "probe training");
         RouterOpts ro = {probe_rank ? probe_rank : c.d_g, probe_steps, B, (float)probe_lr,
                          hash64((uint64_t)c.seed, 0x9B0Bull)};
         for (int l = 0; l < L; l++) {
@@ -310,7 +307,7 @@ int cmd_gateinfo(int argc, char **argv) {
         printf("(bits per (head, query, key) sample; the self-test columns should read ~0 and "
                "H(label); probe I: the ceiling, a probe of the gate's form trained on the label)\n");
     }
-    xfree(inputs), xfree(targets), xfree(Y), xfree(cnt);
+    xfree(Y), xfree(cnt);
     for (int l = 0; l < L; l++) xfree(feat[l]);
     dataset_free(val);
     model_free(&m);
