@@ -40,8 +40,12 @@ def run_json(cmd):
 # work of the keys it drops. Its ideal step ratio is 1 - a * (1 - kept/visible), with a the share
 # of dense's step spent in attention (measured) and kept/visible the mean share of a query's
 # visible keys the mode keeps (counted: kept <= min(visible, k_blocks * block + window)).
+# Expert-choice heads pick EC_TOKENS = T/4 tokens per head: kept entries k(k+1)/2 of T(T+1)/2
+# (whole sequence, exact), at most sum_i min(k, i+1) over the active queries (causal: counted
+# as if every query were active, an upper bound, so its ideal is a lower bound).
 SPARSE_KEYS = dict(block_size=16, k_blocks=2, block_window=16)
-SPARSE_MODES = ("dense", "window", "block", "block_oracle")
+EC_TOKENS = 64
+SPARSE_MODES = ("dense", "window", "block", "block_oracle", "expert_choice", "expert_choice_causal")
 
 
 def kept_share(mode, T, k, bs, kb, win):
@@ -50,6 +54,10 @@ def kept_share(mode, T, k, bs, kb, win):
         v = i + 1
         if mode in ("block", "block_oracle"):
             kept += min(v, min(kb, i // bs + 1) * bs + win)
+        elif mode == "expert_choice":
+            kept += v if i < EC_TOKENS else 0  # the m-th picked query keeps m keys: k(k+1)/2
+        elif mode == "expert_choice_causal":
+            kept += min(v, EC_TOKENS)
         elif mode == "window":
             kept += min(v, k)
         else:
@@ -63,8 +71,9 @@ def sparse_against_dense(rl, common, repeats):
     runs = {m: [] for m in SPARSE_MODES}
     for _ in range(repeats):
         for m in SPARSE_MODES:
+            ec = ["--k=%d" % EC_TOKENS] if m.startswith("expert_choice") else []
             runs[m].append(run_json([rl, "bench", "--preset=small", "--mode=" + m, "--precision=fp32"]
-                                    + keys + common))
+                                    + keys + ec + common))
     step = {m: statistics.median(x["step_s_median"] for x in runs[m]) for m in SPARSE_MODES}
     attn_op = next(n for n in runs["dense"][0]["ops_s_per_step"] if n.startswith("attention"))
     attn = {m: statistics.median(x["ops_s_per_step"][attn_op] for x in runs[m]) for m in SPARSE_MODES}
@@ -72,14 +81,15 @@ def sparse_against_dense(rl, common, repeats):
     d0 = runs["dense"][0]
     print(f"\nstructural modes against dense (routelab, small preset, T {d0['seq_len']}, fp32; blocks of "
           f"{SPARSE_KEYS['block_size']}, {SPARSE_KEYS['k_blocks']} kept, window {SPARSE_KEYS['block_window']}; "
+          f"expert choice: {EC_TOKENS} tokens per head; "
           f"attention is {100 * a:.1f}% of dense's step)")
-    print(f"{'mode':13s} {'step s':>8s} {'vs dense':>9s} {'attn s':>8s} {'kept':>6s} {'ideal':>7s}")
+    print(f"{'mode':20s} {'step s':>8s} {'vs dense':>9s} {'attn s':>8s} {'kept':>6s} {'ideal':>7s}")
     out = []
     for m in SPARSE_MODES:
         share = kept_share(m, d0["seq_len"], d0["k"], SPARSE_KEYS["block_size"], SPARSE_KEYS["k_blocks"],
                            SPARSE_KEYS["block_window"])
         ideal = 1 - a * (1 - share)
-        print(f"{m:13s} {step[m]:8.3f} {step[m] / step['dense']:9.3f} {attn[m]:8.3f} {100 * share:5.1f}% "
+        print(f"{m:20s} {step[m]:8.3f} {step[m] / step['dense']:9.3f} {attn[m]:8.3f} {100 * share:5.1f}% "
               f"{ideal:7.3f}")
         out.append(dict(config="small", mode=m, kind="structural_vs_dense", step_s=round(step[m], 4),
                         ratio_to_dense=round(step[m] / step["dense"], 3), attention_s=round(attn[m], 4),

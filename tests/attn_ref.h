@@ -56,7 +56,8 @@ static inline double topk_gap(const double *x, int n, int k) {
 static inline double sigm(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 // The README's mode table, written out here so the reference does not read the library's.
-typedef enum { R_ALL, R_TOPK_S, R_TOPK_G, R_FRESH, R_FIXED, R_WINDOW, R_BLOCKS_G, R_BLOCKS_S } RefKeep;
+typedef enum { R_ALL, R_TOPK_S, R_TOPK_G, R_FRESH, R_FIXED, R_WINDOW, R_BLOCKS_G, R_BLOCKS_S,
+               R_TOKENS, R_TOKENS_PREFIX } RefKeep;
 static inline RefKeep ref_keep(AttnMode m) {
     switch (m) {
     case ATTN_ORACLE: return R_TOPK_S;
@@ -66,15 +67,22 @@ static inline RefKeep ref_keep(AttnMode m) {
     case ATTN_WINDOW: return R_WINDOW;
     case ATTN_BLOCK: return R_BLOCKS_G;
     case ATTN_BLOCK_ORACLE: return R_BLOCKS_S;
+    case ATTN_EXPERT_CHOICE: return R_TOKENS;
+    case ATTN_EXPERT_CHOICE_CAUSAL: return R_TOKENS_PREFIX;
     default: return R_ALL;  // dense, soft, soft_prob
     }
 }
 static inline int ref_needs_gate(AttnMode m) {
-    return m == ATTN_SOFT || m == ATTN_SOFT_PROB || m == ATTN_HARD || m == ATTN_BLOCK;
+    return m == ATTN_SOFT || m == ATTN_SOFT_PROB || m == ATTN_HARD || m == ATTN_BLOCK ||
+           m == ATTN_EXPERT_CHOICE || m == ATTN_EXPERT_CHOICE_CAUSAL;
+}
+// Expert-choice heads: the router logit of token t in head h is gk's column h * dg.
+static inline int ref_routes_tokens(AttnMode m) {
+    return m == ATTN_EXPERT_CHOICE || m == ATTN_EXPERT_CHOICE_CAUSAL;
 }
 static inline int ref_gate_in_graph(AttnMode m, GateGrad gg) {
-    return m == ATTN_SOFT || m == ATTN_SOFT_PROB ||
-           ((m == ATTN_HARD || m == ATTN_BLOCK) && gg == GATE_GRAD_STE);
+    return m == ATTN_SOFT || m == ATTN_SOFT_PROB || ref_routes_tokens(m) ||
+           ((m == ATTN_HARD || m == ATTN_BLOCK) && gg != GATE_GRAD_NONE);
 }
 
 // Independent double-precision forward (and the STE gate gradient) in plain loops. keep_in: the
@@ -87,7 +95,7 @@ static inline void attn_reference(double *W, double *y, double *dgq, double *dgk
     int B = a->B, T = a->T, C = a->C, NH = a->NH, hd = a->hd, dg = a->dg, GW = NH * dg;
     int NKV = cs->nkv ? cs->nkv : NH, QW = C + 2 * NKV * hd;  // qkv rows: q heads, k heads, v heads
     RefKeep rk = ref_keep(a->mode);
-    double S[64 * 64], G[64 * 64], Z[64], dW[64];
+    double S[64 * 64], G[64 * 64], Z[64], Zd[64], dW[64], rho[64];
     unsigned char keep[64 * 64];
     *near_tie = 0;
     if (dgq) memset(dgq, 0, (size_t)B * T * GW * sizeof(double));
@@ -111,6 +119,7 @@ static inline void attn_reference(double *W, double *y, double *dgq, double *dgk
                         G[i * T + j] = g / sqrt((double)dg);
                     }
                 }
+            for (int t = 0; t < T && x->gk; t++) rho[t] = x->gk[((size_t)b * T + t) * GW + h * dg];
             // kept sets
             for (int i = 0; i < T; i++) {
                 unsigned char *kr = keep + i * T;
@@ -148,6 +157,15 @@ static inline void attn_reference(double *W, double *y, double *dgq, double *dgk
                         kr[j] = j <= i && (chosen[j / cs->bs] || j >= i - cs->win + 1);
                     break;
                 }
+                case R_TOKENS:          // both among the head's top-k tokens (of all T, or of 0..i)
+                case R_TOKENS_PREFIX: {
+                    int n = rk == R_TOKENS ? T : i + 1;
+                    unsigned char chosen[64];
+                    brute_topk(chosen, rho, n, a->k);
+                    if (topk_gap(rho, n, a->k) < 1e-4) (*near_tie)++;
+                    for (int j = 0; j < T; j++) kr[j] = j <= i && chosen[i] && chosen[j];
+                    break;
+                }
                 }
                 if (src) {
                     int n = a->scope == TOPK_CAUSAL ? i + 1 : T;
@@ -172,8 +190,13 @@ static inline void attn_reference(double *W, double *y, double *dgq, double *dgk
                 for (int j = 0; j < T; j++) {
                     w[j] = sum > 0 ? w[j] / sum : 0.0;
                     if (a->mode == ATTN_SOFT_PROB) w[j] *= sigm(G[i * T + j] / a->tau);
+                    if (ref_routes_tokens(a->mode)) w[j] *= sigm(rho[i] / a->tau);
                 }
                 Z[i] = sum > 0 ? mx + log(sum) : -INFINITY;  // log-normaliser of the kept keys
+                double md = -INFINITY, sd = 0;               // ... and of every visible key
+                for (int j = 0; j <= i; j++) md = fmax(md, S[i * T + j]);
+                for (int j = 0; j <= i; j++) sd += exp(S[i * T + j] - md);
+                Zd[i] = md + log(sd);
                 for (int d = 0; d < hd; d++) {
                     double acc = 0;
                     for (int j = 0; j < T; j++)
@@ -196,7 +219,8 @@ static inline void attn_reference(double *W, double *y, double *dgq, double *dgk
                 }
                 for (int j = 0; j <= i; j++) {
                     if (isinf(Z[i])) continue;  // empty row: no gradient
-                    double dM = exp(S[i * T + j] - Z[i]) * (dW[j] - dot);
+                    double lz = a->gate_grad == GATE_GRAD_STE_DENSE ? Zd[i] : Z[i];  // ste_dense
+                    double dM = exp(S[i * T + j] - lz) * (dW[j] - dot);
                     double s = sigm(G[i * T + j] / a->tau);
                     double dG = dM * s * (1 - s) / a->tau / sqrt((double)dg);
                     for (int d = 0; d < dg; d++) {

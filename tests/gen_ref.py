@@ -2,8 +2,9 @@
 """gen_ref.py: write a routelab reference case set (format_version 1) with the PyTorch twin.
 
 Produces the 16 cases of ../shared/ref/{paper_small,gpt2style_small} (README.md there,
-section 10), single_layer, and six block-selection cases (attn=block/block_oracle, NSA-style:
-tests/routing_twin.py adds the mode to the twin without editing it), for a model of any shape,
+section 10), single_layer, six block-selection cases (attn=block/block_oracle, NSA-style) and
+five expert-choice cases (attn=expert_choice/expert_choice_causal, MoSA-style; tests/routing_twin.py
+adds these modes to the twin without editing it), for a model of any shape,
 so that `routelab refcheck DIR` can be run on unseen shapes.  The twin (pytorch/model.py) is imported, never copied: its semantics are the spec.
 
 Usage (Debian's PyTorch, run from anywhere):
@@ -105,6 +106,8 @@ CASE_NAMES = ["dense", "oracle", "soft_learned", "soft_random", "soft_prob_learn
 # twin's model (styles, --family gpt2), after the 17 cases above.
 BLOCK_CASE_NAMES = ["block_learned", "block_ste", "block_random", "block_oracle",
                     "block_window_ste", "block_mixed"]
+EC_CASE_NAMES = ["ec_learned", "ec_random", "ec_causal", "ec_causal_random", "ec_mixed"]
+STE_DENSE_CASE_NAMES = ["hard_ste_dense", "block_ste_dense"]
 
 DESCRIPTIONS = {
     "dense": "causal softmax",
@@ -133,6 +136,17 @@ DESCRIPTIONS = {
     "block_oracle": "block selection by the max of S over each block (oracle blocks)",
     "block_window_ste": "block selection by G plus the block_window most recent keys, ste",
     "block_mixed": "block, block_oracle and dense layers in one model, window on",
+    "ec_learned": ("expert-choice heads (MoSA): each head picks the top-k tokens of the sequence "
+                   "by its router r (gk's first column), they attend among themselves, the output "
+                   "is scaled by sigmoid(r_i/tau); learned router"),
+    "ec_random": "expert-choice heads, frozen random router",
+    "ec_causal": ("causal expert choice: query i picks the top-k of r over 0..i and is active "
+                  "iff it is among them; learned router"),
+    "ec_causal_random": "causal expert choice, frozen random router",
+    "ec_mixed": "expert_choice, expert_choice_causal and dense layers in one model",
+    "hard_ste_dense": ("top-k of G, bounded straight-through gate gradient (gate_grad=ste_dense: "
+                       "the STE normalised over every visible key)"),
+    "block_ste_dense": "block selection by G plus a window, gate_grad=ste_dense",
 }
 
 MIXED_CYCLE = ["hard", "soft", "oracle", "window", "soft_prob"]
@@ -272,7 +286,8 @@ class Writer:
 
 def case_names(a):
     """The set's cases: the 17, and the block cases in sets of the shared twin's model."""
-    return CASE_NAMES + (BLOCK_CASE_NAMES if a.family in (None, "gpt2") else [])
+    extra = BLOCK_CASE_NAMES + EC_CASE_NAMES + STE_DENSE_CASE_NAMES
+    return CASE_NAMES + (extra if a.family in (None, "gpt2") else [])
 
 
 def case_specs(a):
@@ -316,6 +331,14 @@ def case_specs(a):
         spec["block_window_ste"] = mk("block", gate_grad="ste", keys=bw)
         cycle = ["block", "block_oracle", "dense"]
         spec["block_mixed"] = mk([cycle[l % 3] for l in range(L)], gate_grad="ste", keys=bw)
+        spec["ec_learned"] = mk("expert_choice")
+        spec["ec_random"] = mk("expert_choice", "random")
+        spec["ec_causal"] = mk("expert_choice_causal")
+        spec["ec_causal_random"] = mk("expert_choice_causal", "random")
+        cycle = ["expert_choice", "expert_choice_causal", "dense"]
+        spec["ec_mixed"] = mk([cycle[l % 3] for l in range(L)], k=kh)
+        spec["hard_ste_dense"] = mk("hard", gate_grad="ste_dense")
+        spec["block_ste_dense"] = mk("block", gate_grad="ste_dense", keys=bw)
     assert list(spec) == case_names(a)
     return spec
 
@@ -346,9 +369,12 @@ def new_model(twin, a, sp):
     if a.family in (None, "gpt2"):
         import routing_twin
         keys = sp.get("keys") or {}
-        model = twin.GPT(make_cfg(twin, a, dict(sp, modes=routing_twin.twin_modes(sp["modes"]))))
+        ste_dense = sp["gate_grad"] == "ste_dense"   # the twin's STEGate, normaliser swapped
+        model = twin.GPT(make_cfg(twin, a, dict(sp, modes=routing_twin.twin_modes(sp["modes"]),
+                                                gate_grad="ste" if ste_dense else sp["gate_grad"])))
         return routing_twin.install(model, sp["modes"], keys.get("block_size", 1),
-                                    keys.get("k_blocks", 1), keys.get("block_window", 0))
+                                    keys.get("k_blocks", 1), keys.get("block_window", 0),
+                                    ste_dense=ste_dense)
     import hf_twin
     return hf_twin.HFTwin(hf_cfg(a, sp))
 
@@ -443,7 +469,11 @@ def run_case(twin, a, name, sp, weights32, idx, targets, dtype, feed=None, forwa
         for l, b in enumerate(blocks):
             mode = b.attn.mode
             rl_mode = getattr(b.attn, "routelab_mode", mode)
-            if rl_mode in ("block", "block_oracle"):
+            if rl_mode in ("expert_choice", "expert_choice_causal"):
+                import routing_twin
+                res["margin"] = minopt(res["margin"], routing_twin.token_gaps(
+                    recs[l]["router"], k, rl_mode == "expert_choice_causal"))
+            elif rl_mode in ("block", "block_oracle"):
                 import routing_twin
                 X = recs[l]["G"] if rl_mode == "block" else recs[l]["S"]
                 res["margin"] = minopt(res["margin"], routing_twin.block_gaps(

@@ -45,6 +45,10 @@ PY
                 python3 -c "import json,sys; c=set(json.load(open(sys.argv[1]))['cases'])
 assert {'block_learned','block_ste','block_random','block_oracle','block_window_ste','block_mixed'}<=c, c" \
                 "$TMP/$s/index.json"
+            check "the unseen set ($s) holds the expert-choice and ste_dense cases (tests/routing_twin.py)" \
+                python3 -c "import json,sys; c=set(json.load(open(sys.argv[1]))['cases'])
+assert {'ec_learned','ec_random','ec_causal','ec_causal_random','ec_mixed','hard_ste_dense','block_ste_dense'}<=c, c" \
+                "$TMP/$s/index.json"
         done
     else
         skip "python3-torch not installed: unseen-shape reference sets not generated"
@@ -268,9 +272,11 @@ want={'stochastic-variants':{'dense','stochastic','stoch_deploy_dense','stoch_de
                              'anneal_deploy_gate','anneal_deploy_fixed','mix_half','mix_deploy_dense','mix_deploy_fixed'},
  'long-training':{'long_dense','long_soft_learned','long_soft_random','dense','soft_learned','soft_random'},
  'decoupled-data':{'dense','kl_k','decoupled_kl_k','decoupled_deploy_k','random_hard_k','oracle_k'},
- 'closed-loop':{'dense','soft_learned','soft_deploy_hard','distill_soft','closed_loop','closed_loop_from_dense','hard_random'},
+ 'closed-loop':{'dense','soft_learned','soft_deploy_hard','distill_soft','closed_loop','closed_loop_from_dense','hard_random',
+                'closed_loop_bounded','closed_loop_bounded_from_dense'},
  'nsa-random':{'dense','block_learned','block_random','block_oracle','window_only','kl_k','posthoc_block',
                'dense_block_random','dense_block_oracle'},
+ 'mosa-random':{'dense','ec_learned','ec_random','ec_learned_deploy_causal','ec_causal_learned','ec_causal_random'},
  'gate-information':{'dense','dense_ref','soft_learned','soft_random','kl_k','info_soft_learned','info_soft_random',
                      'info_posthoc_kl','info_posthoc_random'}}
 got={}
@@ -281,12 +287,16 @@ blocks='--block_size=2 --k_blocks=2 --block_window=2'
 assert by['block_learned']['keys']=='--attn=block --gate=learned --gate_grad=ste '+blocks
 assert by['posthoc_block']['from']=='kl_k' and by['dense_block_oracle']['keys']=='--attn=block_oracle '+blocks
 assert by['window_only']['keys']=='--attn=window --k=2'
+assert by['ec_random']['keys']=='--attn=expert_choice --gate=random --k=8' and by['ec_learned_deploy_causal']['from']=='ec_learned'
+assert by['ec_causal_learned']['keys']=='--attn=expert_choice_causal --gate=learned --k=8'
 assert by['long_dense']['keys']=='--attn=dense --steps=1600' and by['decoupled_kl_k']['from']=='dense'
 assert by['decoupled_kl_k']['keys']=='--loss=kl --k=4 --mqar_pairs=2 --mqar_random_filler=1'
 assert by['decoupled_deploy_k']['keys']=='--attn=hard --k=4 --mqar_pairs=4 --mqar_random_filler=0'
 assert by['closed_loop_from_dense']['from']=='dense' and by['closed_loop']['keys']=='--attn=hard --gate_grad=ste'
+assert by['closed_loop_bounded_from_dense']['from']=='dense' and by['closed_loop_bounded']['keys']=='--attn=hard --gate_grad=ste_dense'
 assert by['dense_ref']['keys']=='--attn=dense --seed=100 --data_seed=100'
 ini=lambda a: dict(l.split(' = ', 1) for l in open(by[a]['result']['run_dir']+'/config.ini').read().splitlines() if ' = ' in l)
+assert ini('ec_causal_random')['attn']=='expert_choice_causal' and ini('ec_causal_random')['gate']=='random'
 assert (ini('dense_ref')['seed'], ini('dense_ref')['data_seed'], ini('dense')['seed']) == ('100', '100', '0')
 for a, f in (('info_soft_learned','soft_learned'),('info_soft_random','soft_random'),('info_posthoc_kl','kl_k'),('info_posthoc_random','dense')):
     g=by[a]; res=g['result']; L=len(by['dense']['result']['gate_f1'])
@@ -296,8 +306,10 @@ for a, f in (('info_soft_learned','soft_learned'),('info_soft_random','soft_rand
     assert len(res['probe_mi_bits'])==L and all(-0.01<p<=h+1e-9 for p, h in zip(res['probe_mi_bits'], res['label_entropy_bits'])), res"
 for section in "## stochastic-variants" "| annealed towards the gate's top-k |" "| half the steps dense |" \
     "## long-training" "at 4x the steps" "## decoupled-data" "on another text" "## closed-loop" \
-    "trained closed loop" "## nsa-random" "learned blocks .*, frozen random blocks" \
-    "same blocks chosen by the KL-distilled gate" "## gate-information" "| gate (arm) | I(decision; label) .* | probe ceiling (bits) |" \
+    "trained closed loop" "With the bounded straight-through gate (gate_grad=ste_dense" "## nsa-random" "learned blocks .*, frozen random blocks" \
+    "same blocks chosen by the KL-distilled gate" "## mosa-random" \
+    "Expert-choice heads, learned vs frozen random router: over the whole sequence [0-9.]* vs [0-9.]* (\*\*[-+]" \
+    "deployed with causal selection: [0-9.]* ([-+]" "## gate-information" "| gate (arm) | I(decision; label) .* | probe ceiling (bits) |" \
     "End to end, learned − frozen random gate: \*\*[-+]" "\*\*Premise check\*\*"; do
     check "repro open report: $section" grep -q "$section" "$TMP/rpo/report.md"
 done

@@ -25,10 +25,12 @@ static double attn_eval(void *v, int *changed) {
 static void test_route_table(void) {
     static const KeepRule keeps[] = {KEEP_ALL_VISIBLE, KEEP_TOPK_SCORES, KEEP_TOPK_GATE,
                                      KEEP_TOPK_FRESH, KEEP_TOPK_FIXED, KEEP_WINDOW,
-                                     KEEP_BLOCKS_GATE, KEEP_BLOCKS_SCORES};
+                                     KEEP_BLOCKS_GATE, KEEP_BLOCKS_SCORES, KEEP_TOKENS,
+                                     KEEP_TOKENS_PREFIX};
     for (int m = 0; m < ATTN_NUM_MODES; m++) {
         const RouteRule *r = route_rule((AttnMode)m);
-        GateUse want = m == ATTN_SOFT ? GATE_ON_LOGITS : m == ATTN_SOFT_PROB ? GATE_ON_PROBS
+        GateUse want = m == ATTN_SOFT ? GATE_ON_LOGITS
+                       : m == ATTN_SOFT_PROB || ref_routes_tokens((AttnMode)m) ? GATE_ON_PROBS
                        : m == ATTN_HARD || m == ATTN_BLOCK ? GATE_RANKS_ONLY : GATE_UNUSED;
         CHECK(r->keep == keeps[ref_keep((AttnMode)m)] && r->gate == want &&
                   !strcmp(r->name, attn_mode_name((AttnMode)m)) &&
@@ -36,7 +38,10 @@ static void test_route_table(void) {
                   route_gate_in_graph((AttnMode)m, GATE_GRAD_NONE) ==
                       ref_gate_in_graph((AttnMode)m, GATE_GRAD_NONE) &&
                   route_gate_in_graph((AttnMode)m, GATE_GRAD_STE) ==
-                      ref_gate_in_graph((AttnMode)m, GATE_GRAD_STE),
+                      ref_gate_in_graph((AttnMode)m, GATE_GRAD_STE) &&
+                  route_gate_in_graph((AttnMode)m, GATE_GRAD_STE_DENSE) ==
+                      ref_gate_in_graph((AttnMode)m, GATE_GRAD_STE_DENSE) &&
+                  route_routes_tokens((AttnMode)m) == ref_routes_tokens((AttnMode)m),
               "routing table row of mode %s disagrees with the README", attn_mode_name((AttnMode)m));
     }
 }
@@ -74,8 +79,9 @@ static void attn_case(const AttnCase *cs, int nthreads) {
     RefKeep rk = ref_keep(cs->mode);
     int needs_gate = ref_needs_gate(cs->mode);
     int in_graph = ref_gate_in_graph(cs->mode, cs->gg);
-    int ste = (cs->mode == ATTN_HARD || cs->mode == ATTN_BLOCK) && cs->gg == GATE_GRAD_STE;
-    int aux = cs->mode == ATTN_SOFT || cs->mode == ATTN_SOFT_PROB || ste;  // as model.c lays out
+    int ste = (cs->mode == ATTN_HARD || cs->mode == ATTN_BLOCK) && cs->gg != GATE_GRAD_NONE;
+    int tokens = ref_routes_tokens(cs->mode);
+    int aux = cs->mode == ATTN_SOFT || cs->mode == ATTN_SOFT_PROB || tokens || ste;  // as model.c
     x.qkv = falloc(N * QW);
     fill_normal(x.qkv, N * QW, 1.0f);
     if (needs_gate) {
@@ -140,7 +146,8 @@ static void attn_case(const AttnCase *cs, int nthreads) {
             for (int j = 0; j < T; j++) n += kr[j], future += j > i && kr[j];
             empty += n == 0;
             CHECK(future == 0, "%s: row %d keeps a future key", cs->label, i);
-            int blocks = rk == R_BLOCKS_G || rk == R_BLOCKS_S;  // checked against the reference
+            // blocks and tokens: checked against the reference
+            int blocks = rk == R_BLOCKS_G || rk == R_BLOCKS_S || tokens;
             int expect = blocks ? -1 : rk == R_ALL ? i + 1
                          : rk == R_WINDOW || cs->scope == TOPK_CAUSAL
                              ? (i + 1 < cs->k ? i + 1 : cs->k) : -1;
@@ -152,6 +159,10 @@ static void attn_case(const AttnCase *cs, int nthreads) {
             }
         }
     CHECK(wrong_count == 0, "%s: %ld rows keep the wrong number of keys", cs->label, wrong_count);
+    if (rk == R_TOKENS) {  // exactly min(k, T) active queries per head (each keeps itself)
+        long want = (long)B * NH * (T - (cs->k < T ? cs->k : T));
+        CHECK(empty == want, "%s: %ld rows without output, want %ld", cs->label, empty, want);
+    }
     if (cs->scope == TOPK_ALL && rk != R_ALL && rk != R_WINDOW && !cs->feed)
         CHECK(empty > 0, "%s: expected some empty rows with topk_scope=all", cs->label);
     if (rk == R_FIXED && !cs->feed)  // the same mask for every batch row
@@ -184,7 +195,8 @@ static void attn_case(const AttnCase *cs, int nthreads) {
         CHECK(untouched, "%s: attention_backward wrote dgq/dgk with the gate out of the graph",
               cs->label);
     }
-    x.check_pattern = rk == R_TOPK_S || rk == R_TOPK_G || rk == R_BLOCKS_S || rk == R_BLOCKS_G;
+    x.check_pattern = rk == R_TOPK_S || rk == R_TOPK_G || rk == R_BLOCKS_S || rk == R_BLOCKS_G ||
+                      tokens;
     snprintf(what, sizeof what, "%s%s: d qkv", cs->label, nthreads > 1 ? " (2 threads)" : "");
     fd_check(what, x.qkv, dqkv, N * QW, fo, attn_eval, &x);
     if (in_graph && !ste) {
@@ -289,11 +301,60 @@ static void test_attention(void) {
         {ATTN_BLOCK_ORACLE, 0, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 10, 2, 4, 3, 0, "block_oracle window", 0, 2, 2, 3},
         {ATTN_BLOCK_ORACLE, 0, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.2f, 2, 9, 2, 4, 3, 0, "block_oracle dropout", 0, 1, 3, 1},
         {ATTN_BLOCK,        0, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 8, 2, 4, 3, 0, "block size 1 = hard", 0, 1, 3, 0},
+        // ste_dense: the straight-through gradient normalised over every visible key (bounded)
+        {ATTN_HARD,         3, TOPK_CAUSAL, GATE_GRAD_STE_DENSE, 1.0f, 0.0f, 2, 7, 2, 4, 3, 0, "hard ste_dense"},
+        {ATTN_HARD,         2, TOPK_ALL,    GATE_GRAD_STE_DENSE, 0.8f, 0.0f, 2, 8, 2, 4, 3, 0, "hard ste_dense all (empty rows)"},
+        {ATTN_HARD,         3, TOPK_CAUSAL, GATE_GRAD_STE_DENSE, 1.0f, 0.0f, 1, 9, 4, 2, 3, 0, "hard ste_dense gqa 4/2", 2},
+        {ATTN_BLOCK,        0, TOPK_CAUSAL, GATE_GRAD_STE_DENSE, 1.0f, 0.0f, 2, 11, 2, 4, 3, 0, "block ste_dense window", 0, 3, 1, 2},
+        // expert-choice heads (MoSA): k tokens per head, router = gk's first column per head
+        {ATTN_EXPERT_CHOICE, 4, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 11, 2, 4, 3, 0, "expert_choice"},
+        {ATTN_EXPERT_CHOICE, 3, TOPK_CAUSAL, GATE_GRAD_NONE, 0.7f, 0.0f, 2, 9, 3, 3, 1, 0, "expert_choice d_g 1 tau"},
+        {ATTN_EXPERT_CHOICE, 5, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 1, 10, 4, 2, 2, 0, "expert_choice gqa 4/2", 2},
+        {ATTN_EXPERT_CHOICE, 4, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.2f, 2, 9, 2, 4, 3, 0, "expert_choice dropout"},
+        {ATTN_EXPERT_CHOICE, 20, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 1, 7, 2, 4, 3, 0, "expert_choice k >= T = soft_prob on r"},
+        {ATTN_EXPERT_CHOICE_CAUSAL, 4, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 2, 11, 2, 4, 3, 0, "expert_choice_causal"},
+        {ATTN_EXPERT_CHOICE_CAUSAL, 2, TOPK_CAUSAL, GATE_GRAD_NONE, 1.3f, 0.0f, 2, 9, 2, 3, 2, 0, "expert_choice_causal k 2 tau"},
+        {ATTN_EXPERT_CHOICE_CAUSAL, 3, TOPK_CAUSAL, GATE_GRAD_NONE, 1.0f, 0.0f, 1, 10, 4, 2, 3, 0, "expert_choice_causal gqa 4/1", 1},
     };
     // one thread for most (fast and steady on a loaded machine), every third with two
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) attn_case(&cases[i], i % 3 ? 1 : 2);
 }
 #pragma GCC diagnostic pop
+
+// Expert choice over the whole sequence is not causal (a later token's router can push an
+// earlier token out of the head's choice); the prefix variant is: no output at i reads anything
+// after i. Token T-1's router goes from far below to far above the others; its q/k/v change too.
+static void test_expert_choice_causality(void) {
+    for (int causal = 0; causal < 2; causal++) {
+        AttnArgs a = {0};
+        a.B = 1, a.T = 10, a.NH = 2, a.hd = 4, a.C = 8, a.dg = 2, a.k = 3, a.tau = 1.0f;
+        a.mode = causal ? ATTN_EXPERT_CHOICE_CAUSAL : ATTN_EXPERT_CHOICE;
+        a.nthreads = 1;
+        a.scratch = falloc(attention_scratch_floats(a.T));
+        int T = a.T, C = a.C, GW = a.NH * a.dg, QW = attention_qkv_width(&a);
+        size_t TT = (size_t)a.NH * T * T;
+        float *qkv = falloc((size_t)T * QW), *gq = falloc((size_t)T * GW), *gk = falloc((size_t)T * GW);
+        float *out0 = falloc((size_t)T * C), *out1 = falloc((size_t)T * C), *att = falloc(TT);
+        float *auxS = falloc(TT), *auxs = falloc(TT);
+        fill_normal(qkv, (size_t)T * QW, 1.0f);
+        fill_normal(gq, (size_t)T * GW, 1.0f);
+        fill_normal(gk, (size_t)T * GW, 1.0f);
+        for (int h = 0; h < a.NH; h++) gk[(size_t)(T - 1) * GW + h * a.dg] = -10.0f;
+        attention_forward(out0, att, auxS, auxs, NULL, qkv, gq, gk, &a);
+        for (int h = 0; h < a.NH; h++) gk[(size_t)(T - 1) * GW + h * a.dg] = 10.0f;
+        for (int c = 0; c < QW; c++) qkv[(size_t)(T - 1) * QW + c] += 1.0f;
+        attention_forward(out1, att, auxS, auxs, NULL, qkv, gq, gk, &a);
+        int earlier_same = memcmp(out0, out1, (size_t)(T - 1) * C * sizeof(float)) == 0;
+        if (causal)
+            CHECK(earlier_same, "expert_choice_causal: a change at the last token changed an "
+                  "earlier output");
+        else
+            CHECK(!earlier_same, "expert_choice: the last token's router did not change the "
+                  "earlier outputs (its choice is over the whole sequence)");
+        xfree(a.scratch), xfree(qkv), xfree(gq), xfree(gk), xfree(out0), xfree(out1), xfree(att);
+        xfree(auxS), xfree(auxs);
+    }
+}
 
 // Where test_grad.c had left the generator on reaching these checks (see grad_init).
 static const Rng RNG_START = {{0xaf24ca31b06c340cull, 0x0a4ad97862c61074ull,
@@ -304,5 +365,6 @@ int main(void) {
     grad_init(&RNG_START);
     test_route_table();
     test_attention();
+    test_expert_choice_causality();
     return grad_summary("grad_attention", t_start);
 }

@@ -91,8 +91,10 @@ static void model_case(const char *label, const char *const *kv, const char *con
         char what[200];
         if (p->role == ROLE_GATE) {  // the gate is in the graph in soft, soft_prob, hard + ste
             AttnMode md = m.plan.attn.mode[p->layer];
+            int ec = md == ATTN_EXPERT_CHOICE || md == ATTN_EXPERT_CHOICE_CAUSAL;  // router: gk
             int in_graph = md == ATTN_SOFT || md == ATTN_SOFT_PROB ||
-                           (md == ATTN_HARD && m.plan.attn.gate_grad == GATE_GRAD_STE);
+                           (ec && strstr(p->name, ".gate_k.")) ||
+                           (md == ATTN_HARD && m.plan.attn.gate_grad != GATE_GRAD_NONE);
             CHECK(m.gets_grad[i] == (m.trainable[i] && in_graph) &&
                       (!m.plan.attn.gate_frozen[p->layer] || !m.trainable[i]),
                   "%s: %s gets_grad %d (trainable %d, mode %s)", label, p->name, m.gets_grad[i],
@@ -170,9 +172,9 @@ static void test_model_accumulation(void) {
 // The STE gate gradient of a whole model: layer 0's gate gradient equals dgq^T ln1 with dgq
 // from the plain-loop STE formula applied to layer 0's saved activations and the gradient that
 // reached its head outputs (m.datty after backward: layer 0 is the last one processed).
-static void test_model_ste_gate(void) {
+static void test_model_ste_gate(const char *gate_grad) {
     Config c;
-    const char *const kv[] = {"attn", "hard,dense", "gate_grad", "ste", "tau", "0.7", NULL};
+    const char *const kv[] = {"attn", "hard,dense", "gate_grad", gate_grad, "tau", "0.7", NULL};
     small_config(&c, kv);
     Model m;
     model_build(&m, &c);
@@ -189,7 +191,11 @@ static void test_model_ste_gate(void) {
     x.gq = m.layer[0].gq;
     x.gk = m.layer[0].gk;
     x.r = m.datty;
-    AttnCase cs = {ATTN_HARD, m.plan.attn.k[0], m.plan.attn.scope, GATE_GRAD_STE, c.tau, 0, 2, 8, 2, 8, 4, 0, "", 0};
+    AttnCase cs = {.mode = ATTN_HARD, .k = m.plan.attn.k[0], .scope = m.plan.attn.scope,
+                   .gg = m.plan.attn.gate_grad, .tau = c.tau, .B = 2, .T = 8, .NH = 2, .hd = 8,
+                   .dg = 4, .label = ""};
+    CHECK(!strcmp(gate_grad, "ste_dense") == (cs.gg == GATE_GRAD_STE_DENSE), "gate_grad=%s "
+          "resolved to %d", gate_grad, (int)cs.gg);
     size_t TT = (size_t)2 * 2 * 8 * 8, N = 16, GW = 8;
     unsigned char *keep = xcalloc(TT, 1);
     for (size_t e = 0; e < TT; e++) keep[e] = m.layer[0].att[e] != 0.0f;
@@ -215,8 +221,8 @@ static void test_model_ste_gate(void) {
             eq = fmax(eq, fabs(sq - m.g.layer[0].gate_q[o * 16 + i]));
             ek = fmax(ek, fabs(sk - m.g.layer[0].gate_k[o * 16 + i]));
         }
-    CHECK(mq > 0 && mk > 0 && eq <= 1e-4 * mq && ek <= 1e-4 * mk, "model STE gate gradient vs "
-          "formula: err %.3g / %.3g of max %.3g / %.3g", eq, ek, mq, mk);
+    CHECK(mq > 0 && mk > 0 && eq <= 1e-4 * mq && ek <= 1e-4 * mk, "model %s gate gradient vs "
+          "formula: err %.3g / %.3g of max %.3g / %.3g", gate_grad, eq, ek, mq, mk);
     xfree(keep), xfree(W), xfree(y), xfree(dgq), xfree(dgk);
     model_free(&m);
 }
@@ -259,11 +265,20 @@ static void test_model(void) {
         // ste: the straight-through term reaches ln1 of its layer and everything below it
         {"model hard ste (layer 0)", {"attn", "hard,dense", "gate_grad", "ste"},
          {"blocks.0.ln1", "blocks.0.attn.gate", "wte", "wpe", NULL}},
+        {"model hard ste_dense (layer 0)", {"attn", "hard,dense", "gate_grad", "ste_dense"},
+         {"blocks.0.ln1", "blocks.0.attn.gate", "wte", "wpe", NULL}},
         {"model stochastic", {"attn", "stochastic"}, {NULL}},
         {"model stochastic all", {"attn", "stochastic", "topk_scope", "all", "k", "2"}, {NULL}},
         {"model random_fixed", {"attn", "random_fixed"}, {NULL}},
         {"model window", {"attn", "window"}, {NULL}},
         {"model mixed hard,soft", {"attn", "hard,soft", "gate", "random,learned"}, {NULL}},
+        // expert-choice heads: the router (gk's first column per head) gets its gradient through
+        // the router score that scales a picked token's output. A wide router init (gate_init_std
+        // 1) keeps its ranking gaps far above the finite-difference steps.
+#define EC_INIT "gate_init_std", "1"
+        {"model expert_choice", {"attn", "expert_choice", "k", "3", EC_INIT}, {NULL}},
+        {"model expert_choice_causal,expert_choice random,learned",
+         {"attn", "expert_choice_causal,expert_choice", "gate", "random,learned", "k", "3,5", EC_INIT}, {NULL}},
         {"model mixed soft,hard", {"attn", "soft,hard", "gate", "learned,random", "k", "2,4"}, {NULL}},
         {"model mixed oracle,soft_prob", {"attn", "oracle,soft_prob", "k", "4,2"}, {NULL}},
         {"model mixed window,stochastic", {"attn", "window,stochastic"}, {NULL}},
@@ -313,6 +328,7 @@ static void test_model(void) {
         {"model qwen3 single layer", {"family", "qwen3", GQA, "n_layer", "3", "attn", "dense,soft,dense",
                                       "train", "attn:1"}, {NULL}},
 #undef GQA
+#undef EC_INIT
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *kv[26] = {0};
@@ -322,7 +338,8 @@ static void test_model(void) {
         model_case(cases[i].label, kv, cases[i].skip);
     }
     test_model_accumulation();
-    test_model_ste_gate();
+    test_model_ste_gate("ste");
+    test_model_ste_gate("ste_dense");
 }
 
 // Dropout masks are keyed by the forward index: another index, another loss.

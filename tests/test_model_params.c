@@ -64,6 +64,11 @@ static void test_gate_gradients(void) {
     gate_grad_case("soft", "learned", "none", 1);
     gate_grad_case("soft_prob", "learned", "none", 1);
     gate_grad_case("hard", "learned", "ste", 1);
+    gate_grad_case("hard", "learned", "ste_dense", 1);
+    gate_grad_case("hard", "random", "ste_dense", 0);
+    gate_grad_case("block", "learned", "ste_dense", 1);
+    gate_grad_case("expert_choice", "learned", "none", 1);  // the router: gk's first column
+    gate_grad_case("expert_choice_causal", "random", "none", 0);
     // per layer: only the layer whose gate is in the graph
     Config c;
     const char *const kv[] = {"attn", "hard,soft", NULL};

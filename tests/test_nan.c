@@ -245,6 +245,19 @@ static void test_attention(void) {
     attn_run(&x);
     CHECK(all_nan(x.out, T * 4), "block_oracle: a NaN key score is routed around");
     attn_free(&x);
+    // expert choice: a NaN router logit ranks first, so its token is picked and its row is NaN
+    // (the router score scales it); in the causal variant earlier rows are untouched.
+    for (int m = ATTN_EXPERT_CHOICE; m <= ATTN_EXPERT_CHOICE_CAUSAL; m++) {
+        attn_setup(&x, (AttnMode)m, TOPK_CAUSAL, T);
+        x.gk[4 * 4 + 0] = NAN;
+        attn_run(&x);
+        CHECK(all_nan(x.out + 4 * 4, 4), "%s: a NaN router logit gives a finite row 4",
+              attn_mode_name((AttnMode)m));
+        if (m == ATTN_EXPERT_CHOICE_CAUSAL)
+            CHECK(all_finite(x.out, 4 * 4), "%s: a NaN router logit at 4 reached rows 0..3",
+                  attn_mode_name((AttnMode)m));
+        attn_free(&x);
+    }
     // topk_scope=all with no kept key stays a zero row: the last key dominates every query
     attn_setup(&x, ATTN_ORACLE, TOPK_ALL, T);
     x.a.k = 1;

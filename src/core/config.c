@@ -56,13 +56,16 @@ static const ConfigKey KEYS[] = {
     // routing
     K(attn, KEY_STR, "dense",
       "routing mode, or a comma list per layer: dense|oracle|soft|soft_prob|hard|stochastic|"
-      "random_fixed|window|block|block_oracle"),
-    K(k, KEY_STR, "64", "keys kept per query (top-k modes, window), or a comma list per layer"),
+      "random_fixed|window|block|block_oracle|expert_choice|expert_choice_causal"),
+    K(k, KEY_STR, "64", "keys kept per query (top-k modes, window), tokens picked per head "
+      "(expert_choice modes), or a comma list per layer"),
     K(gate, KEY_STR, "learned", "gate kind: learned | random (frozen at init), or per layer"),
     K(d_g, KEY_INT, "32", "gate width per head"),
     K(tau, KEY_FLOAT, "1", "gate temperature: sigmoid(G / tau)"),
     K(topk_scope, KEY_STR, "causal", "causal: rank visible keys only; all: the paper's code"),
-    K(gate_grad, KEY_STR, "none", "hard and block modes' gate gradient: none | ste (straight-through)"),
+    K(gate_grad, KEY_STR, "none", "hard and block modes' gate gradient: none | ste (straight-"
+      "through, the reference's) | ste_dense (straight-through normalised over every visible "
+      "key: bounded)"),
     K(block_size, KEY_INT, "16", "block and block_oracle modes: keys per block"),
     K(k_blocks, KEY_INT, "2", "block and block_oracle modes: blocks kept per query (top by the "
       "block score: the max of the gate's, or the attention's, scores over the block's visible keys)"),

@@ -215,15 +215,20 @@ const Recipe RECIPES[] = {
       {"oracle_k", RUN_EVAL, "dense", "--attn=oracle --k={k}", 46.00, NAN}}, "open"},
     // Train Soft, Roll Out Hard: train on the routes deployment uses. attn=hard is closed loop
     // already (each layer's top-k of its gate on the masked forward's own hidden states), and
-    // gate_grad=ste carries the gradient to the gate straight through.
-    {"closed-loop", "hard top-k training with a straight-through gate, from scratch and from the "
-                    "dense model, against soft training deployed hard and the distillation contrast",
+    // gate_grad=ste carries the gradient to the gate straight through; ste_dense is the bounded
+    // variant (normalised over every visible key), the candidate cure of the reference STE's
+    // blow-up (a dropped key that outscores the kept ones gets exp(S - log Z_kept) >> 1).
+    {"closed-loop", "hard top-k training with a straight-through gate (the reference's and a "
+                    "bounded one), from scratch and from the dense model, against soft training "
+                    "deployed hard and the distillation contrast",
      {DENSE,
       {"soft_learned", RUN_TRAIN, NULL, "--attn=soft --gate=learned", 48.73, NAN},
       {"soft_deploy_hard", RUN_EVAL, "soft_learned", "--attn=hard", NAN, NAN},
       {"distill_soft", RUN_DISTILL, "soft_learned", "--loss=bce --k={k}", 601.6, 0.804},
       {"closed_loop", RUN_TRAIN, NULL, "--attn=hard --gate_grad=ste", NAN, NAN},
       {"closed_loop_from_dense", RUN_TRAIN, "dense", "--attn=hard --gate_grad=ste", NAN, NAN},
+      {"closed_loop_bounded", RUN_TRAIN, NULL, "--attn=hard --gate_grad=ste_dense", NAN, NAN},
+      {"closed_loop_bounded_from_dense", RUN_TRAIN, "dense", "--attn=hard --gate_grad=ste_dense", NAN, NAN},
       {"hard_random", RUN_TRAIN, NULL, "--attn=hard --gate=random", 71.24, NAN}}, "open"},
     // NSA's test the paper asks for: "replace the learned selection with random selection while
     // keeping windows". Blocks of k/2 keys, 2 kept (k keys), plus a window of k/2 recent keys.
@@ -238,6 +243,18 @@ const Recipe RECIPES[] = {
       {"posthoc_block", RUN_EVAL, "kl_k", "--attn=block " BLOCKS, NAN, NAN},
       {"dense_block_random", RUN_EVAL, "dense", "--attn=block " BLOCKS, NAN, NAN},
       {"dense_block_oracle", RUN_EVAL, "dense", "--attn=block_oracle " BLOCKS, NAN, NAN}}, "open"},
+    // MoSA's structural question: do expert-choice heads, each picking the tokens it attends
+    // among, escape absorption? k/T = {2k}/T tokens per head (1/4 at medium); the causal variant
+    // picks over the prefix only, and the non-causal model is also deployed causally, which
+    // measures what its selection gains from seeing later tokens.
+    {"mosa-random", "expert-choice heads (MoSA): learned vs frozen random token routers, over "
+                    "the whole sequence and causal (over the prefix), against dense",
+     {DENSE,
+      {"ec_learned", RUN_TRAIN, NULL, "--attn=expert_choice --gate=learned --k={2k}", NAN, NAN},
+      {"ec_random", RUN_TRAIN, NULL, "--attn=expert_choice --gate=random --k={2k}", NAN, NAN},
+      {"ec_learned_deploy_causal", RUN_EVAL, "ec_learned", "--attn=expert_choice_causal --k={2k}", NAN, NAN},
+      {"ec_causal_learned", RUN_TRAIN, NULL, "--attn=expert_choice_causal --gate=learned --k={2k}", NAN, NAN},
+      {"ec_causal_random", RUN_TRAIN, NULL, "--attn=expert_choice_causal --gate=random --k={2k}", NAN, NAN}}, "open"},
     // Nothing to Route On: how many bits a gate carries about which keys matter, the keys labelled
     // by a dense model trained apart (its own weights and data order: --seed={seed}). The dense
     // arm's gate is never trained: it is the frozen random gate (gate_seed) on the dense model.

@@ -149,7 +149,9 @@ static void report_arms(FILE *f, const Recipe *r, const Scale *scale, RecipeResu
                 if (res[i][s]) fprintf(f, "%s%s", n++ ? " / " : "", NUM("%.3f", result_num(res[i][s], RK_EXACT_MATCH)));
             fprintf(f, " | ");
         }
-        if (has_gate) fprintf(f, "%s | ", NUM("%.3f", st[i].f1));
+        // expert-choice heads route tokens: their key gate's F1 would describe a gate never used
+        int tokens = strstr(a->keys, "attn=expert_choice") != NULL;
+        if (has_gate) fprintf(f, "%s | ", tokens ? "–" : NUM("%.3f", st[i].f1));
         fprintf(f, "%s | %s |\n", NUM("%.2f", a->paper), NUM("%.3f", a->paper_f1));
     }
 }
@@ -421,6 +423,13 @@ static void report_open_questions(FILE *f, const Recipe *r, const ArmStats *st) 
                    "− frozen random gate: %s (the absorption question under hard routes).\n",
                 NUM("%.3f", st[cl].ppl), NUM("%.3f", st[cd].ppl), NUM("%.3f", st[sh].ppl),
                 NUM("%.3f", st[ds].ppl), NUM("%.3f", st[d].ppl), NUM("%+.3f", st[cl].ppl - st[hr].ppl));
+    int cb = arm_index(r, "closed_loop_bounded"), cbd = arm_index(r, "closed_loop_bounded_from_dense");
+    if (cb >= 0 && cbd >= 0 && cl >= 0 && hr >= 0)
+        fprintf(f, "\nWith the bounded straight-through gate (gate_grad=ste_dense: dL/dM normalised "
+                   "over every visible key, at most |dW|): closed loop %s (from the dense model %s), "
+                   "against %s (%s) with the reference's STE; learned − frozen random gate: %s.\n",
+                NUM("%.3f", st[cb].ppl), NUM("%.3f", st[cbd].ppl), NUM("%.3f", st[cl].ppl),
+                NUM("%.3f", st[cd].ppl), NUM("%+.3f", st[cb].ppl - st[hr].ppl));
     int kk = arm_index(r, "kl_k"), dk = arm_index(r, "decoupled_deploy_k");
     int rh = arm_index(r, "random_hard_k"), ok = arm_index(r, "oracle_k");
     if (kk >= 0 && dk >= 0 && rh >= 0 && ok >= 0)
@@ -448,6 +457,19 @@ static void report_open_questions(FILE *f, const Recipe *r, const ArmStats *st) 
                    "(the post-hoc contrast: a gate on a frozen model should be near the oracle).\n",
                 NUM("%.3f", st[pb].ppl), NUM("%.3f", st[db].ppl), NUM("%.3f", st[dbo].ppl),
                 NUM("%.1f%%", 100 * (st[db].ppl - st[pb].ppl) / (st[db].ppl - st[dbo].ppl)));
+    int el = arm_index(r, "ec_learned"), er = arm_index(r, "ec_random");
+    int ed = arm_index(r, "ec_learned_deploy_causal");
+    int cl2 = arm_index(r, "ec_causal_learned"), cr2 = arm_index(r, "ec_causal_random");
+    if (el >= 0 && er >= 0 && ed >= 0 && cl2 >= 0 && cr2 >= 0 && d >= 0)
+        fprintf(f, "\nExpert-choice heads, learned vs frozen random router: over the whole sequence "
+                   "%s vs %s (**%s** ppl), causal (over the prefix) %s vs %s (**%s** ppl), dense %s. "
+                   "The whole-sequence model deployed with causal selection: %s (%s over its own "
+                   "non-causal selection: what picking tokens with later tokens in view was worth). "
+                   "MoSA's hope: a learned router well below the random one (the structure escapes "
+                   "absorption); absorption predicts a gap near 0.\n",
+                NUM("%.3f", st[el].ppl), NUM("%.3f", st[er].ppl), NUM("%+.3f", st[el].ppl - st[er].ppl),
+                NUM("%.3f", st[cl2].ppl), NUM("%.3f", st[cr2].ppl), NUM("%+.3f", st[cl2].ppl - st[cr2].ppl),
+                NUM("%.3f", st[d].ppl), NUM("%.3f", st[ed].ppl), NUM("%+.3f", st[ed].ppl - st[el].ppl));
 }
 
 // Gate information: per arm, the bits each layer's gate decisions carry about which keys matter

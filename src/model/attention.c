@@ -30,6 +30,10 @@ static const RouteRule ROUTES[ATTN_NUM_MODES] = {
                     "softmax(S | top-k_blocks blocks by max of G, plus a window)"},
     [ATTN_BLOCK_ORACLE] = {"block_oracle", KEEP_BLOCKS_SCORES, GATE_UNUSED,
                            "softmax(S | top-k_blocks blocks by max of S, plus a window)"},
+    [ATTN_EXPERT_CHOICE] = {"expert_choice", KEEP_TOKENS, GATE_ON_PROBS,
+                            "softmax(S | i, j in the top-k tokens of r) * sigmoid(r_i/tau)"},
+    [ATTN_EXPERT_CHOICE_CAUSAL] = {"expert_choice_causal", KEEP_TOKENS_PREFIX, GATE_ON_PROBS,
+                                   "softmax(S | i, j in the top-k of r over 0..i) * sigmoid(r_i/tau)"},
 };
 
 const RouteRule *route_rule(AttnMode m) {
@@ -53,13 +57,15 @@ void attention_plan_resolve(AttnPlan *p, const Config *c) {
     else fatal("key 'topk_scope' must be causal or all, got '%s'", c->topk_scope);
     if (!strcmp(c->gate_grad, "none")) p->gate_grad = GATE_GRAD_NONE;
     else if (!strcmp(c->gate_grad, "ste")) p->gate_grad = GATE_GRAD_STE;
-    else fatal("key 'gate_grad' must be none or ste, got '%s'", c->gate_grad);
+    else if (!strcmp(c->gate_grad, "ste_dense")) p->gate_grad = GATE_GRAD_STE_DENSE;
+    else fatal("key 'gate_grad' must be none, ste or ste_dense, got '%s'", c->gate_grad);
     char vals[MAX_LAYERS][LAYER_VALUE_LEN];
     config_per_layer(c, "attn", c->attn, vals);
     for (int l = 0; l < c->n_layer; l++)
         if (!attn_mode_parse(vals[l], &p->mode[l]))
             fatal("key 'attn': unknown mode '%s' (dense, oracle, soft, soft_prob, hard, "
-                  "stochastic, random_fixed, window, block, block_oracle)", vals[l]);
+                  "stochastic, random_fixed, window, block, block_oracle, expert_choice, "
+                  "expert_choice_causal)", vals[l]);
     config_per_layer(c, "k", c->k, vals);
     for (int l = 0; l < c->n_layer; l++) {
         char *end;
@@ -83,6 +89,10 @@ void attention_plan_resolve(AttnPlan *p, const Config *c) {
             fatal("key 'topk_scope': 'all' is not defined for the block modes (layer %d is %s: "
                   "blocks rank the keys a query sees); use topk_scope=causal", l,
                   ROUTES[p->mode[l]].name);
+        if ((keep == KEEP_TOKENS || keep == KEEP_TOKENS_PREFIX) && p->scope == TOPK_ALL)
+            fatal("key 'topk_scope': 'all' is not defined for the expert-choice modes (layer %d "
+                  "is %s: the head ranks tokens, expert_choice over the whole sequence already); "
+                  "use topk_scope=causal", l, ROUTES[p->mode[l]].name);
     }
 }
 
@@ -104,9 +114,13 @@ void attention_plan_write(const AttnPlan *p, Config *c) {
 
 int route_needs_gate(AttnMode m) { return ROUTES[m].gate != GATE_UNUSED; }
 
+int route_routes_tokens(AttnMode m) {
+    return ROUTES[m].keep == KEEP_TOKENS || ROUTES[m].keep == KEEP_TOKENS_PREFIX;
+}
+
 int route_gate_in_graph(AttnMode m, GateGrad gg) {
     GateUse g = ROUTES[m].gate;
-    return g == GATE_ON_LOGITS || g == GATE_ON_PROBS || (g == GATE_RANKS_ONLY && gg == GATE_GRAD_STE);
+    return g == GATE_ON_LOGITS || g == GATE_ON_PROBS || (g == GATE_RANKS_ONLY && gg != GATE_GRAD_NONE);
 }
 
 // ----------------------------------------------------------------------------- top-k
@@ -171,8 +185,9 @@ void topk_row(unsigned char *keep, const float *row, int i, int T, int k, TopkSc
 
 // ----------------------------------------------------------------------------- scores
 size_t attention_scratch_floats(int T) {
-    // S, G, dW, dropped W (T x T each), top-k pairs (2T), keep row (T bytes), noise row (T)
-    return 4 * (size_t)T * T + 2 * (size_t)T + (size_t)T + (size_t)T + 64;
+    // S, G, dW, dropped W (T x T each), top-k pairs (2T), noise row (T), router logits (T),
+    // keep row (T bytes)
+    return 4 * (size_t)T * T + 2 * (size_t)T + (size_t)T + (size_t)T + (size_t)T + 64;
 }
 
 // Grouped K/V heads: query head h reads K/V head h / (NH / NKV). Columns of a qkv row.
@@ -202,6 +217,11 @@ void attention_gate_scores(float *G, const float *gq, const float *gk, int b, in
                 q, W, k, W, 0.0f, G, T);
 }
 
+void attention_router_logits(float *r, const float *gk, int b, int h, const AttnArgs *a) {
+    size_t W = (size_t)a->NH * a->dg;
+    const float *col = gk + (size_t)b * a->T * W + (size_t)h * a->dg;
+    for (int t = 0; t < a->T; t++) r[t] = col[(size_t)t * W];
+}
 
 // sigmoid(x), branch-free so that loops over it vectorise (exp of -|x| never overflows).
 static inline float sigmoid_vec(float x) {
@@ -211,7 +231,7 @@ static inline float sigmoid_vec(float x) {
 
 // Keys query i keeps (keep[0..T), zero beyond i), by the mode's keep rule.
 void attention_keep_row(unsigned char *keep, int i, int b, int h, const float *S, const float *G,
-                        float *noise, float *pairs, const AttnArgs *a) {
+                        const float *router, float *noise, float *pairs, const AttnArgs *a) {
     int T = a->T;
     const RouteRule *r = route_rule(a->mode);
     if (a->given_keep) {
@@ -260,12 +280,21 @@ void attention_keep_row(unsigned char *keep, int i, int b, int h, const float *S
         memset(keep + i + 1, 0, (size_t)(T - i - 1));
         break;
     }
+    case KEEP_TOKENS:         // the head's k tokens of the whole row (NaN ranks first)
+    case KEEP_TOKENS_PREFIX: {  // the head's k tokens among 0..i: nothing after i is read
+        int n = r->keep == KEEP_TOKENS ? T : i + 1;
+        topk_select(keep, router, n, a->k, pairs);
+        int active = keep[i];  // a query the head did not pick gets no output from it
+        memset(keep + i + 1, 0, (size_t)(T - i - 1));
+        if (!active) memset(keep, 0, (size_t)i + 1);
+        break;
+    }
     }
 }
 
 // ----------------------------------------------------------------------------- forward
 typedef struct {
-    float *S, *G, *dW, *Wd, *pairs, *noise;
+    float *S, *G, *dW, *Wd, *pairs, *noise, *router;
     unsigned char *keep;
 } Scratch;
 
@@ -273,8 +302,9 @@ static Scratch scratch_of(const AttnArgs *a, int thread) {
     size_t TT = (size_t)a->T * a->T;
     float *base = a->scratch + (size_t)thread * attention_scratch_floats(a->T);
     Scratch s = {base, base + TT, base + 2 * TT, base + 3 * TT, base + 4 * TT,
-                 base + 4 * TT + 2 * a->T, NULL};
-    s.keep = (unsigned char *)(s.noise + a->T);
+                 base + 4 * TT + 2 * a->T, NULL, NULL};
+    s.router = s.noise + a->T;
+    s.keep = (unsigned char *)(s.router + a->T);
     return s;
 }
 
@@ -283,7 +313,7 @@ static void weights_row(float *W, float *saveS, float *saves, float *lse, const 
                         const float *G, const unsigned char *keep, int i, const AttnArgs *a) {
     int T = a->T;
     GateUse use = route_rule(a->mode)->gate;
-    int ste = use == GATE_RANKS_ONLY && a->gate_grad == GATE_GRAD_STE;
+    int ste = use == GATE_RANKS_ONLY && a->gate_grad != GATE_GRAD_NONE;
     float mx = -INFINITY, inv_tau = 1.0f / a->tau;
     if (use == GATE_ON_LOGITS)
         for (int j = 0; j <= i; j++) saves[j] = sigmoid_vec(G[j] * inv_tau);
@@ -339,6 +369,13 @@ static void weights_row(float *W, float *saveS, float *saves, float *lse, const 
         memcpy(saveS, S, (size_t)T * sizeof(float));
         for (int j = 0; j <= i; j++) saves[j] = sigmoid_vec(G[j] * inv_tau);
         *lse = sum > 0.0f ? mx + logf(sum) : isnan(sum) ? sum : -INFINITY;
+        if (a->gate_grad == GATE_GRAD_STE_DENSE && sum > 0.0f) {  // Z over every visible key
+            float m = -INFINITY;
+            double z = 0.0;
+            for (int j = 0; j <= i; j++) m = S[j] > m ? S[j] : m;
+            for (int j = 0; j <= i; j++) z += exp((double)S[j] - m);
+            *lse = m + (float)log(z);
+        }
     }
 }
 
@@ -357,18 +394,24 @@ void attention_forward(float *out, float *att, float *aux_S, float *aux_s, float
                        const float *qkv, const float *gq, const float *gk, const AttnArgs *a) {
     int B = a->B, T = a->T, C = a->C, NH = a->NH, hd = a->hd, QW = attention_qkv_width(a);
     size_t TT = (size_t)T * T;
-    int needs_gate = route_needs_gate(a->mode);
+    int needs_gate = route_needs_gate(a->mode), tokens = route_routes_tokens(a->mode);
     ASSERT(!needs_gate || (gq && gk));
 #pragma omp parallel for schedule(static) num_threads(a->nthreads)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
         Scratch s = scratch_of(a, omp_get_thread_num());
         attention_scores(s.S, qkv, b, h, a);
-        if (needs_gate) attention_gate_scores(s.G, gq, gk, b, h, a);
+        if (tokens) {  // G_ij = r_i: the gate-on-probabilities path scales row i by sigmoid(r_i)
+            attention_router_logits(s.router, gk, b, h, a);
+            for (int i = 0; i < T; i++)
+                for (int j = 0; j < T; j++) s.G[(size_t)i * T + j] = s.router[i];
+        } else if (needs_gate) {
+            attention_gate_scores(s.G, gq, gk, b, h, a);
+        }
         float *W = att + (size_t)bh * TT;
         for (int i = 0; i < T; i++) {
             size_t row = (size_t)bh * TT + (size_t)i * T;
-            attention_keep_row(s.keep, i, b, h, s.S, s.G, s.noise, s.pairs, a);
+            attention_keep_row(s.keep, i, b, h, s.S, s.G, s.router, s.noise, s.pairs, a);
             weights_row(W + (size_t)i * T, aux_S ? aux_S + row : NULL, aux_s ? aux_s + row : NULL,
                         lse ? lse + (size_t)bh * T + i : NULL, s.S + (size_t)i * T,
                         needs_gate ? s.G + (size_t)i * T : NULL, s.keep, i, a);
@@ -387,7 +430,7 @@ static void backward_row(float *dS, float *dG, const float *W, const float *save
                          const float *saveds, float lse, int i, const AttnArgs *a) {
     int T = a->T;
     GateUse use = route_rule(a->mode)->gate;
-    int ste = use == GATE_RANKS_ONLY && a->gate_grad == GATE_GRAD_STE;
+    int ste = use == GATE_RANKS_ONLY && a->gate_grad != GATE_GRAD_NONE;
     if (use == GATE_ON_PROBS) {
         // W = P * s: dP = dW s, ds = dW P; then softmax backward with P.
         const float *P = savedS;
@@ -469,7 +512,17 @@ void attention_backward(float *dqkv, float *dgq, float *dgk, const float *dout,
                         0.0f, dq, QW);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, s.dW, T, q, QW,
                         beta, dk, QW);
-            if (gate_grad) {  // G = gq gk^T * gscale (one gate per query head)
+            if (gate_grad && route_routes_tokens(a->mode)) {
+                // G_ij = r_i: dr_i is row i's sum; r is gk's first column, gq is not read
+                float *dgqh = dgq + (size_t)b * T * GW + h * dg, *dgkh = dgk + (size_t)b * T * GW + h * dg;
+                for (int i = 0; i < T; i++) {
+                    float sum = 0.0f;
+                    for (int j = 0; j <= i; j++) sum += s.G[(size_t)i * T + j];
+                    memset(dgqh + (size_t)i * GW, 0, (size_t)dg * sizeof(float));
+                    memset(dgkh + (size_t)i * GW, 0, (size_t)dg * sizeof(float));
+                    dgkh[(size_t)i * GW] = sum;
+                }
+            } else if (gate_grad) {  // G = gq gk^T * gscale (one gate per query head)
                 const float *gqh = gq + (size_t)b * T * GW + h * dg, *gkh = gk + (size_t)b * T * GW + h * dg;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dg, T, gscale, s.G, T, gkh,
                             GW, 0.0f, dgq + (size_t)b * T * GW + h * dg, GW);

@@ -11,10 +11,22 @@
 //   window       W = softmax(S | k most recent keys)
 //   block        W = softmax(S | top-k_blocks blocks of G, plus the block_window most recent keys)
 //   block_oracle W = softmax(S | top-k_blocks blocks of S, plus the block_window most recent keys)
+//   expert_choice        W = softmax(S | i, j both among the top-k tokens of r) * sigmoid(r_i / tau)
+//   expert_choice_causal W = softmax(S | i, j both among the top-k of r over 0..i) * sigmoid(r_i / tau)
 // Block modes (NSA's selection branch, MoBA): keys in blocks of block_size positions; a block's
 // score for query i is the max of the scores over its visible keys (max, not the mean of the
 // pooled keys: one strongly relevant key makes its block relevant, and the score needs no
 // extra parameters, so a learned, a frozen random and the oracle selection rank by the same rule).
+// Expert-choice heads (MoSA): each head routes tokens, not pairs. Its router logit of token t is
+// r_t = gk_t[h d_g], the first column of the head's gate keys (a linear router x W_r; the other
+// gate columns and gq are unused in these modes, so a learned and a frozen random router are
+// the gate's own kinds). The head picks the k tokens with the largest r; they attend among
+// themselves by original position and the head's output at a chosen token is scaled by its
+// router score (the router's gradient path); the others get no output from the head.
+// expert_choice picks over the whole sequence, so whether token i is chosen depends on later
+// tokens (not causal: training sees the future through the selection). expert_choice_causal
+// picks, for query i, the top k of r over the prefix 0..i: query i is active iff it is among
+// them, and keeps exactly those keys; nothing depends on tokens after i.
 //   y = dropout(W) v, heads concatenated.
 #ifndef ROUTELAB_ATTENTION_H
 #define ROUTELAB_ATTENTION_H
@@ -26,10 +38,16 @@
 // Attention routing modes; their behaviour is the table ROUTES in attention.c.
 typedef enum {
     ATTN_DENSE, ATTN_ORACLE, ATTN_SOFT, ATTN_SOFT_PROB, ATTN_HARD, ATTN_STOCHASTIC,
-    ATTN_RANDOM_FIXED, ATTN_WINDOW, ATTN_BLOCK, ATTN_BLOCK_ORACLE, ATTN_NUM_MODES
+    ATTN_RANDOM_FIXED, ATTN_WINDOW, ATTN_BLOCK, ATTN_BLOCK_ORACLE, ATTN_EXPERT_CHOICE,
+    ATTN_EXPERT_CHOICE_CAUSAL, ATTN_NUM_MODES
 } AttnMode;
 typedef enum { TOPK_CAUSAL = 0, TOPK_ALL = 1 } TopkScope;
-typedef enum { GATE_GRAD_NONE = 0, GATE_GRAD_STE = 1 } GateGrad;
+// Gate gradient of the ranking modes (hard, block). ste: the reference's straight-through
+// estimator, dL/dM_ij = exp(S_ij - log Z_i) (dW_ij - sum_j' W_ij' dW_ij') with Z_i the kept keys'
+// normaliser (unbounded for a dropped key that outscores the kept ones). ste_dense: the same with
+// Z_i over every visible key, so exp(S_ij - log Z_i) is the dense weight P_ij <= 1 (bounded: the
+// soft relaxation's gradient taken at the dense point). Rows with no kept key get 0 in both.
+typedef enum { GATE_GRAD_NONE = 0, GATE_GRAD_STE = 1, GATE_GRAD_STE_DENSE = 2 } GateGrad;
 
 const char *attn_mode_name(AttnMode m);
 int attn_mode_parse(const char *s, AttnMode *out);  // 1 if known
@@ -61,14 +79,17 @@ typedef enum {
     KEEP_WINDOW,        // the k most recent keys
     KEEP_BLOCKS_GATE,   // top k_blocks blocks by the max of G over the block, plus a window
     KEEP_BLOCKS_SCORES, // the same by S (block_oracle)
+    KEEP_TOKENS,        // (i, j) iff both among the top-k tokens of the router r (expert_choice)
+    KEEP_TOKENS_PREFIX, // (i, j) iff both among the top-k of r over 0..i (expert_choice_causal)
 } KeepRule;
 
 // How the gate's sigmoid enters the attention weights.
 typedef enum {
     GATE_UNUSED,        // no gate
     GATE_ON_LOGITS,     // W = softmax(S * s)        (the paper's code)
-    GATE_ON_PROBS,      // W = softmax(S) * s        (the paper's text), not renormalised
-    GATE_RANKS_ONLY,    // G ranks keys: no gradient (or straight-through with gate_grad=ste)
+    GATE_ON_PROBS,      // W = softmax(S) * s        (the paper's text), not renormalised;
+                        //   the token modes' s is sigmoid(r_i / tau), the query's router score
+    GATE_RANKS_ONLY,    // G ranks keys: no gradient (straight-through: gate_grad=ste, ste_dense)
 } GateUse;
 
 typedef struct {
@@ -83,6 +104,9 @@ const RouteRule *route_rule(AttnMode m);
 int route_gate_in_graph(AttnMode m, GateGrad gg);
 // The gate scores G must be computed in the forward pass.
 int route_needs_gate(AttnMode m);
+// The mode routes tokens by the router logit r (gk's first column per head), not pairs by G:
+// gq is not read, and gate_q gets no gradient.
+int route_routes_tokens(AttnMode m);
 
 // Keep masks given by the caller instead of drawn by the mode: the one seam through which
 // refcheck replays the reference's stochastic and random_fixed masks (PyTorch draws them with
@@ -145,9 +169,12 @@ int topk_select(unsigned char *keep, const float *x, int n, int k, float *pairs)
 void topk_row(unsigned char *keep, const float *row, int i, int T, int k, TopkScope scope,
               float *pairs);
 
+// r (T) router logits of (b,h): r_t = gk[(b T + t) NH dg + h dg] (the token modes).
+void attention_router_logits(float *r, const float *gk, int b, int h, const AttnArgs *a);
 // Keys query i of (b,h) keeps under the mode's keep rule: keep (T), zero beyond i. S, G: the
-// (b,h) score and gate matrices (T,T); noise (T), pairs (2T) scratch.
+// (b,h) score and gate matrices (T,T); router (T) its router logits (token modes, else unread);
+// noise (T), pairs (2T) scratch.
 void attention_keep_row(unsigned char *keep, int i, int b, int h, const float *S, const float *G,
-                        float *noise, float *pairs, const AttnArgs *a);
+                        const float *router, float *noise, float *pairs, const AttnArgs *a);
 
 #endif

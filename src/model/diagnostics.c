@@ -36,7 +36,7 @@ void diagnostics_compute_given(LayerDiag *diag, const Model *m, const KeepMasks 
     size_t N = (size_t)B * T;
     float *gq = xcalloc(N * GW, sizeof(float)), *gk = xcalloc(N * GW, sizeof(float));
     int nt = m->nthreads;
-    size_t per = 2 * (size_t)T * T + 6 * (size_t)T + 64;
+    size_t per = 2 * (size_t)T * T + 7 * (size_t)T + 64;
     float *scratch = xcalloc((size_t)nt * per, sizeof(float));
     Counts *cnt = xcalloc((size_t)nt, sizeof(Counts));
     for (int l = 0; l < c->n_layer; l++) {
@@ -52,10 +52,11 @@ void diagnostics_compute_given(LayerDiag *diag, const Model *m, const KeepMasks 
             int b = bh / NH, h = bh % NH, t = omp_get_thread_num();
             Counts *C = &cnt[t];
             float *S = scratch + (size_t)t * per, *G = S + (size_t)T * T, *P = G + (size_t)T * T;
-            float *pairs = P + T, *noise = pairs + 2 * T;
-            unsigned char *ko = (unsigned char *)(noise + T), *kg = ko + T, *km = kg + T;
+            float *pairs = P + T, *noise = pairs + 2 * T, *router = noise + T;
+            unsigned char *ko = (unsigned char *)(router + T), *kg = ko + T, *km = kg + T;
             attention_scores(S, L->qkv, b, h, &a);
             attention_gate_scores(G, gq, gk, b, h, &a);
+            if (route_routes_tokens(a.mode)) attention_router_logits(router, gk, b, h, &a);
             for (int i = 0; i < T; i++) {
                 const float *s = S + (size_t)i * T;
                 float mx = -INFINITY;
@@ -85,7 +86,7 @@ void diagnostics_compute_given(LayerDiag *diag, const Model *m, const KeepMasks 
                 }
                 long kept = i + 1;
                 if (!keeps_all) {
-                    attention_keep_row(km, i, b, h, S, G, noise, pairs, &a);
+                    attention_keep_row(km, i, b, h, S, G, router, noise, pairs, &a);
                     kept = 0;
                     for (int j = 0; j <= i; j++) kept += km[j];
                 }

@@ -88,8 +88,11 @@ void freeze_resolve(unsigned char *trainable, unsigned char *gets_grad, const Pa
     for (int i = 0; i < t->count; i++) {
         const ParamInfo *p = &t->info[i];
         int on_path = 1;
-        if (p->role == ROLE_GATE && objective == OBJECTIVE_LM)
-            on_path = route_gate_in_graph(plan->attn.mode[p->layer], plan->attn.gate_grad);
+        if (p->role == ROLE_GATE && objective == OBJECTIVE_LM) {
+            AttnMode md = plan->attn.mode[p->layer];
+            on_path = route_gate_in_graph(md, plan->attn.gate_grad) &&
+                      !(route_routes_tokens(md) && strstr(p->name, ".gate_q."));  // router: gk only
+        }
         gets_grad[i] = trainable[i] && on_path;
     }
 }

@@ -165,7 +165,7 @@ static void ensure_acts(Model *m, int B, int T) {
         AttnMode mode = m->plan.attn.mode[l];
         GateGrad gg = m->plan.attn.gate_grad;
         m->act_modes[l] = mode;
-        int ste = route_rule(mode)->gate == GATE_RANKS_ONLY && gg == GATE_GRAD_STE;
+        int ste = route_rule(mode)->gate == GATE_RANKS_ONLY && gg != GATE_GRAD_NONE;
         int needs_gate = route_needs_gate(mode);
         int gate_grad = route_gate_in_graph(mode, gg);  // backward needs S and s
         any_gate |= gate_grad;
@@ -542,8 +542,9 @@ void model_backward(Model *m, float grad_scale) {
         PROFILED(OP_ATTENTION, attention_backward(m->dqkv, gate_path ? m->dgq : NULL, gate_path ? m->dgk : NULL, m->datty,
                            L->qkv, L->gq, L->gk, L->att, L->aux_S, L->aux_s, L->lse, &a));
         qkv_backward(m, L, w, N);
-        if (gate_path) {  // the gate reads LN1's output too, frozen or not
-            PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->gate_q), NULL, m->dgq, L->ln1, w->gate_q, N, C, GW, 1, prec));
+        if (gate_path) {  // the gate reads LN1's output too, frozen or not (a router: gk only)
+            if (!route_routes_tokens(m->plan.attn.mode[l]))
+                PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->gate_q), NULL, m->dgq, L->ln1, w->gate_q, N, C, GW, 1, prec));
             PROFILED(OP_MATMUL, matmul_backward(m->dln, grad_of(m, w->gate_k), NULL, m->dgk, L->ln1, w->gate_k, N, C, GW, 1, prec));
         }
         PROFILED(OP_LAYERNORM, norm_backward(m->plan.family, m->dres, grad_of(m, w->ln1_w), grad_of(m, w->ln1_b), m->dln, x_in,
@@ -589,8 +590,11 @@ void model_print_summary(const Model *m, FILE *f) {
         KeepRule keep = route_rule(md)->keep;
         if (keep == KEEP_BLOCKS_GATE || keep == KEEP_BLOCKS_SCORES)
             fprintf(f, "(%d blocks of %d, window %d)", ap->k_blocks, ap->block_size, ap->block_window);
+        else if (route_routes_tokens(md)) fprintf(f, "(k=%d tokens per head)", ap->k[l]);
         else if (keep != KEEP_ALL_VISIBLE) fprintf(f, "(k=%d)", ap->k[l]);
-        if (route_needs_gate(md)) fprintf(f, "[%s gate]", ap->gate_frozen[l] ? "random" : "learned");
+        if (route_needs_gate(md))
+            fprintf(f, "[%s %s]", ap->gate_frozen[l] ? "random" : "learned",
+                    route_routes_tokens(md) ? "router" : "gate");
     }
     fprintf(f, "\nffn:");
     for (int l = 0; l < m->cfg.n_layer; l++) {

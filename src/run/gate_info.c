@@ -210,6 +210,11 @@ int cmd_gateinfo(int argc, char **argv) {
     Model m, ref;
     eval_open_model(&m, &c, path, sizeof path, ckpt, &os, argc, argv);
     eval_open_model(&ref, &rc, ref_path, sizeof ref_path, ref_ckpt, NULL, 0, NULL);
+    for (int l = 0; l < c.n_layer; l++)
+        if (route_routes_tokens(m.plan.attn.mode[l]))
+            fatal("gateinfo: --ckpt=%s layer %d is %s: its heads pick tokens, not keys per query, "
+                  "so there is no top-k key decision to score (give a checkpoint with key gates)",
+                  path, l, attn_mode_name(m.plan.attn.mode[l]));
     for (int l = 0; l < rc.n_layer; l++)
         if (ref.plan.attn.mode[l] != ATTN_DENSE)
             fatal("gateinfo: --ref=%s routes layer %d (attn=%s); the labels need a gate-free "
