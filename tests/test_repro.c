@@ -228,6 +228,25 @@ static void test_report_missing(void) {
     CHECK(!strstr(t, "nan") && strstr(t, "| 0 | – | 1.0000 | – |") && strstr(t, "| 1 | 0.5000 | – | – |") &&
           strstr(t, "Bloom-filter index: –."), "probe with nulls: %s", t);
     free(t);
+    // a mean over fewer seeds than asked for says how many: dense of exp1, seed 1 failed
+    static RecipeResults two;
+    const Recipe *e1 = recipe("exp1");
+    ArmStats st2[MAX_ARMS] = {{0}};
+    two[0][0] = cJSON_Parse("{\"val_ppl\": 40, \"val_accuracy\": 0.25}");
+    for (int i = 0; e1->arms[i].name; i++) st2[i] = arm_stats(&e1->arms[i], two[i], 2);
+    CHECK(st2[0].seeds_with_ppl == 1 && st2[0].seeds == 2 && st2[1].seeds_with_ppl == 0,
+          "seed counts: %d of %d, soft_learned %d", st2[0].seeds_with_ppl, st2[0].seeds,
+          st2[1].seeds_with_ppl);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mf = open_memstream(&text, &len);
+    report_recipe(mf, e1, scale_find("tiny"), two, st2);
+    fclose(mf);
+    CHECK(strstr(text, "| dense | train | 40.000 ± 0.000 (1 of 2 seeds) | 0.2500 ± 0.0000 |") &&
+              strstr(text, "| soft_learned | train | – | "), "partial seeds in the arms table: %s", text);
+    free(text);
+    cJSON_Delete(two[0][0]);
+    two[0][0] = NULL;
     // results.json rows: a non-finite number is written as null, a failed run's result too.
     const Recipe *r = recipe("exp1");
     cJSON *res = cJSON_CreateObject();

@@ -37,7 +37,7 @@ static void mean_std(const double *x, int n, double *mean, double *std) {
 }
 
 ArmStats arm_stats(const Arm *a, cJSON *const *res, int seeds) {
-    double p[MAX_SEEDS], acc[MAX_SEEDS], f1[MAX_SEEDS], ex[MAX_SEEDS];
+    double p[MAX_SEEDS] = {0}, acc[MAX_SEEDS] = {0}, f1[MAX_SEEDS] = {0}, ex[MAX_SEEDS] = {0};
     ArmStats st = {0};
     for (int s = 0; s < seeds; s++) {
         p[s] = result_num(res[s], a->kind == RUN_DISTILL ? RK_HARD_VAL_PPL : RK_VAL_PPL);
@@ -48,6 +48,8 @@ ArmStats arm_stats(const Arm *a, cJSON *const *res, int seeds) {
     }
     mean_std(ex, seeds, &st.exact, &st.exact_sd);
     mean_std(p, seeds, &st.ppl, &st.ppl_sd);
+    for (int s = 0; s < seeds; s++) st.seeds_with_ppl += isfinite(p[s]) != 0;
+    st.seeds = seeds;
     mean_std(acc, seeds, &st.acc, &st.acc_sd);
     mean_std(f1, seeds, &st.f1, &st.f1_sd);
     return st;
@@ -138,9 +140,13 @@ static void report_arms(FILE *f, const Recipe *r, const Scale *scale, RecipeResu
         const Arm *a = &r->arms[i];
         if (!arm_active(a, scale) || a->kind == RUN_PROBE || a->kind == RUN_EXPORT || a->kind == RUN_GATEINFO)
             continue;
-        fprintf(f, "| %s | %s%s%s | %s | %s | ", a->name, kinds[a->kind],
+        // a mean over fewer seeds than asked for says so (a failed or diverged seed)
+        char partial[48] = "";
+        if (st[i].seeds_with_ppl > 0 && st[i].seeds_with_ppl < st[i].seeds)
+            snprintf(partial, sizeof partial, " (%d of %d seeds)", st[i].seeds_with_ppl, st[i].seeds);
+        fprintf(f, "| %s | %s%s%s | %s%s | %s | ", a->name, kinds[a->kind],
                 a->kind == RUN_EVAL ? " " : "", a->kind == RUN_EVAL ? a->keys : "",
-                PM("%.3f", st[i].ppl, st[i].ppl_sd), PM("%.4f", st[i].acc, st[i].acc_sd));
+                PM("%.3f", st[i].ppl, st[i].ppl_sd), partial, PM("%.4f", st[i].acc, st[i].acc_sd));
         if (has_exact && !isfinite(st[i].exact)) {  // a text arm beside addition arms
             fprintf(f, "– | – | ");
         } else if (has_exact) {  // per seed too: small tasks often split into solved and stuck seeds

@@ -17,6 +17,7 @@ typedef cJSON *RecipeResults[MAX_ARMS][MAX_SEEDS];
 typedef struct {
     double ppl, ppl_sd, acc, acc_sd, f1, f1_sd, exact, exact_sd;
     int done;  // at least one seed finished
+    int seeds_with_ppl, seeds;  // seeds whose perplexity is in the mean, of the seeds asked for
 } ArmStats;
 
 // The number j[key], or NAN when j is NULL or the key is missing, null or not a number.
