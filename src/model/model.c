@@ -432,8 +432,9 @@ double model_forward_given(Model *m, const int *inputs, const int *targets, int 
         const LayerWeights *w = &m->w.layer[l];
         PROFILED(OP_LAYERNORM, norm_forward(plan->family, L->ln1, L->ln1_mean, L->ln1_rstd, x, w->ln1_w, w->ln1_b, N, C, c->ln_eps));
         qkv_forward(m, L, w, N);
-        if (L->gq) {
-            PROFILED(OP_MATMUL, matmul_forward(L->gq, L->ln1, w->gate_q, NULL, N, C, GW, prec));
+        if (L->gq) {  // a token router reads gk's first column only: gq is not computed
+            if (!route_routes_tokens(m->plan.attn.mode[l]))
+                PROFILED(OP_MATMUL, matmul_forward(L->gq, L->ln1, w->gate_q, NULL, N, C, GW, prec));
             PROFILED(OP_MATMUL, matmul_forward(L->gk, L->ln1, w->gate_k, NULL, N, C, GW, prec));
         }
         AttnArgs a = model_attn_args(m, l, given);
